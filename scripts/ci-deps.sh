@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# System tools the test suite needs beyond npm packages. Idempotent and quiet; run as root in CI
+# (`bash scripts/ci-deps.sh`) before `npm test`. Each section installs one tool if it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step="start"
+say() { step="$*"; echo "ci-deps: $*"; }
+trap 'echo "ci-deps: FAILED while: $step" >&2' ERR
+
+# promtool (Debian's `prometheus` package): `promtool check rules` / `promtool test rules` on deploy/prometheus/.
+if ! command -v promtool >/dev/null 2>&1; then
+  say "installing promtool (apt: prometheus)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # The package starts a Prometheus server where services run; tests only need the binary.
+  (systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true)
+fi
+
+# kustomize (Go module, into the gitignored .tools/): `kustomize build` of deploy/ overlays.
+if [ ! -x .tools/kustomize ]; then
+  say "building kustomize v5.7.1 into .tools/ (go install)"
+  mkdir -p .tools
+  GOBIN="$PWD/.tools" GOFLAGS=-mod=mod go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1
+fi
+
+# PostgreSQL and Redis on 127.0.0.1 (report, DLQ and rate-limit tests). Start them when installed
+# but stopped; install them from Debian's packages when missing.
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  say "starting Redis on 127.0.0.1:6379"
+  if ! command -v redis-server >/dev/null 2>&1; then
+    say "installing Redis (apt: redis-server)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  fi
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+fi
+if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  say "starting PostgreSQL on 127.0.0.1:5432"
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    say "installing PostgreSQL (apt: postgresql)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    # Trust auth on loopback, as the tests expect (a throwaway CI database).
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/; s/^(local\s+all\s+(postgres|all)\s+)\S+/\1trust/' "$hba"
+    done
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+  for _ in $(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break; sleep 1; done
+  psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'" | grep -q 1 || psql -h 127.0.0.1 -U postgres -c 'CREATE DATABASE test' >/dev/null
+fi
+
+# Chromium (Debian's package) for the Temporal UI end-to-end test (playwright-core drives
+# /usr/bin/chromium; no browser download).
+if [ ! -x /usr/bin/chromium ]; then
+  say "installing Chromium (apt: chromium)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+echo "ci-deps: ready (promtool, kustomize, Redis, PostgreSQL, Chromium)"

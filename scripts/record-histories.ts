@@ -1,0 +1,89 @@
+/**
+ * Records workflow histories for the replay test (`test/histories/*.json`): run it after a
+ * deliberate workflow change, review the diff, commit. It starts its own dev server on free
+ * ports, runs real pipelines on generated media, and saves each history as Temporal JSON.
+ *
+ *   npx tsx scripts/record-histories.ts
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { Runtime, DefaultLogger } from '@temporalio/worker';
+import { resolveFfmpeg } from '../src/activities/media/ffmpeg';
+import { generateSampleVideo } from '../src/cli/samples';
+import { SluiceClient } from '../src/client';
+import { findTemporalCli } from '../src/devserver/cli-binary';
+import { createLogger } from '../src/logger';
+import { WorkerHost } from '../src/workers/host';
+import { startBenchEnv } from '../bench/harness';
+
+const OUT = path.resolve(__dirname, '..', 'test', 'histories');
+
+async function main(): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
+  // Recorded on the plain queue names (no suffix), as production runs them.
+  const bench = await startBenchEnv('histories', { SLUICE_TASK_QUEUE_SUFFIX: '' });
+  const { media, server, config } = bench;
+  const host = await WorkerHost.start({ config, tiers: ['default'], log: createLogger('warn') });
+  const client = await SluiceClient.connect({ config });
+  try {
+    const { ffmpeg } = resolveFfmpeg();
+    await generateSampleVideo({
+      ffmpeg,
+      out: path.join(media, 'clip.mp4'),
+      seconds: 6,
+      width: 320,
+      height: 180,
+      fps: 15,
+    });
+    await generateSampleVideo({
+      ffmpeg,
+      out: path.join(media, 'many.mp4'),
+      seconds: 260,
+      width: 32,
+      height: 18,
+      fps: 2,
+      audio: false,
+    });
+    fs.writeFileSync(path.join(media, 'text.mp4'), 'not a video\n');
+    const runs: { name: string; source: string; chunkSeconds: number; renditions: string[]; thumbnails: number }[] = [
+      { name: 'video-completed', source: 'clip.mp4', chunkSeconds: 2, renditions: ['240p', '360p'], thumbnails: 2 },
+      { name: 'video-invalid-media', source: 'text.mp4', chunkSeconds: 30, renditions: ['360p'], thumbnails: 1 },
+      // 520 chunks > the 500 threshold: the fan-out goes through batched child workflows.
+      { name: 'video-batched', source: 'many.mp4', chunkSeconds: 1, renditions: ['240p', '360p'], thumbnails: 0 },
+    ];
+    const index: Record<string, string> = {};
+    for (const r of runs) {
+      const { workflowId } = await client.startVideoPipeline({ ...r, tenant: 'replay', idempotencyKey: r.name });
+      await client.getResult(workflowId).catch(() => undefined);
+      // The CLI writes the standard proto JSON that `historyFromJSON` (and the Temporal UI) read.
+      const save = async (id: string, name: string) => {
+        const cli = findTemporalCli(process.env.TEMPORAL_CLI_PATH);
+        if (!cli) throw new Error('no temporal CLI');
+        const json = execFileSync(
+          cli.path,
+          ['workflow', 'show', '--workflow-id', id, '--address', server.address, '--output', 'json'],
+          { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
+        );
+        fs.writeFileSync(path.join(OUT, `${name}.json`), JSON.stringify(JSON.parse(json)) + '\n');
+        const events = (JSON.parse(json) as { events?: unknown[] }).events?.length ?? 0;
+        index[`${name}.json`] = id;
+        console.error(`saved ${name}.json (${events} events)`);
+        await Promise.resolve();
+      };
+      await save(workflowId, r.name);
+      if (r.name === 'video-batched') await save(`${workflowId}/batch-0000`, 'sub-job-batch');
+    }
+    // Replay needs the real workflow IDs: child IDs are built from the parent's.
+    fs.writeFileSync(path.join(OUT, 'index.json'), JSON.stringify(index, null, 2) + '\n');
+  } finally {
+    await client.close();
+    await host.shutdown();
+    await bench.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,117 @@
+/**
+ * `sluice report`: start a report pipeline (and optionally wait for it), following the CLI
+ * contract: exit 0 / 1 (pipeline failed) / 2 (invalid input, nothing started), and `--json`
+ * printing exactly one JSON object on stdout.
+ */
+import { Option, type Command } from 'commander';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { SluiceClient, StartReportOptions } from '../../client';
+import { TIERS, type Tier } from '../../shared/constants';
+import { GROUP_BY_NAMES, MEASURE_NAMES, REPORT_FORMATS, type ReportFormat } from '../../shared/report';
+import { withClient, type SetExit } from '../context';
+import { ExitCode, UsageError, failureChain, info, printJson, reportError } from '../output';
+
+const list = (value: unknown): string[] | undefined =>
+  typeof value !== 'string'
+    ? undefined
+    : value
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean);
+
+function count(field: string, value: unknown): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n))
+    throw new UsageError(field, `must be a whole number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** Waits for a report, printing stage changes to stderr; returns the exit code. */
+export async function waitForReport(client: SluiceClient, workflowId: string, json: boolean): Promise<number> {
+  let last = '';
+  const poll = setInterval(() => {
+    client.getProgress(workflowId).then(
+      (p) => {
+        if (p.stage !== last && !json) info(`  ${workflowId}: ${p.stage} (${p.done}/${p.total})`);
+        last = p.stage;
+      },
+      () => undefined,
+    );
+  }, 1_000);
+  try {
+    const result = await client.getReportResult(workflowId);
+    if (json) printJson({ workflowId, status: 'COMPLETED', result });
+    else {
+      info(`completed ${workflowId}${result.partial ? ' (partial)' : ''}`);
+      info(`  ${result.rows} rows: ${result.primary}`);
+      info(`  csv ${result.csv}\n  json ${result.json}\n  html ${result.html}`);
+      info(`  used: ${result.used.join(', ') || 'none'}`);
+      if (result.missing.length) info(`  missing: ${result.missing.map((m) => `${m.month} (${m.reason})`).join(', ')}`);
+    }
+    return ExitCode.ok;
+  } catch (err) {
+    if (err instanceof WorkflowFailedError) {
+      const code = reportError(err, false);
+      if (json) printJson({ workflowId, status: 'FAILED', failure: failureChain(err.cause) });
+      return code;
+    }
+    throw err;
+  } finally {
+    clearInterval(poll);
+  }
+}
+
+/** Registers `sluice report`. */
+export function registerReportCommands(program: Command, setExit: SetExit): void {
+  program
+    .command('report')
+    .description('build a report over monthly order partitions (CSV, JSON and HTML)')
+    .option('--from <YYYY-MM>', 'first month')
+    .option('--to <YYYY-MM>', 'last month (inclusive)')
+    .option('--last-months <n>', 'instead of --from/--to: the last N complete months')
+    .option('--measures <list>', `comma-separated: ${MEASURE_NAMES.join(', ')}`, 'orders,revenue')
+    .option('--group-by <list>', `comma-separated: ${GROUP_BY_NAMES.join(', ')}`, 'month')
+    .addOption(new Option('--format <format>', 'primary artifact').choices([...REPORT_FORMATS]).default('html'))
+    .option(
+      '--policy <policy>',
+      'fail-fast | retry-failed[:N] | partial | deadline-partial[:S] | quorum:K',
+      'fail-fast',
+    )
+    .addOption(new Option('--priority <tier>', 'tier').choices([...TIERS]).default('default'))
+    .option('--tenant <tenant>', 'tenant', 'default')
+    .option('--tenant-filter <tenant>', "only this data tenant's orders")
+    .option('--shards <n>', 'sub-jobs per partition')
+    .option('--window <n>', 'sub-jobs in flight')
+    .option('--id <key>', 'idempotency key (default: derived from the options)')
+    .option('--wait', 'wait for the result')
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (opts: Record<string, unknown>) => {
+      const json = Boolean(opts.json);
+      const start: StartReportOptions = {
+        from: opts.from as string | undefined,
+        to: opts.to as string | undefined,
+        lastMonths: count('last-months', opts.lastMonths),
+        measures: list(opts.measures),
+        groupBy: list(opts.groupBy),
+        format: opts.format as ReportFormat,
+        policy: String(opts.policy),
+        tier: opts.priority as Tier,
+        tenant: opts.tenant as string,
+        tenantFilter: opts.tenantFilter as string | undefined,
+        shards: count('shards', opts.shards),
+        window: count('window', opts.window),
+        idempotencyKey: opts.id as string | undefined,
+      };
+      await withClient(async (client) => {
+        client.validateReport(start);
+        const started = await client.startReportPipeline(start);
+        if (!opts.wait) {
+          if (json) printJson({ workflowId: started.workflowId, runId: started.runId, status: 'STARTED' });
+          else info(`started ${started.workflowId}`);
+          return;
+        }
+        setExit(await waitForReport(client, started.workflowId, json));
+      });
+    });
+}

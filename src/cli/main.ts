@@ -1,0 +1,204 @@
+/**
+ * `sluice` — a thin commander layer over the client, the worker host and the dev server.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { loadConfig } from '../config';
+import { installRuntime, withClient } from './context';
+import type { StartVideoOptions } from '../client';
+import { TIERS, isTier, type Tier } from '../shared/constants';
+import { createLogger } from '../logger';
+import { ExitCode, UsageError, info, printJson, reportError } from './output';
+import { runUp, runWorker, waitAndReport } from './run';
+import { registerCapacityCommands } from './commands/capacity';
+import { registerCodecServerCommands } from './commands/codec-server';
+import { registerDataCommands } from './commands/data';
+import { registerReportCommands } from './commands/report';
+import { registerScheduleCommands } from './commands/schedule';
+import { registerApiCommands } from './commands/api';
+import { registerDemoCommands } from './commands/demo';
+import { registerDlqCommands } from './commands/dlq';
+
+function parseNumber(field: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n))
+      throw new InvalidArgumentError(`${field} must be a number, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
+function parseTiers(value: string): Tier[] {
+  const tiers = value
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  const bad = tiers.filter((t) => !isTier(t));
+  if (tiers.length === 0 || bad.length > 0) {
+    throw new InvalidArgumentError(
+      `tiers: unknown tier ${bad.join(', ') || '(none)'}; expected some of ${TIERS.join(', ')}`,
+    );
+  }
+  return [...new Set(tiers)] as Tier[];
+}
+
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command('sluice')
+    .description('Durable media and report pipelines on Temporal')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('up')
+    .description(
+      'start the embedded Temporal dev server (unless TEMPORAL_ADDRESS is set), workers for every tier, and a demo pipeline',
+    )
+    .option('--no-demo', 'do not run the demo pipeline')
+    .option('--once', 'exit 0 when the demo is done')
+    .option('--demo-seconds <n>', 'length of the generated demo video', parseNumber('demo-seconds'), 120)
+    .option('--autoscale', 'run workers as child processes per tier, scaled on backlog (SLUICE_SCALE_MIN…MAX)')
+    .action(async (opts: { demo: boolean; once?: boolean; autoscale?: boolean; demoSeconds: number }) => {
+      if (!Number.isInteger(opts.demoSeconds) || opts.demoSeconds < 1 || opts.demoSeconds > 3600) {
+        throw new UsageError('demo-seconds', 'must be a whole number from 1 to 3600');
+      }
+      const config = loadConfig();
+      installRuntime(config);
+      setExit(
+        await runUp(config, createLogger(config.logLevel), {
+          demo: opts.demo,
+          demoSeconds: opts.demoSeconds,
+          once: Boolean(opts.once),
+          autoscale: Boolean(opts.autoscale),
+        }),
+      );
+    });
+
+  program
+    .command('worker')
+    .description('run one Worker per tier in this process')
+    .requiredOption('--tiers <list>', `comma-separated tiers (${TIERS.join(',')})`, parseTiers)
+    .action(async (opts: { tiers: Tier[] }) => {
+      const config = loadConfig();
+      installRuntime(config);
+      setExit(await runWorker(config, createLogger(config.logLevel), opts.tiers));
+    });
+
+  program
+    .command('video')
+    .description('transcode a video into renditions, thumbnails and a manifest')
+    .argument('<path>', 'input file, inside SLUICE_MEDIA_ROOT')
+    .option('--renditions <list>', 'comma-separated renditions', '360p,720p')
+    .option('--chunk-seconds <n>', 'seconds of source per transcode chunk', parseNumber('chunk-seconds'), 30)
+    .option('--thumbnails <n>', 'number of thumbnails', parseNumber('thumbnails'), 3)
+    .addOption(new Option('--priority <tier>', 'tier').choices([...TIERS]).default('default'))
+    .option('--tenant <tenant>', 'tenant', 'default')
+    .option('--id <key>', 'idempotency key (default: derived from the file and options)')
+    .option('--wait', 'wait for the result')
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (source: string, opts: Record<string, unknown>) => {
+      const json = Boolean(opts.json);
+      const start: StartVideoOptions = {
+        source,
+        renditions: String(opts.renditions)
+          .split(',')
+          .map((r) => r.trim())
+          .filter(Boolean),
+        chunkSeconds: opts.chunkSeconds as number,
+        thumbnails: opts.thumbnails as number,
+        tier: opts.priority as Tier,
+        tenant: opts.tenant as string,
+        idempotencyKey: opts.id as string | undefined,
+      };
+      await withClient(async (client) => {
+        const started = await client.startVideoPipeline(start);
+        if (!opts.wait) {
+          if (json) printJson({ workflowId: started.workflowId, runId: started.runId, status: 'STARTED' });
+          else info(`started ${started.workflowId}`);
+          return;
+        }
+        setExit(await waitAndReport(client, started.workflowId, json));
+      });
+    });
+
+  program
+    .command('status')
+    .description('status, stage and progress of a pipeline')
+    .argument('<workflowId>')
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (workflowId: string, opts: { json?: boolean }) => {
+      await withClient(async (client) => {
+        const state = await client.getStatus(workflowId);
+        if (opts.json) printJson(state);
+        else {
+          const p = state.progress;
+          info(
+            `${state.workflowId}  ${state.status}  stage=${state.stage ?? '-'}${p ? `  ${p.done}/${p.total} done, ${p.failed} failed` : ''}`,
+          );
+        }
+      });
+    });
+
+  program
+    .command('result')
+    .description('wait for and print the result of a pipeline')
+    .argument('<workflowId>')
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (workflowId: string, opts: { json?: boolean }) => {
+      await withClient(async (client) => setExit(await waitAndReport(client, workflowId, Boolean(opts.json))));
+    });
+
+  program
+    .command('cancel')
+    .description('cancel a pipeline: sub-jobs stop and partial outputs are removed')
+    .argument('<workflowId>')
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (workflowId: string, opts: { json?: boolean }) => {
+      await withClient(async (client) => {
+        await client.cancel(workflowId);
+        if (opts.json) printJson({ workflowId, cancelRequested: true });
+        else info(`cancel requested for ${workflowId}`);
+      });
+    });
+
+  // Command groups from other modules register here, one line each: registerXxxCommands(program, setExit).
+  registerCapacityCommands(program, setExit);
+  registerDemoCommands(program, setExit);
+  registerDlqCommands(program, setExit);
+  registerDataCommands(program, setExit);
+  registerReportCommands(program, setExit);
+  registerScheduleCommands(program, setExit);
+  registerApiCommands(program, setExit);
+  registerCodecServerCommands(program, setExit);
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let code: number = ExitCode.ok;
+  const program = buildProgram((c) => (code = c));
+  const json = argv.includes('--json');
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are successes; every other parse error is a usage error.
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help')
+        return ExitCode.ok;
+      if (json) printJson({ error: 'invalid usage', message: err.message });
+      return ExitCode.invalid;
+    }
+    return reportError(err, json);
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      info(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      process.exit(ExitCode.failed);
+    },
+  );
+}
+
+export { UsageError };

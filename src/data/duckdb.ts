@@ -1,0 +1,124 @@
+/**
+ * The embedded report source: DuckDB over one Parquet file per month under
+ * `<SLUICE_DATA_DIR>/orders/<YYYY-MM>.parquet`. One DuckDB instance per process, one
+ * connection per query.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { ResultGarbage } from './gc';
+import { aggregateQuery, columnGroups } from './queries';
+import {
+  PartitionNotFoundError,
+  toGroup,
+  type AggregateRequest,
+  type ReportDataSource,
+  type SourceGroup,
+} from './source';
+
+/** Path of a month's partition. */
+export function partitionFile(dir: string, month: string): string {
+  return path.join(dir, `${month}.parquet`);
+}
+
+export interface DuckDbSourceOptions {
+  /** Directory holding `<YYYY-MM>.parquet` files. */
+  partitionsDir: string;
+  /** DuckDB threads. @default DuckDB's own (the number of cores) */
+  threads?: number;
+  /** DuckDB `memory_limit`, e.g. '256MB'. @default DuckDB's own (80% of RAM) */
+  memoryLimit?: string;
+  /**
+   * Queries run at once in this process; the rest wait. DuckDB parallelizes each query over its
+   * threads, so more concurrent queries add memory, not throughput. @default 4
+   */
+  maxConcurrentQueries?: number;
+  /** Ask V8 for a full GC every N queries, to release the native memory of old results (0: never). @default 200 */
+  gcEveryQueries?: number;
+}
+
+/** Opens an in-memory DuckDB instance. */
+export async function openDuckDb(threads?: number, memoryLimit?: string): Promise<DuckDBInstance> {
+  // Loaded on first use: a worker that never runs a report does not map DuckDB's native library.
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  return DuckDBInstance.create(':memory:', {
+    ...(threads ? { threads: String(threads) } : {}),
+    ...(memoryLimit ? { memory_limit: memoryLimit } : {}),
+  });
+}
+
+export class DuckDbSource implements ReportDataSource {
+  readonly kind = 'duckdb' as const;
+  private instance: Promise<DuckDBInstance> | undefined;
+  /** Idle connections, reused: opening one per query churns native memory. */
+  private idle: DuckDBConnection[] = [];
+  private running = 0;
+  private waiting: (() => void)[] = [];
+  private readonly garbage: ResultGarbage;
+
+  constructor(private readonly opts: DuckDbSourceOptions) {
+    this.garbage = new ResultGarbage(opts.gcEveryQueries ?? 200);
+  }
+
+  private async acquire(): Promise<DuckDBConnection> {
+    const max = this.opts.maxConcurrentQueries ?? 4;
+    while (this.running >= max) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.running++;
+    try {
+      return this.idle.pop() ?? (await (await this.db()).connect());
+    } catch (err) {
+      this.release(undefined);
+      throw err;
+    }
+  }
+
+  private release(conn: DuckDBConnection | undefined): void {
+    this.running--;
+    if (conn) this.idle.push(conn);
+    this.waiting.shift()?.();
+  }
+
+  private db(): Promise<DuckDBInstance> {
+    this.instance ??= openDuckDb(this.opts.threads, this.opts.memoryLimit);
+    return this.instance;
+  }
+
+  listPartitions(months: readonly string[]): Promise<string[]> {
+    return Promise.resolve(months.filter((m) => fs.existsSync(partitionFile(this.opts.partitionsDir, m))));
+  }
+
+  async aggregate(req: AggregateRequest): Promise<SourceGroup[]> {
+    const file = partitionFile(this.opts.partitionsDir, req.month);
+    if (!fs.existsSync(file)) throw new PartitionNotFoundError(req.month);
+    const q = aggregateQuery('duckdb', { ...req, source: { parquetFile: file } });
+    if (req.signal?.aborted) throw new Error('aggregate aborted');
+    const conn = await this.acquire();
+    const onAbort = () => conn.interrupt();
+    req.signal?.addEventListener('abort', onAbort);
+    let healthy = true;
+    try {
+      const reader = await conn.runAndReadAll(q.sql, q.params);
+      const keys = columnGroups(req.groupBy).length;
+      return reader
+        .getRowObjectsJS()
+        .map((r) => toGroup(r, keys))
+        .filter((g) => g.count > 0);
+    } catch (err) {
+      // An interrupted or failed connection is not reused.
+      healthy = false;
+      conn.closeSync();
+      throw err;
+    } finally {
+      req.signal?.removeEventListener('abort', onAbort);
+      this.release(healthy ? conn : undefined);
+      this.garbage.done();
+    }
+  }
+
+  async close(): Promise<void> {
+    const instance = this.instance;
+    this.instance = undefined;
+    for (const conn of this.idle.splice(0)) conn.closeSync();
+    if (instance) (await instance).closeSync();
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * The one constants module. Code, tests and `deploy/` all derive tier, queue and attribute
+ * names from here (a test keeps `deploy/` equal to it). Safe to import from workflow code:
+ * no Node built-ins, no I/O.
+ */
+
+/** Priority tiers, highest first. */
+export const Tier = {
+  critical: 'critical',
+  high: 'high',
+  default: 'default',
+  low: 'low',
+} as const;
+export type Tier = (typeof Tier)[keyof typeof Tier];
+
+/** Tiers in dispatch order (most urgent first). */
+export const TIERS: readonly Tier[] = [Tier.critical, Tier.high, Tier.default, Tier.low];
+
+/** Task-queue prefix; the queue for a tier is `sluice-<tier>`. */
+export const TASK_QUEUE_PREFIX = 'sluice';
+
+/** Task queue name per tier. */
+export const TASK_QUEUES: Readonly<Record<Tier, string>> = {
+  critical: `${TASK_QUEUE_PREFIX}-critical`,
+  high: `${TASK_QUEUE_PREFIX}-high`,
+  default: `${TASK_QUEUE_PREFIX}-default`,
+  low: `${TASK_QUEUE_PREFIX}-low`,
+};
+
+/** Schedule-to-start SLA per tier, in seconds (see DESIGN.md, "Tiers"). */
+export const TIER_SLA_SECONDS: Readonly<Record<Tier, number>> = {
+  critical: 30,
+  high: 120,
+  default: 900,
+  low: 3600,
+};
+
+/**
+ * Task queue for a tier, with an optional suffix. Tests pass a suffix so that each test file
+ * polls its own queues on the shared dev server.
+ */
+export function taskQueueFor(tier: Tier, suffix = ''): string {
+  return suffix ? `${TASK_QUEUES[tier]}-${suffix}` : TASK_QUEUES[tier];
+}
+
+export function isTier(value: unknown): value is Tier {
+  return typeof value === 'string' && (TIERS as readonly string[]).includes(value);
+}
+
+/** Pipeline kinds; also the first part of every workflow ID. */
+export const PipelineKind = {
+  video: 'video',
+  report: 'report',
+  /** Generic sub-job pipelines (`jobsPipelineWorkflow`): webhooks, benchmarks, DLQ replays of sub-jobs. */
+  jobs: 'jobs',
+} as const;
+export type PipelineKind = (typeof PipelineKind)[keyof typeof PipelineKind];
+
+/** Custom search attributes, registered on the embedded dev server at start. */
+export const SearchAttribute = {
+  PipelineKind: 'PipelineKind',
+  Tier: 'Tier',
+  Tenant: 'Tenant',
+  Stage: 'Stage',
+  Partial: 'Partial',
+} as const;
+export type SearchAttribute = (typeof SearchAttribute)[keyof typeof SearchAttribute];
+
+/** Search attribute types, in the dev server's `--search-attribute KEY=TYPE` spelling. */
+export const SEARCH_ATTRIBUTE_TYPES: Readonly<Record<SearchAttribute, 'Keyword' | 'Bool'>> = {
+  PipelineKind: 'Keyword',
+  Tier: 'Keyword',
+  Tenant: 'Keyword',
+  Stage: 'Keyword',
+  Partial: 'Bool',
+};
+
+/**
+ * Failure `type` strings. Activities throw `ApplicationFailure`s with these types; the ones in
+ * {@link NON_RETRYABLE_FAILURE_TYPES} are never retried by any activity retry policy.
+ */
+export const FailureType = {
+  InvalidInput: 'InvalidInput',
+  InvalidMedia: 'InvalidMedia',
+  NotFound: 'NotFound',
+  Forbidden: 'Forbidden',
+  OutputUnwritable: 'OutputUnwritable',
+  RateLimited: 'RateLimited',
+  DownstreamUnavailable: 'DownstreamUnavailable',
+  TranscodeFailed: 'TranscodeFailed',
+  /** The worker is draining; the attempt stopped at a safe point and resumes on another worker. */
+  WorkerShutdown: 'WorkerShutdown',
+  SubJobsFailed: 'SubJobsFailed',
+  /** 401 from a downstream: credentials are wrong; retrying cannot help. */
+  Unauthorized: 'Unauthorized',
+  /** Any other 4xx from a downstream (the request itself is wrong). */
+  DownstreamRejected: 'DownstreamRejected',
+  /** A downstream answered 5xx (other than 503) or the connection failed: worth a retry. */
+  DownstreamError: 'DownstreamError',
+  /** An attempt ran out of time (for example an HTTP request timeout): worth a retry. */
+  Timeout: 'Timeout',
+  /** The per-activity retry budget from config is spent: the last failure is attached as the cause. */
+  RetriesExhausted: 'RetriesExhausted',
+} as const;
+export type FailureType = (typeof FailureType)[keyof typeof FailureType];
+
+/** Failure types that no retry can fix: listed once, used by every retry policy. */
+export const NON_RETRYABLE_FAILURE_TYPES: readonly FailureType[] = [
+  FailureType.InvalidInput,
+  FailureType.InvalidMedia,
+  FailureType.NotFound,
+  FailureType.Forbidden,
+  FailureType.OutputUnwritable,
+  FailureType.Unauthorized,
+  FailureType.DownstreamRejected,
+  FailureType.RetriesExhausted,
+];
+
+/** True when no retry can fix a failure of this `type`. */
+export function isNonRetryableFailureType(type: string | null | undefined): boolean {
+  return type != null && (NON_RETRYABLE_FAILURE_TYPES as readonly string[]).includes(type);
+}
+
+/** Video renditions by name: output height, video bitrate ceiling (capped CRF) and audio bitrate. */
+export const RENDITIONS = {
+  '240p': { height: 240, videoKbps: 400, audioKbps: 64 },
+  '360p': { height: 360, videoKbps: 800, audioKbps: 96 },
+  '480p': { height: 480, videoKbps: 1400, audioKbps: 128 },
+  '720p': { height: 720, videoKbps: 2800, audioKbps: 128 },
+  '1080p': { height: 1080, videoKbps: 5000, audioKbps: 160 },
+} as const;
+export type RenditionName = keyof typeof RENDITIONS;
+export const RENDITION_NAMES = Object.keys(RENDITIONS) as RenditionName[];
+
+/** Limits on video input, checked at the edge and again in the workflow. */
+export const VIDEO_LIMITS = {
+  /** @default 30 — seconds of source per transcode chunk. */
+  defaultChunkSeconds: 30,
+  minChunkSeconds: 1,
+  maxChunkSeconds: 3600,
+  /** @default 3 */
+  defaultThumbnails: 3,
+  maxThumbnails: 100,
+  /** Sub-job count above which the fan-out goes through batched child workflows. */
+  childBatchThreshold: 500,
+  /** Sub-jobs per child workflow batch. */
+  childBatchSize: 250,
+} as const;
+
+/** Longest accepted input path (Linux PATH_MAX); keeps payloads far below Temporal's 2 MiB blob limit. */
+export const MAX_SOURCE_LENGTH = 4096;
+
+/** Tenant names: safe as path parts, IDs and label values. */
+export const TENANT_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+/** Idempotency keys: safe as workflow-ID parts and path parts. */
+export const IDEMPOTENCY_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Workflow ID of a pipeline: `<kind>:<tenant>:<idempotency key>`. */
+export function pipelineWorkflowId(kind: PipelineKind, tenant: string, key: string): string {
+  return `${kind}:${tenant}:${key}`;
+}
+
+/** Priority keys: 1 runs first, 5 last; Temporal's default is 3. */
+export const PRIORITY_KEY_BY_TIER: Readonly<Record<Tier, number>> = {
+  critical: 1,
+  high: 2,
+  default: 3,
+  low: 4,
+};
+
+/** Tier one step more urgent (`low` → `default` → `high` → `critical`); undefined for `critical`. */
+export function nextTierUp(tier: Tier): Tier | undefined {
+  const i = TIERS.indexOf(tier);
+  return i > 0 ? TIERS[i - 1] : undefined;
+}
+
+/** The tier and suffix of a task-queue name built by {@link taskQueueFor}; undefined for foreign queues. */
+export function parseTaskQueue(taskQueue: string): { tier: Tier; suffix: string } | undefined {
+  for (const tier of TIERS) {
+    const base = TASK_QUEUES[tier];
+    if (taskQueue === base) return { tier, suffix: '' };
+    if (taskQueue.startsWith(`${base}-`)) return { tier, suffix: taskQueue.slice(base.length + 1) };
+  }
+  return undefined;
+}
+
+/**
+ * Default weights of the activity slots a process shares between the tiers it serves
+ * (critical 6 : high 3 : default 2 : low 1). Configurable with SLUICE_SLOT_WEIGHTS.
+ */
+export const DEFAULT_SLOT_WEIGHTS: Readonly<Record<Tier, number>> = {
+  critical: 6,
+  high: 3,
+  default: 2,
+  low: 1,
+};
+
+/**
+ * Memo key under which the client hands flow-control settings to a pipeline workflow
+ * ({@link FlowMemo}); workflows cannot read config, the memo travels with the run.
+ */
+export const FLOW_MEMO_KEY = 'sluiceFlow';
+
+/** Flow-control settings of one pipeline run, set by the client at start. */
+export interface FlowMemo {
+  /**
+   * Seconds a sub-job may wait on a tier's queue before it is dispatched again on the next tier
+   * up, by tier. Only tiers listed here promote. @default { low: 1800 }
+   */
+  promoteAfterSeconds?: Partial<Record<Tier, number>>;
+}

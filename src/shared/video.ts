@@ -1,0 +1,103 @@
+/**
+ * Video pipeline contract: input schema (checked at the edge and again inside the workflow),
+ * result and progress types. Sandbox-safe: no Node built-ins.
+ */
+import { z } from 'zod';
+import {
+  IDEMPOTENCY_KEY_PATTERN,
+  RENDITION_NAMES,
+  TENANT_PATTERN,
+  TIERS,
+  MAX_SOURCE_LENGTH,
+  VIDEO_LIMITS,
+  type RenditionName,
+  type Tier,
+} from './constants';
+
+const renditionName = z.string().refine((v): v is RenditionName => (RENDITION_NAMES as string[]).includes(v), {
+  message: `unknown rendition; expected one of ${RENDITION_NAMES.join(', ')}`,
+});
+
+/** Schema of {@link VideoPipelineInput}. `source` is only checked for shape here; the file checks need Node. */
+export const VideoPipelineInputSchema = z
+  .object({
+    source: z
+      .string()
+      .min(1, 'must not be empty')
+      .max(MAX_SOURCE_LENGTH, `must be at most ${MAX_SOURCE_LENGTH} characters`)
+      .refine((v) => !v.includes('\0'), 'must not contain NUL'),
+    renditions: z
+      .array(renditionName)
+      .min(1, 'at least one rendition')
+      .max(RENDITION_NAMES.length)
+      .refine((list) => new Set(list).size === list.length, 'renditions must not repeat'),
+    chunkSeconds: z
+      .number({ invalid_type_error: 'must be a number' })
+      .finite()
+      .min(VIDEO_LIMITS.minChunkSeconds, `must be at least ${VIDEO_LIMITS.minChunkSeconds}`)
+      .max(VIDEO_LIMITS.maxChunkSeconds, `must be at most ${VIDEO_LIMITS.maxChunkSeconds}`),
+    thumbnails: z
+      .number({ invalid_type_error: 'must be a number' })
+      .int('must be a whole number')
+      .min(0, 'must not be negative')
+      .max(VIDEO_LIMITS.maxThumbnails, `must be at most ${VIDEO_LIMITS.maxThumbnails}`),
+    tier: z.enum(TIERS as [Tier, ...Tier[]]),
+    tenant: z
+      .string()
+      .regex(TENANT_PATTERN, 'must be 1-63 characters of a-z, 0-9, _ or -, starting with a letter or digit'),
+    idempotencyKey: z.string().regex(IDEMPOTENCY_KEY_PATTERN, 'must be 1-128 characters of A-Z, a-z, 0-9, ., _ or -'),
+    /** Sub-jobs in flight at once (activities, or child batches for large fan-outs). @default 16 */
+    window: z.number().int().min(1).max(500).default(16),
+    /** Priority key within the tier's queue, 1 (first) to 5. @default from the tier */
+    priorityKey: z.number().int().min(1).max(5).optional(),
+  })
+  .strict();
+
+/** Input of `videoPipelineWorkflow`. */
+export type VideoPipelineInput = z.input<typeof VideoPipelineInputSchema>;
+export type ValidVideoPipelineInput = z.output<typeof VideoPipelineInputSchema>;
+
+export interface RenditionArtifact {
+  name: RenditionName;
+  path: string;
+  width: number;
+  height: number;
+  durationSec: number;
+  bytes: number;
+  sha256: string;
+}
+
+export interface ThumbnailArtifact {
+  path: string;
+  atSec: number;
+  bytes: number;
+  sha256: string;
+}
+
+/** Result of `videoPipelineWorkflow`. */
+export interface VideoPipelineResult {
+  workflowId: string;
+  manifestPath: string;
+  sourceDurationSec: number;
+  renditions: RenditionArtifact[];
+  thumbnails: ThumbnailArtifact[];
+}
+
+/** What the `progress` query returns. */
+export interface PipelineProgress {
+  stage: string;
+  done: number;
+  total: number;
+  failed: number;
+}
+
+/** One problem with an input, named by its field path. */
+export interface InputIssue {
+  path: string;
+  message: string;
+}
+
+/** Issues of a zod error as `path: message` pairs. */
+export function zodIssues(error: z.ZodError): InputIssue[] {
+  return error.issues.map((i) => ({ path: i.path.length ? i.path.join('.') : '(input)', message: i.message }));
+}

@@ -1,0 +1,299 @@
+/**
+ * A worker process: one Temporal Worker per tier it serves, sharing one connection, one
+ * workflow bundle, one ffmpeg limiter and one HTTP port for /metrics, /healthz and /readyz.
+ * Drains gracefully: stop polling, let in-flight activities finish within the grace time,
+ * then cancel the rest.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import fs from 'node:fs';
+import {
+  DefaultLogger,
+  NativeConnection,
+  Worker,
+  bundleWorkflowCode,
+  type InjectedSinks,
+  type WorkflowBundleOption,
+} from '@temporalio/worker';
+import Bottleneck from 'bottleneck';
+import { createActivities } from '../activities';
+import { createNotifyActivities, type NotifyDeps } from '../activities/notify';
+import { registerDlqDepthGauge } from '../dlq/metrics';
+import { openDlqStore } from '../dlq/store';
+import { WeightedSlotPool } from '../ratelimit/slot-pool';
+import { WebhookLimiter } from '../ratelimit/webhook-limiter';
+import { registerRateLimiterMetrics } from '../ratelimit/metrics';
+import type { FlowSinks } from '../workflows/flow-control';
+import { resolveFfmpeg } from '../activities/media/ffmpeg';
+import { createReportSource } from '../data';
+import type { SluiceConfig } from '../config';
+import { connectionSettings } from '../connection';
+import { dataConverterFor } from '../security/codec';
+import type { Logger } from '../logger';
+import { taskQueueFor, type Tier } from '../shared/constants';
+import { BacklogExporter } from '../scaling/exporter';
+import { ActivityMetricsInterceptor, createWorkerMetrics, type WorkerMetrics } from './metrics';
+
+export interface WorkerHostOptions {
+  config: SluiceConfig;
+  tiers: readonly Tier[];
+  log: Logger;
+  /** Activities to register instead of the real ones (tests). */
+  activities?: object;
+  /** Reuse a bundle across hosts in one process (tests, benchmarks). */
+  workflowBundle?: WorkflowBundleOption;
+  /** Serve /metrics etc. @default true */
+  serveHttp?: boolean;
+  /** Publish task-queue backlog gauges on this host's /metrics (SLUICE_SCALE_POLL_MS > 0). @default true */
+  exportBacklog?: boolean;
+}
+
+/** The workflows entry next to this file: `.ts` under vitest/tsx, `.js` when compiled. */
+const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', `index${path.extname(__filename)}`);
+/** Prebuilt bundle written by `npm run build` (used by the container image); bundling at start is the fallback. */
+const PREBUILT_BUNDLE = path.resolve(__dirname, '..', 'workflow-bundle.js');
+
+/** The workflow bundle: prebuilt if present next to the compiled code, else bundled now. */
+export async function loadWorkflowBundle(): Promise<WorkflowBundleOption> {
+  if (WORKFLOWS_PATH.endsWith('.js') && fs.existsSync(PREBUILT_BUNDLE)) return { codePath: PREBUILT_BUNDLE };
+  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+}
+
+export class WorkerHost {
+  readonly metrics: WorkerMetrics = createWorkerMetrics();
+  private workers: { tier: Tier; worker: Worker }[] = [];
+  private connection: NativeConnection | undefined;
+  private server: http.Server | undefined;
+  private running: Promise<void> | undefined;
+  private draining = false;
+  private pool: WeightedSlotPool | undefined;
+  private notify: NotifyDeps | undefined;
+  /** Aborted shortly before the shutdown grace ends; long activities stop at a safe point on it. */
+  private readonly drain = new AbortController();
+  private drainTimer: NodeJS.Timeout | undefined;
+  /** Backlog exporter publishing on {@link metrics}' registry; undefined when off. */
+  exporter: BacklogExporter | undefined;
+
+  private constructor(private readonly opts: WorkerHostOptions) {}
+
+  /** Connects, creates one Worker per tier and starts polling. */
+  static async start(opts: WorkerHostOptions): Promise<WorkerHost> {
+    const host = new WorkerHost(opts);
+    await host.init();
+    return host;
+  }
+
+  private async init(): Promise<void> {
+    const { config, log } = this.opts;
+    const settings = connectionSettings(config);
+    this.connection = await NativeConnection.connect({
+      address: settings.address,
+      // `false` must stay false: undefined would let the SDK turn TLS on for an API key (TEMPORAL_TLS=false).
+      tls: settings.tls,
+      apiKey: settings.apiKey,
+    });
+    const bundle = this.opts.workflowBundle ?? (await loadWorkflowBundle());
+    // Payload encryption when keys are configured: the same converter as the client's.
+    const dataConverter = dataConverterFor(config);
+    // Webhook limiter and dead-letter store: always registered, so every pipeline's failure path
+    // can record its dead letter, also on hosts given their own activities (tests).
+    this.notify = this.notifyDeps();
+    registerDlqDepthGauge(this.metrics.registry, this.notify.deadLetters!);
+    registerRateLimiterMetrics(this.metrics.registry, this.notify.limiter);
+    const activities = this.opts.activities
+      ? { ...createNotifyActivities(this.notify), ...this.opts.activities }
+      : this.realActivities(this.notify);
+    const jitter = { baseMs: config.retry.baseMs, capMs: config.retry.capMs, byActivity: config.retry.byActivity };
+    // One weighted slot pool for the tiers this process serves (see src/ratelimit/slot-pool.ts).
+    this.pool = new WeightedSlotPool({
+      total: config.slotPool.total ?? this.opts.tiers.reduce((n, t) => n + config.slots[t], 0),
+      tiers: this.opts.tiers,
+      weights: config.slotPool.weights,
+    });
+    const sinks: InjectedSinks<FlowSinks> = {
+      flow: {
+        promoted: {
+          fn: (_info, e) =>
+            this.metrics.promotions.inc({ from_tier: e.from, to_tier: e.to, activity_type: e.activityType }),
+          callDuringReplay: false,
+        },
+      },
+    };
+    for (const tier of this.opts.tiers) {
+      const taskQueue = taskQueueFor(tier, this.opts.config.taskQueueSuffix);
+      const worker = await Worker.create({
+        connection: this.connection,
+        namespace: settings.namespace,
+        taskQueue,
+        workflowBundle: bundle,
+        activities,
+        dataConverter,
+        tuner: {
+          activityTaskSlotSupplier: this.pool.supplierFor(tier),
+          workflowTaskSlotSupplier: { type: 'fixed-size', numSlots: 40 },
+          localActivityTaskSlotSupplier: { type: 'fixed-size', numSlots: 100 },
+          nexusTaskSlotSupplier: { type: 'fixed-size', numSlots: 10 },
+        },
+        // Each poller holds a reserved slot while it polls: never more pollers than the pool.
+        activityTaskPollerBehavior: { type: 'simple-maximum', maximum: Math.max(1, Math.min(10, this.pool.total)) },
+        maxTaskQueueActivitiesPerSecond: config.maxTaskQueueActivitiesPerSecond,
+        // No eager activities: they would skip the server's priority/fairness ordering, and with a
+        // custom slot supplier a workflow task scheduling a few hundred activities hangs (SDK 1.24).
+        maxEagerActivityReservationsPerWorkflowTask: 0,
+        sinks,
+        shutdownGraceTime: config.shutdownGraceMs,
+        maxCachedWorkflows: config.maxCachedWorkflows,
+        interceptors: {
+          activity: [(ctx) => ({ inbound: new ActivityMetricsInterceptor(ctx, tier, this.metrics, jitter) })],
+        },
+      });
+      const share = this.pool.shares[tier];
+      this.metrics.slots.set({ tier }, share);
+      this.workers.push({ tier, worker });
+      log.info({ tier, taskQueue, slots: share, poolTotal: this.pool.total }, 'worker created');
+    }
+    this.running = Promise.all(this.workers.map(({ worker }) => worker.run())).then(() => undefined);
+    if (this.opts.exportBacklog !== false && config.scaling.pollMs > 0) {
+      this.exporter = new BacklogExporter({
+        service: this.connection.workflowService,
+        config,
+        registry: this.metrics.registry,
+        log,
+      });
+      this.exporter.start();
+    }
+    if (this.opts.serveHttp !== false) await this.listen(config.metricsPort);
+  }
+
+  private notifyDeps(): NotifyDeps {
+    const { config, log } = this.opts;
+    const w = config.webhook;
+    return {
+      limiter: new WebhookLimiter({
+        ratePerSecond: w.ratePerSecond,
+        localRatePerSecond: w.localRatePerSecond,
+        concurrency: w.concurrency,
+        tenantRates: w.tenantRates,
+        defaultTenantRatePerSecond: w.defaultTenantRatePerSecond,
+        redisUrl: config.redisUrl,
+        redisFallback: w.redisFallback,
+        fallbackRatePerSecond: w.fallbackRatePerSecond,
+        id: w.limiterId,
+        log,
+      }),
+      secret: w.secret,
+      timeoutMs: w.timeoutMs,
+      allow: w.allow,
+      deadLetters: openDlqStore(config),
+    };
+  }
+
+  private realActivities(notify: NotifyDeps): object {
+    const { config, log } = this.opts;
+    const binaries = resolveFfmpeg({ ffmpeg: config.ffmpegPath, ffprobe: config.ffprobePath });
+    log.info({ ffmpeg: binaries.ffmpeg, source: binaries.source }, 'ffmpeg');
+    fs.mkdirSync(config.outputDir, { recursive: true });
+    return createActivities({
+      notify,
+      media: {
+        binaries,
+        mediaRoot: config.mediaRoot,
+        outputRoot: config.outputDir,
+        limiter: new Bottleneck({ maxConcurrent: config.ffmpegConcurrency }),
+        shutdownSignal: this.drain.signal,
+      },
+      reports: { source: createReportSource(config), outputRoot: config.outputDir },
+    });
+  }
+
+  /** Ready: connected, and every tier's worker is polling. False while draining. */
+  isReady(): boolean {
+    return (
+      !this.draining && this.workers.length > 0 && this.workers.every(({ worker }) => worker.getState() === 'RUNNING')
+    );
+  }
+
+  /** Task queues this host polls. */
+  get taskQueues(): string[] {
+    return this.workers.map(({ tier }) => taskQueueFor(tier, this.opts.config.taskQueueSuffix));
+  }
+
+  /** Port of the HTTP server (useful when configured as 0). */
+  get port(): number | undefined {
+    return (this.server?.address() as AddressInfo | null)?.port;
+  }
+
+  private listen(port: number): Promise<void> {
+    this.server = http.createServer((req, res) => {
+      void this.handle(req, res);
+    });
+    return new Promise((resolve, reject) => {
+      this.server?.once('error', reject);
+      this.server?.listen(port, '0.0.0.0', () => resolve());
+    });
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = (req.url ?? '/').split('?')[0];
+    if (url === '/metrics') {
+      res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+      res.end(await this.metrics.registry.metrics());
+    } else if (url === '/healthz') {
+      const failed = this.workers.some(({ worker }) => worker.getState() === 'FAILED');
+      res.writeHead(failed ? 503 : 200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ok: !failed }));
+    } else if (url === '/readyz') {
+      const ready = this.isReady();
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          ready,
+          workers: this.workers.map(({ tier, worker }) => ({ tier, state: worker.getState() })),
+        }),
+      );
+    } else {
+      res.writeHead(404).end();
+    }
+  }
+
+  /** Resolves when every worker has stopped (after {@link shutdown} or a fatal error). */
+  async done(): Promise<void> {
+    await this.running;
+  }
+
+  /**
+   * Graceful drain: readiness turns false, polling stops, in-flight activities get
+   * `shutdownGraceTime`, then the rest are cancelled. Resolves when everything is closed.
+   */
+  async shutdown(): Promise<void> {
+    if (!this.draining) {
+      this.draining = true;
+      const graceMs = this.opts.config.shutdownGraceMs;
+      // Signal activities a little before the SDK cancels them, so they can stop at a safe
+      // point and hand their progress on (the SDK has no worker-shutdown signal of its own).
+      const leadMs = Math.min(5_000, Math.max(250, graceMs * 0.2));
+      this.drainTimer = setTimeout(
+        () => this.drain.abort(new Error('worker shutting down')),
+        Math.max(0, graceMs - leadMs),
+      );
+      this.opts.log.info({ graceMs, signalAfterMs: Math.max(0, graceMs - leadMs) }, 'draining workers');
+      for (const { worker } of this.workers) {
+        if (worker.getState() === 'RUNNING') worker.shutdown();
+      }
+    }
+    try {
+      await this.running;
+    } finally {
+      clearTimeout(this.drainTimer);
+      await this.exporter?.stop();
+      this.pool?.close();
+      await this.notify?.limiter.close();
+      await this.notify?.deadLetters?.close();
+      await this.connection?.close();
+      this.connection = undefined;
+      await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+      this.server = undefined;
+    }
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * Worker metrics (prom-client) and the activity interceptor that records them. The same
+ * interceptor turns retryable failures into failures with a fully jittered `nextRetryDelay`,
+ * because Temporal's RetryPolicy has no jitter.
+ */
+import { ApplicationFailure, CancelledFailure, type Context } from '@temporalio/activity';
+import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from '@temporalio/worker';
+import client from 'prom-client';
+import type { ActivityRetryConfig } from '../config';
+import { FailureType, NON_RETRYABLE_FAILURE_TYPES, type Tier } from '../shared/constants';
+
+export interface WorkerMetrics {
+  registry: client.Registry;
+  started: client.Counter<'activity_type' | 'tier'>;
+  completed: client.Counter<'activity_type' | 'tier'>;
+  failed: client.Counter<'activity_type' | 'tier' | 'failure_type'>;
+  duration: client.Histogram<'activity_type' | 'tier'>;
+  inFlight: client.Gauge<'tier'>;
+  slots: client.Gauge<'tier'>;
+  /** Sub-jobs dispatched again on a more urgent tier after waiting too long (age-based promotion). */
+  promotions: client.Counter<'from_tier' | 'to_tier' | 'activity_type'>;
+  /** Attempts that ended with a retry delay chosen by the worker (full jitter or Retry-After). */
+  retryDelay: client.Histogram<'activity_type'>;
+}
+
+/** A registry with Sluice's worker metrics and Node's default process metrics. */
+export function createWorkerMetrics(): WorkerMetrics {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: 'sluice_' });
+  const labels = ['activity_type', 'tier'] as const;
+  return {
+    registry,
+    started: new client.Counter({
+      name: 'sluice_activities_started_total',
+      help: 'Activity attempts started',
+      labelNames: labels,
+      registers: [registry],
+    }),
+    completed: new client.Counter({
+      name: 'sluice_activities_completed_total',
+      help: 'Activity attempts completed',
+      labelNames: labels,
+      registers: [registry],
+    }),
+    failed: new client.Counter({
+      name: 'sluice_activities_failed_total',
+      help: 'Activity attempts failed (including cancelled)',
+      labelNames: [...labels, 'failure_type'],
+      registers: [registry],
+    }),
+    duration: new client.Histogram({
+      name: 'sluice_activity_duration_seconds',
+      help: 'Activity attempt duration',
+      labelNames: labels,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600],
+      registers: [registry],
+    }),
+    inFlight: new client.Gauge({
+      name: 'sluice_activities_in_flight',
+      help: 'Activities running now',
+      labelNames: ['tier'],
+      registers: [registry],
+    }),
+    slots: new client.Gauge({
+      name: 'sluice_activity_slots',
+      help: 'Activity slots configured',
+      labelNames: ['tier'],
+      registers: [registry],
+    }),
+    promotions: new client.Counter({
+      name: 'sluice_promotions_total',
+      help: 'Sub-jobs re-dispatched on the next tier up after waiting longer than their promotion age',
+      labelNames: ['from_tier', 'to_tier', 'activity_type'],
+      registers: [registry],
+    }),
+    retryDelay: new client.Histogram({
+      name: 'sluice_retry_delay_seconds',
+      help: 'Delay before the next attempt, as set by the worker (jittered backoff or Retry-After)',
+      labelNames: ['activity_type'],
+      buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers: [registry],
+    }),
+  };
+}
+
+export interface RetryJitter {
+  /** Base delay of the first retry. @default 1000 ms */
+  baseMs: number;
+  /** Cap on any delay. @default 30000 ms */
+  capMs: number;
+  /** Per-activity-type overrides and attempt budgets (SLUICE_RETRY_POLICIES). */
+  byActivity?: Readonly<Record<string, ActivityRetryConfig>>;
+}
+
+/** Full jitter: a uniform delay in [0, min(cap, base·2^(attempt-1))]. */
+export function fullJitterDelayMs(attempt: number, jitter: RetryJitter, random: () => number = Math.random): number {
+  const ceiling = Math.min(jitter.capMs, jitter.baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.floor(random() * ceiling);
+}
+
+function failureType(err: unknown): string {
+  if (err instanceof ApplicationFailure) return err.type ?? 'ApplicationFailure';
+  if (err instanceof CancelledFailure) return 'Cancelled';
+  return err instanceof Error ? err.name : 'Error';
+}
+
+/** Records metrics around each activity attempt and jitters retryable failures. */
+export class ActivityMetricsInterceptor implements ActivityInboundCallsInterceptor {
+  constructor(
+    private readonly ctx: Context,
+    private readonly tier: Tier,
+    private readonly metrics: WorkerMetrics,
+    private readonly jitter: RetryJitter,
+  ) {}
+
+  async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
+    const labels = { activity_type: this.ctx.info.activityType, tier: this.tier };
+    this.metrics.started.inc(labels);
+    this.metrics.inFlight.inc({ tier: this.tier });
+    const stop = this.metrics.duration.startTimer(labels);
+    try {
+      const result = await next(input);
+      this.metrics.completed.inc(labels);
+      return result;
+    } catch (err) {
+      this.metrics.failed.inc({ ...labels, failure_type: failureType(err) });
+      throw this.withJitter(err);
+    } finally {
+      stop();
+      this.metrics.inFlight.dec({ tier: this.tier });
+    }
+  }
+
+  private withJitter(err: unknown): unknown {
+    if (err instanceof CancelledFailure) return err;
+    if (err instanceof ApplicationFailure) {
+      if (err.nonRetryable) return err;
+      if ((NON_RETRYABLE_FAILURE_TYPES as readonly string[]).includes(err.type ?? '')) return err;
+    }
+    const { activityType, attempt } = this.ctx.info;
+    const policy = this.jitter.byActivity?.[activityType];
+    if (policy?.maxAttempts !== undefined && attempt >= policy.maxAttempts) {
+      // The configured budget is spent: stop here, whatever the workflow's own limit says.
+      return ApplicationFailure.create({
+        type: FailureType.RetriesExhausted,
+        nonRetryable: true,
+        message: `${activityType}: ${attempt} of ${policy.maxAttempts} attempts failed; last: ${err instanceof Error ? err.message : String(err)}`,
+        cause: err instanceof Error ? err : undefined,
+        details: [{ attempts: attempt }],
+      });
+    }
+    if (err instanceof ApplicationFailure && err.nextRetryDelay != null) {
+      // The activity knows better (a Retry-After header): keep its delay.
+      return err;
+    }
+    const delayMs = fullJitterDelayMs(attempt, {
+      baseMs: policy?.baseMs ?? this.jitter.baseMs,
+      capMs: policy?.capMs ?? this.jitter.capMs,
+    });
+    this.metrics.retryDelay.observe({ activity_type: activityType }, delayMs / 1000);
+    return ApplicationFailure.create({
+      type: failureType(err),
+      message: err instanceof Error ? err.message : String(err),
+      cause: err instanceof Error ? err : undefined,
+      details: err instanceof ApplicationFailure ? (err.details as unknown[] | undefined) : undefined,
+      nextRetryDelay: delayMs,
+    });
+  }
+}

@@ -1,0 +1,401 @@
+/**
+ * The one fan-out helper for pipelines: a sliding window over sub-jobs, a fan-in failure
+ * policy, and batched child workflows when the fan-out is large. Runs in the workflow sandbox.
+ */
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  CancellationScope,
+  executeChild,
+  isCancellation,
+  sleep,
+  workflowInfo,
+  type ActivityOptions,
+  type RetryPolicy,
+} from '@temporalio/workflow';
+import { FailureType, NON_RETRYABLE_FAILURE_TYPES, VIDEO_LIMITS } from '../shared/constants';
+import type { FailurePolicy, FanOutOutcome, SubJob } from '../shared/fan-out';
+import { dispatchSubJob, recordDeadLetter, runPriority } from './flow-control';
+
+/** Per-activity options: long activities heartbeat, short ones just time out. */
+const ACTIVITY_OPTIONS: Record<string, ActivityOptions> = {
+  transcodeChunk: {
+    startToCloseTimeout: '30 minutes',
+    // Short enough that a killed worker's chunk moves on quickly; heartbeats go out every ~8 s.
+    heartbeatTimeout: '10 seconds',
+    // Wait for ffmpeg to be stopped and its files removed before the workflow goes on.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  },
+  encodeAudio: {
+    startToCloseTimeout: '30 minutes',
+    heartbeatTimeout: '20 seconds',
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  },
+  extractThumbnail: { startToCloseTimeout: '2 minutes', heartbeatTimeout: '30 seconds' },
+  concatRendition: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
+  // Report sub-jobs heartbeat every 2 s while their query runs; a cancelled one is left to stop on
+  // its own (TRY_CANCEL) so that deadline and quorum policies move on at once.
+  aggregatePartition: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '10 seconds' },
+  listPartitions: { startToCloseTimeout: '1 minute' },
+  mergeReport: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '60 seconds' },
+  cleanupReport: { startToCloseTimeout: '2 minutes' },
+};
+// Webhooks wait in the rate limiters (heartbeating) and may be told to come back later.
+ACTIVITY_OPTIONS.deliverWebhook = { startToCloseTimeout: '2 minutes', heartbeatTimeout: '10 seconds' };
+const DEFAULT_ACTIVITY_OPTIONS: ActivityOptions = { startToCloseTimeout: '5 minutes', heartbeatTimeout: '30 seconds' };
+const RETRY: RetryPolicy = {
+  initialInterval: '1 second',
+  backoffCoefficient: 2,
+  maximumInterval: '30 seconds',
+  maximumAttempts: 5,
+  nonRetryableErrorTypes: [...NON_RETRYABLE_FAILURE_TYPES],
+};
+
+/**
+ * Retry overrides by activity type. These are the workflow-side ceilings; the worker applies the
+ * per-type policy from config (SLUICE_RETRY_POLICIES: attempt budget, jittered delays) under them.
+ */
+const RETRY_OVERRIDES: Record<string, Partial<RetryPolicy>> = {
+  // Receivers answer 429/503 with Retry-After under load: allow more, later attempts.
+  deliverWebhook: { maximumAttempts: 12, maximumInterval: '5 minutes' },
+};
+
+/** Options for the activity named `name`, with the shared retry policy (and its per-type overrides). */
+export function activityOptionsFor(name: string): ActivityOptions {
+  return { ...(ACTIVITY_OPTIONS[name] ?? DEFAULT_ACTIVITY_OPTIONS), retry: { ...RETRY, ...RETRY_OVERRIDES[name] } };
+}
+
+/**
+ * Runs one sub-job as an activity on the workflow's own task queue (the tier's queue), with the
+ * run's priority and fairness key, promoted to the next tier up if it waits past its age.
+ */
+export function runSubJob<R>(job: SubJob): Promise<R> {
+  return dispatchSubJob<R>(job, { ...activityOptionsFor(job.activity), summary: job.summary });
+}
+
+/** {@link runSubJob}, recording a dead letter when the sub-job fails for good and `deadLetter` is set. */
+async function runSubJobRecorded<R>(job: SubJob, index: number, deadLetter: boolean): Promise<R> {
+  try {
+    return await runSubJob<R>(job);
+  } catch (err) {
+    if (deadLetter) {
+      await recordDeadLetter(err, {
+        kind: 'sub-job',
+        activityType: job.activity,
+        subJobIndex: index,
+        input: job.input,
+        maximumAttempts: activityOptionsFor(job.activity).retry?.maximumAttempts,
+      });
+    }
+    throw err;
+  }
+}
+
+function describeFailure(err: unknown): { message: string; type?: string } {
+  let cur: unknown = err;
+  // Walk ActivityFailure/ChildWorkflowFailure → cause to the ApplicationFailure that says what happened.
+  while (cur && typeof cur === 'object' && 'cause' in cur && (cur as { cause?: unknown }).cause) {
+    if (cur instanceof ApplicationFailure) break;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  if (cur instanceof ApplicationFailure) return { message: cur.message, type: cur.type ?? undefined };
+  return { message: err instanceof Error ? err.message : String(err) };
+}
+
+export interface FanOutOptions {
+  /** Sub-jobs in flight at once. */
+  window: number;
+  policy: FailurePolicy;
+  /** Called as each sub-job settles (drives the progress query). */
+  onSettled?: (index: number, ok: boolean) => void;
+}
+
+/**
+ * Runs `run` over `items`, at most `window` at a time, and applies the failure policy.
+ * Throws a non-retryable SubJobsFailed failure when the policy says the pipeline fails.
+ */
+export async function fanOut<T, R>(
+  items: readonly T[],
+  run: (item: T, index: number) => Promise<R>,
+  opts: FanOutOptions,
+): Promise<FanOutOutcome<R>> {
+  const outcome: FanOutOutcome<R> = {
+    results: new Array<R | undefined>(items.length),
+    succeeded: 0,
+    failed: [],
+    cancelled: [],
+  };
+  let pending = items.map((_, i) => i);
+  const rounds = opts.policy.kind === 'retry-failed' ? opts.policy.rounds + 1 : 1;
+  const deadline =
+    opts.policy.kind === 'deadline-partial'
+      ? Date.now() + opts.policy.deadlineSeconds * 1000
+      : Number.POSITIVE_INFINITY;
+
+  for (let round = 0; round < rounds && pending.length > 0; round++) {
+    const failedThisRound: FanOutOutcome<R>['failed'] = [];
+    // The first failure itself, kept as the cause of SubJobsFailed so callers see the root type.
+    let firstError: Error | undefined;
+    const scope = new CancellationScope();
+    let stop: 'fail-fast' | 'quorum' | 'deadline' | undefined;
+    // Set when the pipeline itself is cancelled (not by this policy): rethrown after the window drains.
+    let externalCancel: Error | undefined;
+    const inFlight = new Map<number, Promise<void>>();
+    let next = 0;
+    const launch = (index: number) => {
+      const p = scope
+        .run(() => run(items[index] as T, index))
+        .then(
+          (result) => {
+            outcome.results[index] = result;
+            outcome.succeeded++;
+            opts.onSettled?.(index, true);
+            if (opts.policy.kind === 'quorum' && outcome.succeeded >= opts.policy.k && !stop) {
+              stop = 'quorum';
+              scope.cancel();
+            }
+          },
+          (err: unknown) => {
+            if (isCancellation(err)) {
+              outcome.cancelled.push(index);
+              if (!stop) externalCancel ??= err as Error;
+              return;
+            }
+            failedThisRound.push({ index, ...describeFailure(err) });
+            firstError ??= err instanceof Error ? err : undefined;
+            opts.onSettled?.(index, false);
+            if (opts.policy.kind === 'fail-fast' && !stop) {
+              stop = 'fail-fast';
+              scope.cancel();
+            }
+          },
+        )
+        .finally(() => inFlight.delete(index));
+      inFlight.set(index, p);
+    };
+
+    // The deadline timer lives outside the sub-jobs' scope so cancelling them does not cancel it.
+    const timerScope = new CancellationScope();
+    if (Number.isFinite(deadline)) {
+      void timerScope
+        .run(() => sleep(Math.max(1, deadline - Date.now())))
+        .then(
+          () => {
+            if (!stop) {
+              stop = 'deadline';
+              scope.cancel();
+            }
+          },
+          () => undefined,
+        );
+    }
+    while (next < pending.length || inFlight.size > 0) {
+      while (!stop && externalCancel === undefined && inFlight.size < opts.window && next < pending.length) {
+        launch(pending[next++] as number);
+      }
+      if (inFlight.size === 0) break;
+      await Promise.race(inFlight.values());
+    }
+    timerScope.cancel();
+    if (externalCancel !== undefined) throw externalCancel;
+    // Sub-jobs never launched because the policy stopped the fan-out count as cancelled.
+    for (; next < pending.length; next++) outcome.cancelled.push(pending[next] as number);
+
+    if (stop === 'fail-fast') {
+      const first = failedThisRound[0];
+      outcome.failed.push(...failedThisRound);
+      throw ApplicationFailure.create({
+        type: FailureType.SubJobsFailed,
+        nonRetryable: true,
+        message: `sub-job ${first?.index} failed: ${first?.message}`,
+        details: [{ failed: outcome.failed }],
+        cause: firstError,
+      });
+    }
+    if (stop === 'quorum' || stop === 'deadline') {
+      outcome.failed.push(...failedThisRound);
+      break;
+    }
+    pending = failedThisRound.map((f) => f.index).sort((a, b) => a - b);
+    // Non-retryable failures (bad input, bad media) are not worth another round.
+    const hopeless = failedThisRound.some((f) => f.type && (NON_RETRYABLE_FAILURE_TYPES as string[]).includes(f.type));
+    if (round === rounds - 1 || pending.length === 0 || hopeless) {
+      outcome.failed.push(...failedThisRound);
+      break;
+    }
+  }
+
+  const policy = opts.policy;
+  const failedOut =
+    (policy.kind === 'fail-fast' || policy.kind === 'retry-failed') && outcome.failed.length > 0
+      ? `${outcome.failed.length} of ${items.length} sub-jobs failed`
+      : policy.kind === 'quorum' && outcome.succeeded < policy.k
+        ? `quorum not reached: ${outcome.succeeded} of ${items.length} succeeded, ${policy.k} needed`
+        : undefined;
+  if (failedOut) {
+    throw ApplicationFailure.create({
+      type: FailureType.SubJobsFailed,
+      nonRetryable: true,
+      message: `${failedOut}; first: ${outcome.failed[0]?.message ?? 'n/a'}`,
+      details: [{ failed: outcome.failed }],
+    });
+  }
+  return outcome;
+}
+
+/** Input of {@link subJobBatchWorkflow}. */
+export interface SubJobBatchInput {
+  jobs: SubJob[];
+  window: number;
+  policy: FailurePolicy;
+  /** Record sub-jobs that fail for good in the dead-letter queue (the pipeline's policy is `partial`). */
+  deadLetter?: boolean;
+  /** Index of this batch's first job in the whole fan-out (dead-letter records name it). */
+  baseIndex?: number;
+  /** Results of jobs done before a continue-as-new, by index. */
+  carried?: { results: unknown[]; failed: FanOutOutcome<unknown>['failed']; cancelled: number[]; offset: number };
+}
+
+/** History length at which a batch continues as new; well under the 10,240-event warning. */
+const BATCH_HISTORY_LIMIT = 8_000;
+/** Sub-jobs a batch runs before checking whether to continue as new. */
+const BATCH_SLICE = 500;
+
+/**
+ * Child workflow that runs one batch of sub-jobs as activities. It never fails for a sub-job
+ * failure unless its policy is fail-fast; the parent applies the pipeline's policy to the
+ * merged outcome. Continues as new before its history grows large.
+ */
+export async function runBatch(
+  input: SubJobBatchInput,
+  continueAsNew: (next: SubJobBatchInput) => Promise<never>,
+): Promise<FanOutOutcome<unknown>> {
+  const carried = input.carried ?? { results: [], failed: [], cancelled: [], offset: 0 };
+  const merged: FanOutOutcome<unknown> = {
+    results: carried.results,
+    succeeded: carried.results.filter((r) => r !== undefined && r !== null).length,
+    failed: carried.failed,
+    cancelled: carried.cancelled,
+  };
+  let offset = carried.offset;
+  while (offset < input.jobs.length) {
+    const slice = input.jobs.slice(offset, offset + BATCH_SLICE);
+    const base = (input.baseIndex ?? 0) + offset;
+    const part = await fanOut(slice, (job, i) => runSubJobRecorded(job, base + i, input.deadLetter === true), {
+      window: input.window,
+      policy: input.policy,
+    });
+    part.results.forEach((r, i) => (merged.results[offset + i] = r));
+    merged.succeeded += part.succeeded;
+    merged.failed.push(...part.failed.map((f) => ({ ...f, index: f.index + offset })));
+    merged.cancelled.push(...part.cancelled.map((i) => i + offset));
+    offset += slice.length;
+    const info = workflowInfo();
+    if (
+      offset < input.jobs.length &&
+      (info.continueAsNewSuggested || info.historyLength > BATCH_HISTORY_LIMIT - 4 * BATCH_SLICE)
+    ) {
+      return continueAsNew({
+        ...input,
+        carried: { results: merged.results, failed: merged.failed, cancelled: merged.cancelled, offset },
+      });
+    }
+  }
+  return merged;
+}
+
+export interface RunSubJobsOptions extends FanOutOptions {
+  /** Parent workflow ID, from which child IDs are built. */
+  parentId: string;
+  /** Above this many sub-jobs, batches go to child workflows. @default 500 */
+  batchThreshold?: number;
+  /** Sub-jobs per child. @default 250 */
+  batchSize?: number;
+  /** Workflow type that runs a batch (the parent registers it: `subJobBatchWorkflow`). */
+  batchWorkflowType: string;
+}
+
+/**
+ * Runs sub-jobs as activities, or — above the batch threshold — as batches in child workflows,
+ * so that no history outgrows its limits. Applies the failure policy to all of them.
+ */
+export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOptions): Promise<FanOutOutcome<R>> {
+  const threshold = opts.batchThreshold ?? VIDEO_LIMITS.childBatchThreshold;
+  const deadLetter = opts.policy.kind === 'partial';
+  if (jobs.length <= threshold) return fanOut(jobs, (job, i) => runSubJobRecorded<R>(job, i, deadLetter), opts);
+
+  const size = opts.batchSize ?? VIDEO_LIMITS.childBatchSize;
+  const batches: SubJob[][] = [];
+  for (let i = 0; i < jobs.length; i += size) batches.push(jobs.slice(i, i + size));
+  // Each child gets its share of the window; children themselves count toward nothing else.
+  const childWindow = Math.max(1, Math.ceil(opts.window / Math.min(batches.length, opts.window)));
+  const parallelChildren = Math.max(1, Math.min(batches.length, opts.window));
+  // Children run the batch leniently (partial) unless fail-fast; the parent judges the whole.
+  const childPolicy: FailurePolicy =
+    opts.policy.kind === 'fail-fast' || opts.policy.kind === 'retry-failed' ? opts.policy : { kind: 'partial' };
+
+  const merged: FanOutOutcome<R> = {
+    results: new Array<R | undefined>(jobs.length),
+    succeeded: 0,
+    failed: [],
+    cancelled: [],
+  };
+  const batchOutcome = await fanOut(
+    batches,
+    (batch, b) =>
+      executeChild(opts.batchWorkflowType, {
+        workflowId: `${opts.parentId}/batch-${String(b).padStart(4, '0')}`,
+        args: [
+          {
+            jobs: batch,
+            window: childWindow,
+            policy: childPolicy,
+            deadLetter,
+            baseIndex: b * size,
+          } satisfies SubJobBatchInput,
+        ],
+        staticSummary: `batch ${b + 1}/${batches.length}: ${batch.length} sub-jobs`,
+        parentClosePolicy: 'TERMINATE',
+        // Children inherit nothing by accident: same priority key, fairness key and weight as the run.
+        priority: runPriority(),
+      }) as Promise<FanOutOutcome<R>>,
+    {
+      window: parallelChildren,
+      policy: opts.policy.kind === 'fail-fast' ? opts.policy : { kind: 'partial' },
+      onSettled: (b, ok) => {
+        if (!ok) return;
+        const n = batches[b]?.length ?? 0;
+        for (let i = 0; i < n; i++) opts.onSettled?.(b * size + i, true);
+      },
+    },
+  );
+  batchOutcome.results.forEach((part, b) => {
+    const base = b * size;
+    if (!part) {
+      const n = batches[b]?.length ?? 0;
+      const why = batchOutcome.failed.find((f) => f.index === b);
+      for (let i = 0; i < n; i++)
+        merged.failed.push({ index: base + i, message: why?.message ?? 'batch cancelled', type: why?.type });
+      return;
+    }
+    part.results.forEach((r, i) => (merged.results[base + i] = r ?? undefined));
+    merged.succeeded += part.succeeded;
+    merged.failed.push(...part.failed.map((f) => ({ ...f, index: f.index + base })));
+    merged.cancelled.push(...part.cancelled.map((i) => i + base));
+  });
+  if (opts.policy.kind === 'quorum' && merged.succeeded < opts.policy.k) {
+    throw ApplicationFailure.create({
+      type: FailureType.SubJobsFailed,
+      nonRetryable: true,
+      message: `quorum not reached: ${merged.succeeded} of ${jobs.length} succeeded, ${opts.policy.k} needed`,
+    });
+  }
+  if (opts.policy.kind === 'retry-failed' && merged.failed.length > 0) {
+    throw ApplicationFailure.create({
+      type: FailureType.SubJobsFailed,
+      nonRetryable: true,
+      message: `${merged.failed.length} of ${jobs.length} sub-jobs failed; first: ${merged.failed[0]?.message}`,
+    });
+  }
+  return merged;
+}

@@ -1,0 +1,160 @@
+/**
+ * Workflow-side flow control (runs in the sandbox): priority and fairness passed explicitly to
+ * every activity, age-based promotion of waiting sub-jobs to the next tier up, and dead-letter
+ * records of what exhausted its retries. Helpers only; not re-exported from the bundle entry.
+ */
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  TimeoutFailure,
+  isCancellation,
+  patched,
+  proxyActivities,
+  proxySinks,
+  workflowInfo,
+  type ActivityOptions,
+  type Sinks,
+} from '@temporalio/workflow';
+import type { Priority } from '@temporalio/common';
+import type { DeadLetterInput, FailureLink } from '../dlq/store';
+import {
+  FLOW_MEMO_KEY,
+  FailureType,
+  PRIORITY_KEY_BY_TIER,
+  nextTierUp,
+  parseTaskQueue,
+  taskQueueFor,
+  type FlowMemo,
+  type Tier,
+} from '../shared/constants';
+import type { SubJob } from '../shared/fan-out';
+
+/** Sinks the worker host implements (metrics the sandbox cannot touch itself). */
+export interface FlowSinks extends Sinks {
+  flow: {
+    /** A sub-job waited past its promotion age and was dispatched on `to`. */
+    promoted(event: { from: Tier; to: Tier; activityType: string }): void;
+  };
+}
+
+const sinks = proxySinks<FlowSinks>();
+
+/** Patch ID guarding the dead-letter activity calls (histories recorded before it replay unchanged). */
+export const DLQ_PATCH = 'sluice-dlq-v1';
+
+const dlq = proxyActivities<{ recordDeadLetter(entry: DeadLetterInput): Promise<{ id: string }> }>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
+  summary: 'dead-letter',
+});
+
+/** The flow memo the client set at start (promotion ages); empty when started some other way. */
+export function flowMemo(): FlowMemo {
+  const memo = workflowInfo().memo?.[FLOW_MEMO_KEY];
+  return memo && typeof memo === 'object' ? memo : {};
+}
+
+/**
+ * The run's priority, explicitly, for activities and children. Temporal inherits the workflow's
+ * priority when an activity sets none; Sluice sets it anyway so a promoted sub-job can change its
+ * key while keeping the tenant's fairness key and weight.
+ */
+export function runPriority(overrideKey?: number): Priority | undefined {
+  const p = workflowInfo().priority;
+  if (!p && overrideKey === undefined) return undefined;
+  return { ...(p ?? {}), ...(overrideKey !== undefined ? { priorityKey: overrideKey } : {}) };
+}
+
+function isScheduleToStartTimeout(err: unknown): boolean {
+  return (
+    err instanceof ActivityFailure &&
+    err.cause instanceof TimeoutFailure &&
+    err.cause.timeoutType === 'SCHEDULE_TO_START'
+  );
+}
+
+/**
+ * Runs one sub-job as an activity on `tier`'s queue (default: the workflow's own). If that tier
+ * has a promotion age in the flow memo, the attempt carries it as `scheduleToStartTimeout`; when
+ * it fires, the sub-job is dispatched again on the next tier up, with that tier's priority key.
+ */
+export async function dispatchSubJob<R>(job: SubJob, base: ActivityOptions, tier?: Tier): Promise<R> {
+  const own = parseTaskQueue(workflowInfo().taskQueue);
+  const current = tier ?? own?.tier;
+  const promoteAfter = current ? flowMemo().promoteAfterSeconds?.[current] : undefined;
+  const next = current ? nextTierUp(current) : undefined;
+  const onOtherTier = tier !== undefined && own !== undefined && tier !== own.tier;
+  const options: ActivityOptions = {
+    ...base,
+    priority: runPriority(onOtherTier && current ? PRIORITY_KEY_BY_TIER[current] : undefined),
+    ...(onOtherTier && current ? { taskQueue: taskQueueFor(current, own.suffix) } : {}),
+    ...(promoteAfter && next && own ? { scheduleToStartTimeout: promoteAfter * 1000 } : {}),
+  };
+  const acts = proxyActivities<Record<string, (input: unknown) => Promise<R>>>(options);
+  const fn = acts[job.activity];
+  if (!fn) throw ApplicationFailure.nonRetryable(`unknown activity ${job.activity}`, FailureType.InvalidInput);
+  try {
+    return await fn(job.input);
+  } catch (err) {
+    if (current && next && own && promoteAfter && isScheduleToStartTimeout(err)) {
+      sinks.flow.promoted({ from: current, to: next, activityType: job.activity });
+      return dispatchSubJob<R>(job, base, next);
+    }
+    throw err;
+  }
+}
+
+/** The failure chain of an error, outermost first (ActivityFailure → ApplicationFailure → …). */
+export function failureChain(err: unknown): FailureLink[] {
+  const chain: FailureLink[] = [];
+  let cur: unknown = err;
+  while (cur instanceof Error && chain.length < 10) {
+    const type = cur instanceof ApplicationFailure ? (cur.type ?? undefined) : cur.name;
+    chain.push({ ...(type ? { type } : {}), message: cur.message });
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return chain;
+}
+
+/** Attempts the failed activity made, as far as the failure tells (RetriesExhausted carries it). */
+export function attemptsOf(err: unknown, maximumAttempts: number | undefined): number {
+  let cur: unknown = err;
+  while (cur instanceof Error) {
+    if (cur instanceof ApplicationFailure && cur.type === FailureType.RetriesExhausted) {
+      const d = cur.details?.[0] as { attempts?: number } | undefined;
+      if (typeof d?.attempts === 'number') return d.attempts;
+    }
+    if (cur instanceof ActivityFailure && cur.retryState === 'MAXIMUM_ATTEMPTS_REACHED' && maximumAttempts) {
+      return maximumAttempts;
+    }
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return 1;
+}
+
+/**
+ * Records a dead letter from the workflow's failure path. Runs in a non-cancellable scope (a
+ * cancelled pipeline is not dead-lettered at all) and never throws: losing the record must not
+ * change how the pipeline ends.
+ */
+export async function recordDeadLetter(
+  err: unknown,
+  entry: Omit<DeadLetterInput, 'workflowId' | 'runId' | 'workflowType' | 'taskQueue' | 'failure' | 'attempts'> & {
+    maximumAttempts?: number;
+  },
+): Promise<void> {
+  if (isCancellation(err) || !patched(DLQ_PATCH)) return;
+  const info = workflowInfo();
+  const { maximumAttempts, ...rest } = entry;
+  const record: DeadLetterInput = {
+    ...rest,
+    workflowId: info.workflowId,
+    runId: info.runId,
+    workflowType: info.workflowType,
+    taskQueue: info.taskQueue,
+    failure: failureChain(err),
+    attempts: attemptsOf(err, maximumAttempts),
+  };
+  await CancellationScope.nonCancellable(() => dlq.recordDeadLetter(record)).catch(() => undefined);
+}

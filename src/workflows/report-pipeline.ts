@@ -1,0 +1,192 @@
+/**
+ * Report pipeline: plan the months → fan out one `aggregatePartition` per month (× shard) through
+ * the shared fan-out helper under the chosen failure policy → fan in with `mergeReport` (CSV,
+ * JSON, HTML). The result lists the partitions used and the ones missing, and why.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  isCancellation,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { FailureType } from '../shared/constants';
+import type { SubJob } from '../shared/fan-out';
+import {
+  ReportPipelineInputSchema,
+  addMonths,
+  monthRange,
+  type AggregatePartitionInput,
+  type AggregatePartitionResult,
+  type MissingPartition,
+  type ReportPipelineInput,
+  type ReportPipelineResult,
+} from '../shared/report';
+import { PartialKey, StageKey } from '../shared/search-attributes';
+import { zodIssues, type PipelineProgress } from '../shared/video';
+import type { ReportActivities } from '../activities/reports';
+import { activityOptionsFor, runSubJobs } from './fan-out';
+
+/** Query: `{stage, done, total, failed}` of a running report (same name as the video pipeline's). */
+export const reportProgressQuery = defineQuery<PipelineProgress>('progress');
+
+const plan = proxyActivities<Pick<ReportActivities, 'listPartitions'>>({
+  ...activityOptionsFor('listPartitions'),
+  summary: 'list partitions',
+});
+const merge = proxyActivities<Pick<ReportActivities, 'mergeReport'>>({
+  ...activityOptionsFor('mergeReport'),
+  summary: 'merge report',
+});
+const cleanup = proxyActivities<Pick<ReportActivities, 'cleanupReport'>>({
+  ...activityOptionsFor('cleanupReport'),
+  summary: 'clean up',
+});
+
+function fail(type: FailureType, message: string, details?: unknown): never {
+  throw ApplicationFailure.create({ type, nonRetryable: true, message, details: details ? [details] : undefined });
+}
+
+/** The month the workflow started in, from workflow time (deterministic on replay). */
+function currentMonth(): string {
+  const now = new Date(workflowInfo().startTime);
+  return `${now.getUTCFullYear()}-${String(now.getUTCMonth() + 1).padStart(2, '0')}`;
+}
+
+/**
+ * Builds a report over monthly partitions. Bad input fails once with a non-retryable
+ * InvalidInput. Months without a partition fail the pipeline (NotFound, naming them) unless the
+ * policy accepts a partial result, which is then flagged with the `Partial` search attribute.
+ */
+export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Promise<ReportPipelineResult> {
+  const parsed = ReportPipelineInputSchema.safeParse(rawInput);
+  if (!parsed.success) {
+    const issues = zodIssues(parsed.error);
+    fail(FailureType.InvalidInput, issues.map((i) => `${i.path}: ${i.message}`).join('; '), issues);
+  }
+  const input = parsed.data;
+  const pipelineId = workflowInfo().workflowId;
+  const to = input.to ?? addMonths(currentMonth(), -1);
+  const from = input.from ?? addMonths(to, -((input.lastMonths ?? 1) - 1));
+  const months = monthRange(from, to);
+  const policy = input.policy;
+  const lenient = policy.kind === 'partial' || policy.kind === 'deadline-partial' || policy.kind === 'quorum';
+
+  const progress: PipelineProgress = { stage: 'planning', done: 0, total: 0, failed: 0 };
+  setHandler(reportProgressQuery, () => progress);
+  const setStage = (stage: string, details: string) => {
+    progress.stage = stage;
+    upsertSearchAttributes([{ key: StageKey, value: stage }]);
+    setCurrentDetails(`**${stage}** — ${details}`);
+  };
+
+  try {
+    setStage('planning', `${from} … ${to}: ${months.length} months`);
+    const available = new Set(await plan.listPartitions({ months }));
+    const missing: MissingPartition[] = months
+      .filter((m) => !available.has(m))
+      .map((month) => ({ month, reason: 'no partition' }));
+    if (missing.length > 0 && !lenient) {
+      fail(
+        FailureType.NotFound,
+        `no partition for ${missing.length === 1 ? 'month' : 'months'} ${missing.map((m) => m.month).join(', ')} (policy ${policy.kind} needs every month)`,
+        { missing: missing.map((m) => m.month) },
+      );
+    }
+    const present = months.filter((m) => available.has(m));
+    const jobs: SubJob[] = [];
+    for (const month of present) {
+      for (let shard = 0; shard < input.shards; shard++) {
+        const job: AggregatePartitionInput = {
+          pipelineId,
+          month,
+          groupBy: input.groupBy,
+          shard,
+          shards: input.shards,
+          ...(input.tenantFilter ? { tenantFilter: input.tenantFilter } : {}),
+        };
+        jobs.push({
+          activity: 'aggregatePartition',
+          input: job,
+          summary: input.shards > 1 ? `${month} shard ${shard + 1}/${input.shards}` : `aggregate ${month}`,
+        });
+      }
+    }
+    if (policy.kind === 'quorum' && jobs.length < policy.k) {
+      fail(
+        FailureType.SubJobsFailed,
+        `quorum ${policy.k} cannot be reached: ${jobs.length} sub-jobs have a partition (missing ${missing.map((m) => m.month).join(', ')})`,
+      );
+    }
+    progress.total = jobs.length + 1;
+    setStage(
+      'aggregating',
+      `${present.length} partitions × ${input.shards} shard(s), policy ${policy.kind}${missing.length ? `, ${missing.length} missing` : ''}`,
+    );
+    const fan = await runSubJobs<AggregatePartitionResult>(jobs, {
+      parentId: pipelineId,
+      window: input.window,
+      policy,
+      batchWorkflowType: 'subJobBatchWorkflow',
+      onSettled: (_, ok) => (ok ? progress.done++ : progress.failed++),
+    });
+
+    // A month counts only when every shard of it succeeded.
+    const reasons = new Map<number, string>();
+    for (const f of fan.failed) reasons.set(f.index, `failed: ${f.message}`);
+    const cancelledWhy =
+      policy.kind === 'quorum'
+        ? 'not needed: quorum reached'
+        : policy.kind === 'deadline-partial'
+          ? `cancelled at the ${policy.deadlineSeconds}s deadline`
+          : 'cancelled';
+    for (const i of fan.cancelled) if (!reasons.has(i)) reasons.set(i, cancelledWhy);
+    const used: string[] = [];
+    present.forEach((month, m) => {
+      let why: string | undefined;
+      for (let s = 0; s < input.shards && !why; s++) {
+        const i = m * input.shards + s;
+        if (fan.results[i] == null) why = reasons.get(i) ?? cancelledWhy;
+      }
+      if (why) missing.push({ month, reason: why });
+      else used.push(month);
+    });
+    missing.sort((a, b) => a.month.localeCompare(b.month));
+    if (used.length === 0) {
+      fail(
+        FailureType.SubJobsFailed,
+        `no partition could be aggregated: ${missing.map((m) => `${m.month} ${m.reason}`).join('; ')}`,
+      );
+    }
+    const partial = missing.length > 0;
+    if (partial) upsertSearchAttributes([{ key: PartialKey, value: true }]);
+
+    setStage(
+      'merging',
+      `${used.length} partitions${partial ? `, missing ${missing.map((m) => m.month).join(', ')}` : ''}`,
+    );
+    const title = `Orders ${from} … ${to}${input.groupBy.length ? ` by ${input.groupBy.join(', ')}` : ''}`;
+    const artifacts = await merge.mergeReport({
+      pipelineId,
+      title,
+      measures: input.measures,
+      groupBy: input.groupBy,
+      format: input.format,
+      used,
+      shards: input.shards,
+      missing,
+    });
+    progress.done++;
+    setStage('done', `${artifacts.rows} rows → ${artifacts.primary}${partial ? ' (partial)' : ''}`);
+    return { workflowId: pipelineId, from, to, used, missing, partial, subJobs: jobs.length, ...artifacts };
+  } catch (err) {
+    const stage = progress.stage;
+    await CancellationScope.nonCancellable(() => cleanup.cleanupReport({ pipelineId, removeArtifacts: true }));
+    setStage(isCancellation(err) ? 'cancelled' : 'failed', `during ${stage}`);
+    throw err;
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Video pipeline: probe → plan chunks → fan out transcodes (chunk × rendition) and thumbnails
+ * → fan in: concatenate each rendition by stream copy → manifest.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  isCancellation,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { FailureType } from '../shared/constants';
+import type { SubJob } from '../shared/fan-out';
+import { StageKey } from '../shared/search-attributes';
+import {
+  VideoPipelineInputSchema,
+  zodIssues,
+  type PipelineProgress,
+  type ThumbnailArtifact,
+  type VideoPipelineInput,
+  type VideoPipelineResult,
+} from '../shared/video';
+import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput } from '../activities/media';
+import { activityOptionsFor, runSubJobs } from './fan-out';
+import { recordDeadLetter } from './flow-control';
+
+/** Query: `{stage, done, total, failed}` of a running pipeline. */
+export const progressQuery = defineQuery<PipelineProgress>('progress');
+
+const probe = proxyActivities<Pick<MediaActivities, 'probeMedia'>>({
+  ...activityOptionsFor('probeMedia'),
+  summary: 'probe source',
+});
+const finish = proxyActivities<Pick<MediaActivities, 'concatRendition' | 'writeManifest'>>(
+  activityOptionsFor('concatRendition'),
+);
+const cleanup = proxyActivities<Pick<MediaActivities, 'cleanupPipeline'>>({
+  ...activityOptionsFor('cleanupPipeline'),
+  summary: 'clean up',
+});
+
+/** Chunk boundaries: `[start, duration]` pairs covering `durationSec`. */
+export function planChunks(durationSec: number, chunkSeconds: number): { startSec: number; durationSec: number }[] {
+  const chunks: { startSec: number; durationSec: number }[] = [];
+  // A final sliver shorter than a quarter second is folded into the chunk before it.
+  for (let start = 0; start < durationSec - 0.25 || chunks.length === 0; start += chunkSeconds) {
+    const remaining = durationSec - start;
+    const dur = remaining - chunkSeconds < 0.25 ? remaining : chunkSeconds;
+    chunks.push({ startSec: start, durationSec: dur });
+    if (dur === remaining) break;
+  }
+  return chunks;
+}
+
+/** Evenly spaced thumbnail times, away from the very start and end. */
+export function planThumbnails(durationSec: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => Math.round(((durationSec * (i + 1)) / (count + 1)) * 1000) / 1000);
+}
+
+/**
+ * Transcodes a source into renditions, with thumbnails and a manifest. Input errors fail once
+ * with a non-retryable InvalidInput; a bad file fails once with InvalidMedia. Cancelling stops
+ * every ffmpeg process and removes partial outputs.
+ */
+export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promise<VideoPipelineResult> {
+  const parsed = VideoPipelineInputSchema.safeParse(rawInput);
+  if (!parsed.success) {
+    const issues = zodIssues(parsed.error);
+    throw ApplicationFailure.create({
+      type: FailureType.InvalidInput,
+      nonRetryable: true,
+      message: issues.map((i) => `${i.path}: ${i.message}`).join('; '),
+      details: [issues],
+    });
+  }
+  const input = parsed.data;
+  const pipelineId = workflowInfo().workflowId;
+  const progress: PipelineProgress = { stage: 'probing', done: 0, total: 0, failed: 0 };
+  setHandler(progressQuery, () => progress);
+  const setStage = (stage: string, details: string) => {
+    progress.stage = stage;
+    upsertSearchAttributes([{ key: StageKey, value: stage }]);
+    setCurrentDetails(`**${stage}** — ${details}`);
+  };
+
+  try {
+    setStage('probing', input.source);
+    const media = await probe.probeMedia({ pipelineId, source: input.source });
+    const chunks = planChunks(media.durationSec, input.chunkSeconds);
+    const times = planThumbnails(media.durationSec, input.thumbnails);
+    const renditions = input.renditions;
+
+    const jobs: SubJob[] = [];
+    for (const rendition of renditions) {
+      chunks.forEach((c, chunkIndex) => {
+        const job: TranscodeChunkInput = { pipelineId, source: media.path, rendition, chunkIndex, ...c };
+        jobs.push({
+          activity: 'transcodeChunk',
+          input: job,
+          summary: `${rendition} chunk ${chunkIndex + 1}/${chunks.length}`,
+        });
+      });
+      if (media.hasAudio) {
+        const job: EncodeAudioInput = { pipelineId, source: media.path, rendition, durationSec: media.durationSec };
+        jobs.push({ activity: 'encodeAudio', input: job, summary: `${rendition} audio` });
+      }
+    }
+    times.forEach((atSec, index) =>
+      jobs.push({
+        activity: 'extractThumbnail',
+        input: { pipelineId, source: media.path, index, atSec },
+        summary: `thumbnail ${index + 1} @ ${atSec}s`,
+      }),
+    );
+    progress.total = jobs.length + renditions.length + 1;
+    setStage(
+      'transcoding',
+      `${chunks.length} chunks × ${renditions.length} renditions, audio, ${times.length} thumbnails`,
+    );
+    const fan = await runSubJobs<unknown>(jobs, {
+      parentId: pipelineId,
+      window: input.window,
+      policy: { kind: 'fail-fast' },
+      batchWorkflowType: 'subJobBatchWorkflow',
+      onSettled: (_, ok) => (ok ? progress.done++ : progress.failed++),
+    });
+    const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];
+
+    setStage('concatenating', renditions.join(', '));
+    const artifacts = await Promise.all(
+      renditions.map(async (rendition) => {
+        const a = await finish.concatRendition({
+          pipelineId,
+          rendition,
+          chunkCount: chunks.length,
+          hasAudio: media.hasAudio,
+        });
+        progress.done++;
+        return a;
+      }),
+    );
+
+    setStage('manifest', `${artifacts.length} renditions, ${thumbnails.length} thumbnails`);
+    const manifestPath = await finish.writeManifest({
+      pipelineId,
+      source: input.source,
+      sourceDurationSec: media.durationSec,
+      renditions: artifacts,
+      thumbnails,
+    });
+    await cleanup.cleanupPipeline({ pipelineId, removeArtifacts: false });
+    progress.done++;
+    setStage('done', manifestPath);
+    return {
+      workflowId: pipelineId,
+      manifestPath,
+      sourceDurationSec: media.durationSec,
+      renditions: artifacts,
+      thumbnails,
+    };
+  } catch (err) {
+    // Whatever happened, leave no half-written outputs behind; cleanup must run even when cancelled.
+    const stage = progress.stage;
+    await CancellationScope.nonCancellable(() => cleanup.cleanupPipeline({ pipelineId, removeArtifacts: true }));
+    setStage(isCancellation(err) ? 'cancelled' : 'failed', `during ${stage}`);
+    // Invalid input is not dead-lettered: replaying it could only fail the same way.
+    if (!(err instanceof ApplicationFailure && err.type === FailureType.InvalidInput)) {
+      await recordDeadLetter(err, { kind: 'pipeline', input: rawInput, tenant: input.tenant });
+    }
+    throw err;
+  }
+}

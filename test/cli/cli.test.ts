@@ -1,0 +1,303 @@
+/**
+ * The `bin/sluice` contract: exit codes (0 ok, 1 pipeline failed, 2 invalid input, nothing
+ * started), `--json` printing exactly one JSON object on stdout, and status/result/cancel.
+ * Runs the compiled CLI (`npm test` builds first) against the run's real dev server.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SluiceClient } from '../../src/client';
+import type { WorkerHost } from '../../src/workers/host';
+import { REPO_ROOT, connectClient, listFiles, makeTestEnv, sampleVideo, startHost, type TestEnv } from '../helpers/env';
+
+interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function sluice(t: TestEnv, args: string[], timeoutMs = 120_000): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'sluice'), ...args], {
+      cwd: t.dir,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...t.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** stdout must be exactly one JSON object. */
+function oneJson(stdout: string): Record<string, unknown> {
+  const lines = stdout.split('\n').filter((l) => l.trim() !== '');
+  expect(lines).toHaveLength(1);
+  const value = JSON.parse(lines[0] as string) as unknown;
+  expect(typeof value).toBe('object');
+  return value as Record<string, unknown>;
+}
+
+describe('sluice video: invalid input exits 2, names the field, starts nothing', () => {
+  let bad: TestEnv;
+  let client: SluiceClient;
+
+  beforeAll(async () => {
+    bad = makeTestEnv('cli-bad');
+    await sampleVideo(bad, { seconds: 2, name: 'ok.mp4' });
+    fs.mkdirSync(path.join(bad.mediaRoot, 'folder'));
+    fs.writeFileSync(path.join(bad.dir, 'outside.mp4'), 'x');
+    fs.symlinkSync(path.join(bad.dir, 'outside.mp4'), path.join(bad.mediaRoot, 'link-out.mp4'));
+    client = await connectClient(bad);
+  });
+
+  afterAll(async () => {
+    await client?.close();
+  });
+
+  const cases: { name: string; args: string[]; field: RegExp }[] = [
+    { name: 'a missing file', args: ['missing.mp4'], field: /source: missing\.mp4 does not exist/ },
+    { name: 'a directory', args: ['folder'], field: /source: folder is a directory/ },
+    { name: 'a .. path outside the media root', args: ['../outside.mp4'], field: /source: .*outside the media root/ },
+    {
+      name: 'an absolute path outside the media root',
+      args: ['/etc/hostname'],
+      field: /source: .*outside the media root/,
+    },
+    {
+      name: 'a symlink leading outside the media root',
+      args: ['link-out.mp4'],
+      field: /source: .*outside the media root/,
+    },
+    {
+      name: 'an unknown rendition',
+      args: ['ok.mp4', '--renditions', '360p,999p'],
+      field: /renditions\.1: unknown rendition/,
+    },
+    {
+      name: 'chunk seconds of zero',
+      args: ['ok.mp4', '--chunk-seconds', '0'],
+      field: /chunkSeconds: must be at least 1/,
+    },
+    {
+      name: 'negative chunk seconds',
+      args: ['ok.mp4', '--chunk-seconds', '-5'],
+      field: /chunkSeconds: must be at least 1/,
+    },
+    {
+      name: 'absurd chunk seconds',
+      args: ['ok.mp4', '--chunk-seconds', '100000'],
+      field: /chunkSeconds: must be at most 3600/,
+    },
+    {
+      name: 'non-numeric chunk seconds',
+      args: ['ok.mp4', '--chunk-seconds', 'abc'],
+      field: /chunk-seconds must be a number/,
+    },
+    {
+      name: 'thousands of thumbnails',
+      args: ['ok.mp4', '--thumbnails', '5000'],
+      field: /thumbnails: must be at most 100/,
+    },
+    {
+      name: 'fractional thumbnails',
+      args: ['ok.mp4', '--thumbnails', '2.5'],
+      field: /thumbnails: must be a whole number/,
+    },
+    { name: 'an empty tenant', args: ['ok.mp4', '--tenant', ''], field: /tenant: must be 1-63 characters/ },
+    {
+      name: 'a tenant with unsafe characters',
+      args: ['ok.mp4', '--tenant', '../acme'],
+      field: /tenant: must be 1-63 characters/,
+    },
+    {
+      name: 'a tenant with a control character',
+      args: ['ok.mp4', '--tenant', 'ac\u0007me'],
+      field: /tenant: must be 1-63 characters/,
+    },
+    {
+      name: 'an idempotency key with a slash',
+      args: ['ok.mp4', '--id', 'a/b'],
+      field: /idempotencyKey: must be 1-128 characters/,
+    },
+    { name: 'an unknown priority', args: ['ok.mp4', '--priority', 'urgent'], field: /priority/ },
+  ];
+
+  it.each(cases)('rejects $name', async ({ args, field }) => {
+    const run = await sluice(bad, ['video', ...args, '--json']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(field);
+    const out = oneJson(run.stdout);
+    expect(String(out.error)).toMatch(/invalid/);
+  });
+
+  it('started nothing and wrote nothing for any of them', async () => {
+    const { executions } = await client.temporal.workflowService.listWorkflowExecutions({
+      namespace: 'default',
+      query: `TaskQueue = 'sluice-default-${bad.suffix}'`,
+    });
+    expect(executions).toHaveLength(0);
+    expect(listFiles(bad.outputDir)).toEqual([]);
+  });
+
+  it('a usage error (unknown command) exits 2', async () => {
+    const run = await sluice(bad, ['transmogrify']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/unknown command/);
+  });
+
+  it('an invalid environment exits 2 and names the variable', async () => {
+    const run = await sluice({ ...bad, env: { ...bad.env, SLUICE_METRICS_PORT: 'many' } }, ['status', 'x', '--json']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/SLUICE_METRICS_PORT/);
+    oneJson(run.stdout);
+  });
+});
+
+describe('sluice video/status/result/cancel against running workers', () => {
+  let t: TestEnv;
+  let host: WorkerHost;
+  let sample: string;
+
+  beforeAll(async () => {
+    t = makeTestEnv('cli');
+    sample = await sampleVideo(t, { seconds: 6 });
+    host = await startHost(t, ['default', 'low']);
+  });
+
+  afterAll(async () => {
+    await host?.shutdown();
+  });
+
+  it('video --wait --json prints one object with the workflow ID, status and artifacts', async () => {
+    const run = await sluice(t, [
+      'video',
+      sample,
+      '--renditions',
+      '240p',
+      '--chunk-seconds',
+      '3',
+      '--thumbnails',
+      '1',
+      '--tenant',
+      'cli',
+      '--id',
+      'k1',
+      '--wait',
+      '--json',
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    const out = oneJson(run.stdout) as {
+      workflowId: string;
+      status: string;
+      result: { manifestPath: string; renditions: { name: string; path: string; durationSec: number }[] };
+    };
+    expect(out.workflowId).toBe('video:cli:k1');
+    expect(out.status).toBe('COMPLETED');
+    expect(fs.existsSync(out.result.manifestPath)).toBe(true);
+    expect(out.result.renditions).toHaveLength(1);
+    expect(out.result.renditions[0]?.name).toBe('240p');
+    expect(fs.existsSync(out.result.renditions[0]?.path ?? '')).toBe(true);
+    expect(Math.abs((out.result.renditions[0]?.durationSec ?? 0) - 6)).toBeLessThanOrEqual(0.5);
+  });
+
+  it('shows a progress bar while waiting on a terminal', async () => {
+    // `script` gives the CLI a real pseudo-terminal, as a person running it would have.
+    const cmd = [
+      process.execPath,
+      path.join(REPO_ROOT, 'bin', 'sluice'),
+      'video',
+      sample,
+      '--renditions',
+      '240p',
+      '--chunk-seconds',
+      '1',
+      '--thumbnails',
+      '0',
+      '--tenant',
+      'cli',
+      '--id',
+      'tty',
+      '--wait',
+    ]
+      .map((a) => `'${a.replace(/'/g, "'\\''")}'`)
+      .join(' ');
+    const run = await new Promise<CliRun>((resolve, reject) => {
+      const child = spawn('script', ['-qefc', cmd, '/dev/null'], {
+        cwd: t.dir,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: 'xterm', ...t.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, stdout, stderr: '' }));
+    });
+    expect(run.code).toBe(0);
+    // The last frame drawn is the finished pipeline: every sub-job done.
+    expect(run.stdout).toMatch(/[a-z]+\s*\|█+\| (\d+)\/\1 sub-jobs/);
+    expect(run.stdout).toMatch(/completed video:cli:tty/);
+  });
+
+  it('status and result of a finished pipeline', async () => {
+    const status = await sluice(t, ['status', 'video:cli:k1', '--json']);
+    expect(status.code).toBe(0);
+    expect(oneJson(status.stdout)).toMatchObject({
+      workflowId: 'video:cli:k1',
+      status: 'COMPLETED',
+      stage: 'done',
+      kind: 'video',
+    });
+    const result = await sluice(t, ['result', 'video:cli:k1', '--json']);
+    expect(result.code).toBe(0);
+    expect(oneJson(result.stdout)).toMatchObject({ workflowId: 'video:cli:k1', status: 'COMPLETED' });
+  });
+
+  it('a failed pipeline exits 1 and prints the failure chain', async () => {
+    fs.writeFileSync(path.join(t.mediaRoot, 'text.mp4'), 'not a video at all\n');
+    const run = await sluice(t, ['video', 'text.mp4', '--tenant', 'cli', '--id', 'broken', '--wait', '--json']);
+    expect(run.code).toBe(1);
+    const out = oneJson(run.stdout) as { status: string; failure: { type?: string; message: string }[] };
+    expect(out.status).toBe('FAILED');
+    expect(out.failure.some((f) => f.type === 'InvalidMedia')).toBe(true);
+    expect(run.stderr).toMatch(/InvalidMedia/);
+  });
+
+  it('cancel stops a running pipeline', async () => {
+    const long = await sampleVideo(t, { seconds: 40, width: 640, height: 360, fps: 25 });
+    const start = await sluice(t, [
+      'video',
+      long,
+      '--renditions',
+      '720p',
+      '--chunk-seconds',
+      '20',
+      '--thumbnails',
+      '0',
+      '--tenant',
+      'cli',
+      '--id',
+      'to-cancel',
+      '--priority',
+      'low',
+      '--json',
+    ]);
+    expect(start.code).toBe(0);
+    expect(oneJson(start.stdout)).toMatchObject({ workflowId: 'video:cli:to-cancel', status: 'STARTED' });
+    const cancel = await sluice(t, ['cancel', 'video:cli:to-cancel', '--json']);
+    expect(cancel.code).toBe(0);
+    expect(oneJson(cancel.stdout)).toEqual({ workflowId: 'video:cli:to-cancel', cancelRequested: true });
+    const result = await sluice(t, ['result', 'video:cli:to-cancel', '--json']);
+    expect(result.code).toBe(1);
+    expect(oneJson(result.stdout)).toMatchObject({ status: 'FAILED' });
+    expect(fs.existsSync(path.join(t.outputDir, 'video:cli:to-cancel'))).toBe(false);
+  });
+});

@@ -1,0 +1,62 @@
+/** Real `sluice worker` processes for drain and fault tests, and a bounded polling helper. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { freePort } from '../../src/devserver/dev-server';
+import { REPO_ROOT, type TestEnv } from './env';
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  /** Port of its /metrics, /healthz and /readyz. */
+  port: number;
+  exited: Promise<number | null>;
+  stderr: () => string;
+}
+
+/** Polls `fn` every 100 ms until `ok`, failing after `timeoutMs`. */
+export async function until<T>(
+  what: string,
+  fn: () => T | Promise<T>,
+  ok: (v: T) => boolean,
+  timeoutMs: number,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** HTTP status of the process's /readyz, or 'down'. */
+export async function readyz(port: number): Promise<number | 'down'> {
+  try {
+    return (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+  } catch {
+    return 'down';
+  }
+}
+
+/** Starts `node bin/sluice worker --tiers …` (compiled code: `npm test` builds first) and waits until it is ready. */
+export async function spawnWorker(
+  t: TestEnv,
+  tiers: string[],
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<WorkerProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'sluice'), 'worker', '--tiers', tiers.join(',')], {
+    cwd: t.dir,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...t.env, ...extraEnv, SLUICE_METRICS_PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await until(
+    'the worker to be ready',
+    () => readyz(port),
+    (s) => s === 200,
+    60_000,
+  );
+  return { child, port, exited, stderr: () => stderr };
+}

@@ -1,0 +1,72 @@
+/**
+ * A large report fan-out on the real server: above 500 sub-jobs the shared helper batches them
+ * through child workflows, and every history (parent and children) stays under 10,240 events.
+ * Kept small for CI (1,200 sub-jobs); `npm run bench:fanout` runs 10,000.
+ */
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SluiceClient } from '../../src/client';
+import { DuckDbSource } from '../../src/data/duckdb';
+import type { WorkerHost } from '../../src/workers/host';
+import { connectClient, makeTestEnv, startHost, type TestEnv } from '../helpers/env';
+import { reportActivities, smallPartitions } from './helpers';
+
+let t: TestEnv;
+let host: WorkerHost;
+let client: SluiceClient;
+let source: DuckDbSource;
+
+beforeAll(async () => {
+  t = makeTestEnv('report-large', { SLUICE_SLOTS_DEFAULT: '24' });
+  await smallPartitions(t.config.reports.partitionsDir, '2024-01', 12, 300);
+  source = new DuckDbSource({ partitionsDir: t.config.reports.partitionsDir });
+  host = await startHost(t, ['default'], reportActivities(source, t.outputDir));
+  client = await connectClient(t);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await host?.shutdown();
+  await source?.close();
+});
+
+describe('large fan-out', () => {
+  it('runs 1,200 sub-jobs through batched children with every history under 10,240 events', async () => {
+    const common = {
+      from: '2024-01',
+      to: '2024-12',
+      measures: ['orders', 'revenue'],
+      groupBy: ['month'],
+      tenant: 'big',
+    };
+    const { workflowId } = await client.startReportPipeline({
+      ...common,
+      shards: 100,
+      window: 48,
+      idempotencyKey: 'fan-1200',
+    });
+    const r = await client.getReportResult(workflowId);
+    expect(r.subJobs).toBe(1_200);
+    expect(r.used).toHaveLength(12);
+    expect(r.partial).toBe(false);
+
+    const parent = await client.temporal.workflow.getHandle(workflowId).describe();
+    expect(parent.historyLength).toBeLessThanOrEqual(10_240);
+    const children = Array.from({ length: 5 }, (_, b) => `${workflowId}/batch-${String(b).padStart(4, '0')}`);
+    const lengths = await Promise.all(
+      children.map(async (id) => (await client.temporal.workflow.getHandle(id).describe()).historyLength),
+    );
+    for (const n of lengths) {
+      expect(n).toBeGreaterThan(250 * 3);
+      expect(n).toBeLessThanOrEqual(10_240);
+    }
+    // The parent's history does not grow with the sub-jobs: it sees 5 children, not 1,200 activities.
+    expect(parent.historyLength).toBeLessThan(200);
+
+    // Same totals as the unsharded report.
+    const plain = await client.startReportPipeline({ ...common, idempotencyKey: 'fan-plain' });
+    const p = await client.getReportResult(plain.workflowId);
+    const rows = (file: string) => (JSON.parse(fs.readFileSync(file, 'utf8')) as { rows: unknown[] }).rows;
+    expect(rows(r.json)).toEqual(rows(p.json));
+  });
+});
