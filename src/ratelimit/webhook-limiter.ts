@@ -18,6 +18,10 @@
  * this process until the delay has passed and doubles the spacing of the global limiter (for a
  * clustered limiter that setting lives in Redis, so every process slows down); the spacing halves
  * again every `recoverAfterMs` without a new penalty.
+ *
+ * Redis restarted (empty): the cluster limiter re-creates its settings from this process's
+ * current ones on the next request (see {@link recogniseRedis7Sentinels}), so the cluster route
+ * comes back by itself once Redis answers.
  */
 import Bottleneck from 'bottleneck';
 import Redis from 'ioredis';
@@ -68,6 +72,7 @@ export class WebhookLimiter {
   private lastPenaltyAt = 0;
   private readonly recoverTimer: NodeJS.Timeout;
   private closed = false;
+  private outageLogged = false;
   /** Requests that went through each global route (observability and tests). */
   readonly routes: Record<GlobalRoute, number> = { cluster: 0, local: 0, fallback: 0 };
   /** Requests waiting in the limiters now (not yet sent). */
@@ -96,6 +101,7 @@ export class WebhookLimiter {
       });
       this.redis.on('error', (err: Error) => opts.log?.debug({ err: err.message }, 'webhook limiter: redis error'));
       const connection = new Bottleneck.IORedisConnection({ client: this.redis });
+      recogniseRedis7Sentinels(connection);
       this.connection = connection;
       connection.on('error', (err: Error) => opts.log?.debug({ err: err.message }, 'webhook limiter: cluster error'));
       this.global = new Bottleneck({
@@ -110,7 +116,24 @@ export class WebhookLimiter {
     } else {
       this.global = new Bottleneck({ id: opts.id, minTime: this.baseMinTime });
     }
-    this.global.on('error', (err: Error) => opts.log?.warn({ err: err.message }, 'webhook limiter error'));
+    // While Redis is away the cluster limiter fails every few milliseconds: say so once per
+    // outage, and once more when the cluster route is back.
+    this.global.on('error', (err: Error) => {
+      if (this.redis && !this.clusterReady) {
+        if (this.outageLogged) return opts.log?.debug({ err: err.message }, 'webhook limiter error');
+        this.outageLogged = true;
+        return opts.log?.warn(
+          { err: err.message, fallback: opts.redisFallback },
+          'webhook limiter: Redis unreachable, using the fallback',
+        );
+      }
+      opts.log?.warn({ err: err.message }, 'webhook limiter error');
+    });
+    this.redis?.on('ready', () => {
+      if (!this.outageLogged) return;
+      this.outageLogged = false;
+      opts.log?.info('webhook limiter: Redis is back, cluster route resumed');
+    });
     this.recoverTimer = setInterval(() => this.recover(), opts.recoverAfterMs ?? 5_000);
     this.recoverTimer.unref();
   }
@@ -139,17 +162,16 @@ export class WebhookLimiter {
     this.queued++;
     try {
       return await this.tenants.key(tenant).schedule(async () => {
-        const route = await this.route(opts.signal);
-        const through = route === 'cluster' ? this.global : route === 'fallback' ? this.fallback : this.global;
-        return through.schedule(async () => {
-          await this.waitForHold(opts.signal);
-          this.routes[route]++;
-          return this.local.schedule(() => {
+        // A penalty holds requests before they take a place in the global limiter, so that when
+        // the hold ends they leave at its pace instead of all at once.
+        await this.waitForHold(opts.signal);
+        return this.throughGlobal(opts.signal, () =>
+          this.local.schedule(() => {
             sent = true;
             this.queued--;
             return fn();
-          });
-        });
+          }),
+        );
       });
     } finally {
       if (waitTicker) clearInterval(waitTicker);
@@ -158,6 +180,33 @@ export class WebhookLimiter {
         this.dropped++;
       }
     }
+  }
+
+  /**
+   * The global stage: the cluster limiter while Redis is connected, else the fallback. The two
+   * never send side by side: a fallback request first lets the requests the cluster already
+   * admitted leave at the times it reserved for them, and one that waited for its local share
+   * while Redis came back goes through the cluster instead.
+   */
+  private async throughGlobal<T>(signal: AbortSignal | undefined, send: () => Promise<T>): Promise<T> {
+    const route = await this.route(signal);
+    if (route !== 'fallback') {
+      return this.global.schedule(() => {
+        this.routes[route]++;
+        return send();
+      });
+    }
+    // Before taking a fallback place, so the fallback's pacing starts after the cluster's sends.
+    while (!this.clusterReady && this.global.counts().RUNNING > 0) {
+      if (signal?.aborted || this.closed) throw signal?.reason ?? new Error('webhook limiter closed');
+      await sleep(25);
+    }
+    if (this.clusterReady) return this.throughGlobal(signal, send);
+    return this.fallback.schedule(async () => {
+      if (this.clusterReady) return this.throughGlobal(signal, send);
+      this.routes.fallback++;
+      return send();
+    });
   }
 
   /** Picks the global route; in `pause` mode waits for Redis instead of falling back. */
@@ -216,6 +265,28 @@ export class WebhookLimiter {
     ]);
     for (const limiter of this.tenants.limiters()) void limiter.limiter.stop({ dropWaitingJobs: true });
   }
+}
+
+/**
+ * Bottleneck's Redis scripts signal two recoverable states — the limiter's settings key is gone
+ * (Redis restarted or flushed) and this client is unknown — and Bottleneck recovers from them by
+ * re-running `init` / `register_client`. It matches the bare messages, but Redis 7 prefixes
+ * `ERR ` to a script error without an error code (SGrondin/bottleneck#205, #212), so the recovery
+ * never runs and every request after a Redis restart fails with `ERR SETTINGS_KEY_NOT_FOUND`.
+ * This strips the prefix from those two messages, in the callback Bottleneck gives each script.
+ */
+function recogniseRedis7Sentinels(connection: Bottleneck.IORedisConnection): void {
+  type ScriptCallback = (err: Error | null, replies: unknown) => void;
+  const target = connection as unknown as {
+    __scriptArgs__(name: string, id: string, args: unknown[], cb: ScriptCallback): unknown[];
+  };
+  const original = target.__scriptArgs__.bind(connection);
+  target.__scriptArgs__ = (name, id, args, cb) =>
+    original(name, id, args, (err, replies) => {
+      const bare = err && /^ERR (SETTINGS_KEY_NOT_FOUND|UNKNOWN_CLIENT)$/.exec(err.message)?.[1];
+      if (err && bare) err.message = bare;
+      cb(err, replies);
+    });
 }
 
 function sleep(ms: number): Promise<void> {
