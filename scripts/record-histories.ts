@@ -3,16 +3,22 @@
  * deliberate workflow change, review the diff, commit. It starts its own dev server on free
  * ports, runs real pipelines on generated media, and saves each history as Temporal JSON.
  *
- *   npx tsx scripts/record-histories.ts
+ *   npx tsx scripts/record-histories.ts [--only name,name]
+ *
+ * `--only` re-records just the named histories and keeps the others, so histories recorded with
+ * earlier workflow code stay in the replay test.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Runtime, DefaultLogger } from '@temporalio/worker';
 import { resolveFfmpeg } from '../src/activities/media/ffmpeg';
 import { generateSampleVideo } from '../src/cli/samples';
 import { SluiceClient } from '../src/client';
 import { findTemporalCli } from '../src/devserver/cli-binary';
+import { generateOrders } from '../src/data/generate';
 import { createLogger } from '../src/logger';
 import { WorkerHost } from '../src/workers/host';
 import { startBenchEnv } from '../bench/harness';
@@ -22,9 +28,24 @@ const OUT = path.resolve(__dirname, '..', 'test', 'histories');
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
   // Recorded on the plain queue names (no suffix), as production runs them.
-  const bench = await startBenchEnv('histories', { SLUICE_TASK_QUEUE_SUFFIX: '' });
+  const only = process.argv.includes('--only')
+    ? process.argv[process.argv.indexOf('--only') + 1]?.split(',')
+    : undefined;
+  const wanted = (name: string) => !only || only.includes(name);
+  // A receiver for completion webhooks (answers 200).
+  const receiver = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200).end());
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', () => resolve()));
+  const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+  const bench = await startBenchEnv('histories', {
+    SLUICE_TASK_QUEUE_SUFFIX: '',
+    SLUICE_WEBHOOK_SECRET: 'record-histories',
+    SLUICE_WEBHOOK_ALLOW: '127.0.0.1',
+  });
   const { media, server, config } = bench;
-  const host = await WorkerHost.start({ config, tiers: ['default'], log: createLogger('warn') });
+  const host = await WorkerHost.start({ config, tiers: ['default', 'critical'], log: createLogger('warn') });
   const client = await SluiceClient.connect({ config });
   try {
     const { ffmpeg } = resolveFfmpeg();
@@ -52,34 +73,58 @@ async function main(): Promise<void> {
       // 520 chunks > the 500 threshold: the fan-out goes through batched child workflows.
       { name: 'video-batched', source: 'many.mp4', chunkSeconds: 1, renditions: ['240p', '360p'], thumbnails: 0 },
     ];
-    const index: Record<string, string> = {};
-    for (const r of runs) {
+    const indexFile = path.join(OUT, 'index.json');
+    const index: Record<string, string> = only
+      ? (JSON.parse(fs.readFileSync(indexFile, 'utf8')) as Record<string, string>)
+      : {};
+    // The CLI writes the standard proto JSON that `historyFromJSON` (and the Temporal UI) read.
+    const save = async (id: string, name: string) => {
+      const cli = findTemporalCli(process.env.TEMPORAL_CLI_PATH);
+      if (!cli) throw new Error('no temporal CLI');
+      const json = execFileSync(
+        cli.path,
+        ['workflow', 'show', '--workflow-id', id, '--address', server.address, '--output', 'json'],
+        { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
+      );
+      fs.writeFileSync(path.join(OUT, `${name}.json`), JSON.stringify(JSON.parse(json)) + '\n');
+      const events = (JSON.parse(json) as { events?: unknown[] }).events?.length ?? 0;
+      index[`${name}.json`] = id;
+      console.error(`saved ${name}.json (${events} events)`);
+      await Promise.resolve();
+    };
+    for (const r of runs.filter((run) => wanted(run.name))) {
       const { workflowId } = await client.startVideoPipeline({ ...r, tenant: 'replay', idempotencyKey: r.name });
       await client.getResult(workflowId).catch(() => undefined);
-      // The CLI writes the standard proto JSON that `historyFromJSON` (and the Temporal UI) read.
-      const save = async (id: string, name: string) => {
-        const cli = findTemporalCli(process.env.TEMPORAL_CLI_PATH);
-        if (!cli) throw new Error('no temporal CLI');
-        const json = execFileSync(
-          cli.path,
-          ['workflow', 'show', '--workflow-id', id, '--address', server.address, '--output', 'json'],
-          { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
-        );
-        fs.writeFileSync(path.join(OUT, `${name}.json`), JSON.stringify(JSON.parse(json)) + '\n');
-        const events = (JSON.parse(json) as { events?: unknown[] }).events?.length ?? 0;
-        index[`${name}.json`] = id;
-        console.error(`saved ${name}.json (${events} events)`);
-        await Promise.resolve();
-      };
       await save(workflowId, r.name);
       if (r.name === 'video-batched') await save(`${workflowId}/batch-0000`, 'sub-job-batch');
     }
+    // A report over two generated months, with a completion webhook (critical tier).
+    if (wanted('report-webhook')) {
+      await generateOrders({
+        dir: config.reports.partitionsDir,
+        start: '2025-01',
+        months: 2,
+        rowsPerMonth: 300,
+        seed: 3,
+      });
+      const { workflowId } = await client.startReportPipeline({
+        from: '2025-01',
+        to: '2025-02',
+        format: 'csv',
+        tenant: 'replay',
+        idempotencyKey: 'report-webhook',
+        webhook: { url: hookUrl },
+      });
+      await client.getResult(workflowId);
+      await save(workflowId, 'report-webhook');
+    }
     // Replay needs the real workflow IDs: child IDs are built from the parent's.
-    fs.writeFileSync(path.join(OUT, 'index.json'), JSON.stringify(index, null, 2) + '\n');
+    fs.writeFileSync(indexFile, JSON.stringify(index, null, 2) + '\n');
   } finally {
     await client.close();
     await host.shutdown();
     await bench.close();
+    receiver.close();
   }
 }
 

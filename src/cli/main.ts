@@ -92,6 +92,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .addOption(new Option('--priority <tier>', 'tier').choices([...TIERS]).default('default'))
     .option('--tenant <tenant>', 'tenant', 'default')
     .option('--id <key>', 'idempotency key (default: derived from the file and options)')
+    .option('--webhook <url>', 'completion callback: a signed POST once the outputs are written')
     .option('--wait', 'wait for the result')
     .option('--json', 'print one JSON object on stdout')
     .action(async (source: string, opts: Record<string, unknown>) => {
@@ -107,6 +108,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
         tier: opts.priority as Tier,
         tenant: opts.tenant as string,
         idempotencyKey: opts.id as string | undefined,
+        ...(opts.webhook !== undefined ? { webhook: { url: opts.webhook as string } } : {}),
       };
       await withClient(async (client) => {
         const started = await client.startVideoPipeline(start);

@@ -7,6 +7,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { ConfigError } from '../config';
 import { InvalidInputError } from '../client';
+import type { WebhookOutcome } from '../shared/webhook';
 
 export const ExitCode = { ok: 0, failed: 1, invalid: 2 } as const;
 
@@ -71,4 +72,11 @@ export function reportError(err: unknown, json: boolean): number {
   if (json) printJson({ error: message });
   info(`error: ${message}`);
   return ExitCode.failed;
+}
+
+/** One line on a pipeline's completion webhook. */
+export function describeWebhook(w: WebhookOutcome): string {
+  return w.delivered
+    ? `webhook delivered: HTTP ${w.status}, attempt ${w.attempt}, Idempotency-Key ${w.idempotencyKey}`
+    : `webhook NOT delivered (dead-lettered): ${w.error}`;
 }

@@ -13,7 +13,7 @@ import type { VideoPipelineResult } from '../shared/video';
 import { WorkerHost } from '../workers/host';
 import { LocalAutoscaler } from '../scaling/autoscaler';
 import { watchTaskBudget } from '../scaling/recycle';
-import { ExitCode, failureChain, info, printJson, reportError } from './output';
+import { ExitCode, describeWebhook, failureChain, info, printJson, reportError } from './output';
 import { generateSampleVideo } from './samples';
 
 /** Resolves on the first SIGINT/SIGTERM; a second one exits at once. */
@@ -199,6 +199,7 @@ export async function waitAndReport(client: SluiceClient, workflowId: string, js
       for (const r of result.renditions ?? [])
         info(`  ${r.name.padEnd(6)} ${r.path}  ${r.durationSec.toFixed(2)} s  ${(r.bytes / 1e6).toFixed(1)} MB`);
       for (const t of result.thumbnails ?? []) info(`  thumb  ${t.path}  @ ${t.atSec} s`);
+      if (result.webhook) info(`  ${describeWebhook(result.webhook)}`);
     }
     return ExitCode.ok;
   } catch (err) {

@@ -24,6 +24,8 @@ import {
   taskQueueFor,
 } from '../shared/constants';
 import { PipelineKindKey, StageKey, TenantKey, TierKey } from '../shared/search-attributes';
+import type { WebhookTarget } from '../shared/webhook';
+import { assertSafeWebhookUrl, parseAllowList, type AllowList } from '../security/ssrf';
 import { FLOW_MEMO_KEY, IDEMPOTENCY_KEY_PATTERN, TENANT_PATTERN, type FlowMemo } from '../shared/constants';
 import type { JobsPipelineInput, JobsPipelineResult } from '../workflows/jobs-pipeline';
 import {
@@ -75,6 +77,8 @@ export interface StartReportOptions {
   shards?: number;
   /** 1 (first) to 5 within the tier's queue. @default from the tier */
   priorityKey?: number;
+  /** Completion callback: a signed POST once the artifacts are written. @default none */
+  webhook?: WebhookTarget;
 }
 
 export type { VideoPipelineResult, PipelineProgress, InputIssue } from '../shared/video';
@@ -108,6 +112,8 @@ export interface StartVideoOptions {
   priorityKey?: number;
   /** Sub-jobs in flight. @default 16 */
   window?: number;
+  /** Completion callback: a signed POST once the outputs are written. @default none */
+  webhook?: WebhookTarget;
 }
 
 export interface StartedPipeline {
@@ -143,6 +149,7 @@ export const VIDEO_OPTION_KEYS = [
   'idempotencyKey',
   'priorityKey',
   'window',
+  'webhook',
 ] as const satisfies readonly (keyof StartVideoOptions)[];
 /** Option names of {@link SluiceClient.startReportPipeline}. */
 export const REPORT_OPTION_KEYS = [
@@ -160,6 +167,7 @@ export const REPORT_OPTION_KEYS = [
   'window',
   'shards',
   'priorityKey',
+  'webhook',
 ] as const satisfies readonly (keyof StartReportOptions)[];
 
 /**
@@ -179,7 +187,12 @@ export class SluiceClient {
     readonly temporal: Client,
     private readonly connection: Connection,
     readonly config: SluiceConfig,
-  ) {}
+  ) {
+    this.webhookAllow = parseAllowList(config.webhook.allow);
+  }
+
+  /** SLUICE_WEBHOOK_ALLOW: hosts and ranges exempt from the SSRF guard. */
+  private readonly webhookAllow: AllowList;
 
   /** Connects to Temporal (TEMPORAL_ADDRESS, or the embedded dev server's port). */
   static async connect(opts: SluiceClientOptions = {}): Promise<SluiceClient> {
@@ -232,6 +245,7 @@ export class SluiceClient {
       idempotencyKey: opts.idempotencyKey ?? 'pending',
       ...(opts.window !== undefined ? { window: opts.window } : {}),
       ...(opts.priorityKey !== undefined ? { priorityKey: opts.priorityKey } : {}),
+      ...(opts.webhook !== undefined ? { webhook: opts.webhook } : {}),
     };
     const parsed = VideoPipelineInputSchema.safeParse(candidate);
     if (!parsed.success) {
@@ -303,6 +317,7 @@ export class SluiceClient {
    */
   async startVideoPipeline(opts: StartVideoOptions): Promise<StartedPipeline> {
     const input = this.validateVideo(opts);
+    await this.checkWebhook(input.webhook);
     const workflowId = pipelineWorkflowId(PipelineKind.video, input.tenant, input.idempotencyKey);
     return this.startPipeline(PipelineKind.video, 'videoPipelineWorkflow', workflowId, input, {
       summary: `video ${input.source} → ${input.renditions.join(', ')} (${input.tier}, ${input.tenant})`,
@@ -338,6 +353,7 @@ export class SluiceClient {
       ...(opts.window !== undefined ? { window: opts.window } : {}),
       ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
       ...(opts.priorityKey !== undefined ? { priorityKey: opts.priorityKey } : {}),
+      ...(opts.webhook !== undefined ? { webhook: opts.webhook } : {}),
     };
     const parsed = ReportPipelineInputSchema.safeParse(candidate);
     if (!parsed.success) issues.push(...zodIssues(parsed.error));
@@ -356,6 +372,7 @@ export class SluiceClient {
    */
   async startReportPipeline(opts: StartReportOptions): Promise<StartedPipeline> {
     const input = this.validateReport(opts);
+    await this.checkWebhook(input.webhook);
     const workflowId = pipelineWorkflowId(PipelineKind.report, input.tenant, input.idempotencyKey);
     const range = input.lastMonths ? `last ${input.lastMonths} months` : `${input.from} … ${input.to}`;
     return this.startPipeline(PipelineKind.report, 'reportPipelineWorkflow', workflowId, input, {
@@ -366,6 +383,21 @@ export class SluiceClient {
   /** Waits for a report's result; throws the workflow's failure. */
   async getReportResult(workflowId: string): Promise<ReportPipelineResult> {
     return this.getResult<ReportPipelineResult>(workflowId);
+  }
+
+  /**
+   * The SSRF guard at the edge, so a webhook the workers would refuse fails the request now
+   * (nothing started) rather than after the pipeline's work. The activity checks again at send
+   * time, after its own DNS resolution.
+   */
+  private async checkWebhook(webhook: WebhookTarget | undefined): Promise<void> {
+    if (!webhook) return;
+    try {
+      await assertSafeWebhookUrl(webhook.url, { allow: this.webhookAllow });
+    } catch (err) {
+      const message = (err as Error).message.replace(/^url: /, '');
+      throw new InvalidInputError([{ path: 'webhook.url', message }]);
+    }
   }
 
   private async startPipeline(

@@ -155,6 +155,8 @@ export const TENANT_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** Idempotency keys: safe as workflow-ID parts and path parts. */
 export const IDEMPOTENCY_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
+/** Longest completion-webhook URL a pipeline accepts. */
+export const MAX_WEBHOOK_URL_LENGTH = 2048;
 /** Workflow ID of a pipeline: `<kind>:<tenant>:<idempotency key>`. */
 export function pipelineWorkflowId(kind: PipelineKind, tenant: string, key: string): string {
   return `${kind}:${tenant}:${key}`;

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { IDEMPOTENCY_KEY_PATTERN, TENANT_PATTERN, TIERS, type Tier } from './constants';
 import { FailurePolicySchema } from './fan-out';
+import { WebhookTargetSchema, type WebhookOutcome } from './webhook';
 
 /**
  * Measures a report may ask for. Every partition returns the same partial aggregates (count,
@@ -123,6 +124,8 @@ export const ReportPipelineInputSchema = z
     shards: z.number().int().min(1).max(REPORT_LIMITS.maxShards).default(1),
     /** Priority key within the tier's queue, 1 (first) to 5. @default from the tier */
     priorityKey: z.number().int().min(1).max(5).optional(),
+    /** Completion callback, POSTed once the report's artifacts are written. */
+    webhook: WebhookTargetSchema.optional(),
   })
   .strict()
   .superRefine((v, ctx) => {
@@ -227,6 +230,8 @@ export interface ReportPipelineResult extends ReportArtifacts {
   missing: MissingPartition[];
   partial: boolean;
   subJobs: number;
+  /** The completion webhook, when one was given. */
+  webhook?: WebhookOutcome;
 }
 
 /** One row of a finished report: group values then measures. */

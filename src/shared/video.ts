@@ -13,6 +13,7 @@ import {
   type RenditionName,
   type Tier,
 } from './constants';
+import { WebhookTargetSchema, type WebhookOutcome } from './webhook';
 
 const renditionName = z.string().refine((v): v is RenditionName => (RENDITION_NAMES as string[]).includes(v), {
   message: `unknown rendition; expected one of ${RENDITION_NAMES.join(', ')}`,
@@ -50,6 +51,8 @@ export const VideoPipelineInputSchema = z
     window: z.number().int().min(1).max(500).default(16),
     /** Priority key within the tier's queue, 1 (first) to 5. @default from the tier */
     priorityKey: z.number().int().min(1).max(5).optional(),
+    /** Completion callback, POSTed once the renditions and manifest are written. */
+    webhook: WebhookTargetSchema.optional(),
   })
   .strict();
 
@@ -81,6 +84,8 @@ export interface VideoPipelineResult {
   sourceDurationSec: number;
   renditions: RenditionArtifact[];
   thumbnails: ThumbnailArtifact[];
+  /** The completion webhook, when one was given. */
+  webhook?: WebhookOutcome;
 }
 
 /** What the `progress` query returns. */

@@ -30,6 +30,7 @@ import { PartialKey, StageKey } from '../shared/search-attributes';
 import { zodIssues, type PipelineProgress } from '../shared/video';
 import type { ReportActivities } from '../activities/reports';
 import { activityOptionsFor, runSubJobs } from './fan-out';
+import { deliverCompletion } from './webhook';
 
 /** Query: `{stage, done, total, failed}` of a running report (same name as the video pipeline's). */
 export const reportProgressQuery = defineQuery<PipelineProgress>('progress');
@@ -84,6 +85,7 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
     setCurrentDetails(`**${stage}** — ${details}`);
   };
 
+  let result: ReportPipelineResult;
   try {
     setStage('planning', `${from} … ${to}: ${months.length} months`);
     const available = new Set(await plan.listPartitions({ months }));
@@ -181,12 +183,26 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
       missing,
     });
     progress.done++;
-    setStage('done', `${artifacts.rows} rows → ${artifacts.primary}${partial ? ' (partial)' : ''}`);
-    return { workflowId: pipelineId, from, to, used, missing, partial, subJobs: jobs.length, ...artifacts };
+    result = { workflowId: pipelineId, from, to, used, missing, partial, subJobs: jobs.length, ...artifacts };
   } catch (err) {
     const stage = progress.stage;
     await CancellationScope.nonCancellable(() => cleanup.cleanupReport({ pipelineId, removeArtifacts: true }));
     setStage(isCancellation(err) ? 'cancelled' : 'failed', `during ${stage}`);
     throw err;
   }
+  // The artifacts are complete: from here on nothing removes them, whatever the webhook does.
+  if (input.webhook) {
+    setStage('notifying', input.webhook.url);
+    result.webhook = await deliverCompletion(input.webhook, input.tenant, {
+      kind: 'report',
+      from: result.from,
+      to: result.to,
+      partial: result.partial,
+      missing: result.missing.map((m) => m.month),
+      primary: result.primary,
+      rows: result.rows,
+    });
+  }
+  setStage('done', `${result.rows} rows → ${result.primary}${result.partial ? ' (partial)' : ''}`);
+  return result;
 }

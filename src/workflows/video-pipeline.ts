@@ -27,6 +27,7 @@ import {
 import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput } from '../activities/media';
 import { activityOptionsFor, runSubJobs } from './fan-out';
 import { recordDeadLetter } from './flow-control';
+import { deliverCompletion } from './webhook';
 
 /** Query: `{stage, done, total, failed}` of a running pipeline. */
 export const progressQuery = defineQuery<PipelineProgress>('progress');
@@ -87,6 +88,7 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     setCurrentDetails(`**${stage}** — ${details}`);
   };
 
+  let result: VideoPipelineResult;
   try {
     setStage('probing', input.source);
     const media = await probe.probeMedia({ pipelineId, source: input.source });
@@ -154,8 +156,7 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     });
     await cleanup.cleanupPipeline({ pipelineId, removeArtifacts: false });
     progress.done++;
-    setStage('done', manifestPath);
-    return {
+    result = {
       workflowId: pipelineId,
       manifestPath,
       sourceDurationSec: media.durationSec,
@@ -173,4 +174,15 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     }
     throw err;
   }
+  // The outputs are complete: from here on nothing removes them, whatever the webhook does.
+  if (input.webhook) {
+    setStage('notifying', input.webhook.url);
+    result.webhook = await deliverCompletion(input.webhook, input.tenant, {
+      kind: 'video',
+      manifestPath: result.manifestPath,
+      renditions: result.renditions.map((r) => ({ name: r.name, path: r.path, sha256: r.sha256 })),
+    });
+  }
+  setStage('done', result.manifestPath);
+  return result;
 }

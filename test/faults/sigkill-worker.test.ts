@@ -2,30 +2,43 @@
  * Fault: SIGKILL a worker process in the middle of a chunk. Nothing is drained; the server times
  * the attempt out after its heartbeat timeout, another worker resumes the chunk from the segments
  * its heartbeats recorded, and the output is byte-identical to an uninterrupted run.
+ *
+ * Then the completion webhook: the worker that resumed the chunk is SIGKILLed the moment the
+ * receiver has taken the delivery (the receiver's effect is done, the acknowledgement is lost).
+ * The next worker sends it again with the same Idempotency-Key, so the receiver, deduplicating
+ * by that key as the contract asks, applies exactly one delivery.
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TranscodeChunkResult } from '../../src/activities/media';
+import { signWebhook } from '../../src/activities/notify';
 import type { SluiceClient } from '../../src/client';
 import type { VideoPipelineResult } from '../../src/shared/video';
 import { connectClient, listFiles, makeTestEnv, sampleVideo, startHost, type TestEnv } from '../helpers/env';
 import { spawnWorker, until, type WorkerProcess } from '../helpers/processes';
+import { startReceiver, type Receiver } from '../flow/helpers';
 
 let t: TestEnv;
 let client: SluiceClient;
 let source: string;
 let victim: WorkerProcess | undefined;
+let second: WorkerProcess | undefined;
+let receiver: Receiver;
 const request = { renditions: ['480p'], chunkSeconds: 40, thumbnails: 0, tenant: 'kill' };
+const SECRET = 'fault-kill-webhook-secret';
 
 beforeAll(async () => {
-  t = makeTestEnv('fault-kill');
+  receiver = await startReceiver();
+  t = makeTestEnv('fault-kill', { SLUICE_WEBHOOK_SECRET: SECRET, SLUICE_WEBHOOK_ALLOW: '127.0.0.1' });
   source = await sampleVideo(t, { seconds: 40, width: 640, height: 360, fps: 25 });
   client = await connectClient(t);
 });
 
 afterAll(async () => {
   victim?.child.kill('SIGKILL');
+  second?.child.kill('SIGKILL');
   await client?.close();
+  await receiver?.close();
 });
 
 describe('SIGKILL in the middle of a chunk', () => {
@@ -40,8 +53,14 @@ describe('SIGKILL in the middle of a chunk', () => {
       await cleanHost.shutdown();
     }
 
-    victim = await spawnWorker(t, ['default']);
-    const { workflowId } = await client.startVideoPipeline({ source, ...request, idempotencyKey: 'killed' });
+    // Webhooks go out on the critical tier: every worker here serves it too.
+    victim = await spawnWorker(t, ['default', 'critical']);
+    const { workflowId } = await client.startVideoPipeline({
+      source,
+      ...request,
+      idempotencyKey: 'killed',
+      webhook: { url: receiver.url },
+    });
     const chunkDir = path.join(t.outputDir, workflowId, '.work', '480p', 'chunk-00000');
     await until(
       'the first segment',
@@ -52,13 +71,48 @@ describe('SIGKILL in the middle of a chunk', () => {
     victim.child.kill('SIGKILL');
     expect(await victim.exited).toBeNull();
 
-    const rescuer = await startHost(t, ['default']);
+    // The receiver applies each Idempotency-Key once; the first delivery also kills the worker
+    // that sent it before the answer can reach it.
+    const applied = new Map<string, string>();
+    const worker2 = await spawnWorker(t, ['default', 'critical']);
+    second = worker2;
+    receiver.respond = (req, body) => {
+      const key = String(req.headers['idempotency-key']);
+      if (!applied.has(key)) applied.set(key, body);
+      if (worker2.child.exitCode === null && worker2.child.signalCode === null) worker2.child.kill('SIGKILL');
+      return { status: 200 };
+    };
+    await until(
+      'the first webhook delivery',
+      () => receiver.requests.length,
+      (n) => n >= 1,
+      240_000,
+    );
+    expect(await worker2.exited).toBeNull();
+
+    const rescuer = await startHost(t, ['default', 'critical']);
     let resumed: VideoPipelineResult;
     try {
       resumed = await client.getResult<VideoPipelineResult>(workflowId);
     } finally {
       await rescuer.shutdown();
     }
+
+    // Sent twice (the first answer was lost with its worker), applied once.
+    const deliveries = receiver.requests;
+    expect(deliveries.length).toBeGreaterThanOrEqual(2);
+    const keys = new Set(deliveries.map((r) => r.headers['idempotency-key']));
+    expect(keys.size).toBe(1);
+    expect(applied.size).toBe(1);
+    expect(resumed.webhook).toMatchObject({ delivered: true, status: 200 });
+    expect(resumed.webhook?.attempt).toBeGreaterThanOrEqual(2);
+    expect(keys.has(resumed.webhook?.idempotencyKey)).toBe(true);
+    for (const r of deliveries) {
+      const ts = String(r.headers['x-sluice-timestamp']);
+      expect(r.headers['x-sluice-signature']).toBe(signWebhook(SECRET, ts, r.body));
+      expect(JSON.parse(r.body)).toMatchObject({ event: 'pipeline.completed', workflowId, tenant: 'kill' });
+    }
+
     const events = (await client.temporal.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
     expect(events.some((e) => e.activityTaskTimedOutEventAttributes)).toBe(false); // retried attempts time out inside the server, not as events
     const results = events

@@ -83,6 +83,31 @@ const videoCases: VideoCase[] = [
   { name: 'priorityKey out of range', input: { ...ok, priorityKey: 9 }, field: 'priorityKey', http: true },
   { name: 'window zero', input: { ...ok, window: 0 }, field: 'window', http: true },
   { name: 'an extra field', input: { ...ok, colour: 'blue' }, field: 'colour', http: true },
+  { name: 'webhook as a bare string', input: { ...ok, webhook: 'http://x' }, field: 'webhook', http: true },
+  {
+    name: 'webhook url not http(s)',
+    input: { ...ok, webhook: { url: 'file:///etc/passwd' } },
+    field: 'webhook.url',
+    http: true,
+  },
+  {
+    name: 'webhook url to loopback (SSRF guard)',
+    input: { ...ok, webhook: { url: 'http://127.0.0.1:9/hook' } },
+    field: 'webhook.url',
+    http: true,
+  },
+  {
+    name: 'webhook url to the cloud metadata address',
+    input: { ...ok, webhook: { url: 'http://169.254.169.254/latest/meta-data' } },
+    field: 'webhook.url',
+    http: true,
+  },
+  {
+    name: 'webhook with an extra field',
+    input: { ...ok, webhook: { url: 'https://example.com/h', x: 1 } },
+    field: 'webhook',
+    http: true,
+  },
 ];
 
 interface ReportCase {
@@ -217,6 +242,16 @@ describe('CLI', () => {
       name: 'a report policy that does not exist',
       args: ['report', '--from', '2025-01', '--to', '2025-02', '--policy', 'yolo'],
       field: /policy/,
+    },
+    {
+      name: 'a webhook to a private address',
+      args: ['video', 'ok.mp4', '--webhook', 'http://10.0.0.7/hook'],
+      field: /webhook\.url/,
+    },
+    {
+      name: 'a report webhook that is not a URL',
+      args: ['report', '--from', '2025-01', '--to', '2025-02', '--webhook', 'not a url'],
+      field: /webhook\.url/,
     },
     {
       name: 'a report measure outside the allow-list',

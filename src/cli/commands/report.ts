@@ -9,7 +9,7 @@ import type { SluiceClient, StartReportOptions } from '../../client';
 import { TIERS, type Tier } from '../../shared/constants';
 import { GROUP_BY_NAMES, MEASURE_NAMES, REPORT_FORMATS, type ReportFormat } from '../../shared/report';
 import { withClient, type SetExit } from '../context';
-import { ExitCode, UsageError, failureChain, info, printJson, reportError } from '../output';
+import { ExitCode, UsageError, describeWebhook, failureChain, info, printJson, reportError } from '../output';
 
 const list = (value: unknown): string[] | undefined =>
   typeof value !== 'string'
@@ -48,6 +48,7 @@ export async function waitForReport(client: SluiceClient, workflowId: string, js
       info(`  csv ${result.csv}\n  json ${result.json}\n  html ${result.html}`);
       info(`  used: ${result.used.join(', ') || 'none'}`);
       if (result.missing.length) info(`  missing: ${result.missing.map((m) => `${m.month} (${m.reason})`).join(', ')}`);
+      if (result.webhook) info(`  ${describeWebhook(result.webhook)}`);
     }
     return ExitCode.ok;
   } catch (err) {
@@ -84,6 +85,7 @@ export function registerReportCommands(program: Command, setExit: SetExit): void
     .option('--shards <n>', 'sub-jobs per partition')
     .option('--window <n>', 'sub-jobs in flight')
     .option('--id <key>', 'idempotency key (default: derived from the options)')
+    .option('--webhook <url>', 'completion callback: a signed POST once the artifacts are written')
     .option('--wait', 'wait for the result')
     .option('--json', 'print one JSON object on stdout')
     .action(async (opts: Record<string, unknown>) => {
@@ -102,6 +104,7 @@ export function registerReportCommands(program: Command, setExit: SetExit): void
         shards: count('shards', opts.shards),
         window: count('window', opts.window),
         idempotencyKey: opts.id as string | undefined,
+        ...(opts.webhook !== undefined ? { webhook: { url: opts.webhook as string } } : {}),
       };
       await withClient(async (client) => {
         client.validateReport(start);
