@@ -9,42 +9,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
 import type { WorkerHost } from '../../src/workers/host';
+import { oneJson, runSluice, type CliRun } from '../helpers/cli';
 import { REPO_ROOT, connectClient, listFiles, makeTestEnv, sampleVideo, startHost, type TestEnv } from '../helpers/env';
-
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function sluice(t: TestEnv, args: string[], timeoutMs = 120_000): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'sluice'), ...args], {
-      cwd: t.dir,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...t.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** stdout must be exactly one JSON object. */
-function oneJson(stdout: string): Record<string, unknown> {
-  const lines = stdout.split('\n').filter((l) => l.trim() !== '');
-  expect(lines).toHaveLength(1);
-  const value = JSON.parse(lines[0] as string) as unknown;
-  expect(typeof value).toBe('object');
-  return value as Record<string, unknown>;
-}
 
 describe('sluice video: invalid input exits 2, names the field, starts nothing', () => {
   let bad: TestEnv;
@@ -132,10 +98,10 @@ describe('sluice video: invalid input exits 2, names the field, starts nothing',
   ];
 
   it.each(cases)('rejects $name', async ({ args, field }) => {
-    const run = await sluice(bad, ['video', ...args, '--json']);
+    const run = await runSluice(bad, ['video', ...args, '--json']);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(field);
-    const out = oneJson(run.stdout);
+    const out = oneJson(run);
     expect(String(out.error)).toMatch(/invalid/);
   });
 
@@ -149,16 +115,16 @@ describe('sluice video: invalid input exits 2, names the field, starts nothing',
   });
 
   it('a usage error (unknown command) exits 2', async () => {
-    const run = await sluice(bad, ['transmogrify']);
+    const run = await runSluice(bad, ['transmogrify']);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/unknown command/);
   });
 
   it('an invalid environment exits 2 and names the variable', async () => {
-    const run = await sluice({ ...bad, env: { ...bad.env, SLUICE_METRICS_PORT: 'many' } }, ['status', 'x', '--json']);
+    const run = await runSluice(bad, ['status', 'x', '--json'], { env: { SLUICE_METRICS_PORT: 'many' } });
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/SLUICE_METRICS_PORT/);
-    oneJson(run.stdout);
+    oneJson(run);
   });
 });
 
@@ -178,7 +144,7 @@ describe('sluice video/status/result/cancel against running workers', () => {
   });
 
   it('video --wait --json prints one object with the workflow ID, status and artifacts', async () => {
-    const run = await sluice(t, [
+    const run = await runSluice(t, [
       'video',
       sample,
       '--renditions',
@@ -195,7 +161,7 @@ describe('sluice video/status/result/cancel against running workers', () => {
       '--json',
     ]);
     expect(run.code, run.stderr).toBe(0);
-    const out = oneJson(run.stdout) as {
+    const out = oneJson(run) as {
       workflowId: string;
       status: string;
       result: { manifestPath: string; renditions: { name: string; path: string; durationSec: number }[] };
@@ -248,24 +214,24 @@ describe('sluice video/status/result/cancel against running workers', () => {
   });
 
   it('status and result of a finished pipeline', async () => {
-    const status = await sluice(t, ['status', 'video:cli:k1', '--json']);
+    const status = await runSluice(t, ['status', 'video:cli:k1', '--json']);
     expect(status.code).toBe(0);
-    expect(oneJson(status.stdout)).toMatchObject({
+    expect(oneJson(status)).toMatchObject({
       workflowId: 'video:cli:k1',
       status: 'COMPLETED',
       stage: 'done',
       kind: 'video',
     });
-    const result = await sluice(t, ['result', 'video:cli:k1', '--json']);
+    const result = await runSluice(t, ['result', 'video:cli:k1', '--json']);
     expect(result.code).toBe(0);
-    expect(oneJson(result.stdout)).toMatchObject({ workflowId: 'video:cli:k1', status: 'COMPLETED' });
+    expect(oneJson(result)).toMatchObject({ workflowId: 'video:cli:k1', status: 'COMPLETED' });
   });
 
   it('a failed pipeline exits 1 and prints the failure chain', async () => {
     fs.writeFileSync(path.join(t.mediaRoot, 'text.mp4'), 'not a video at all\n');
-    const run = await sluice(t, ['video', 'text.mp4', '--tenant', 'cli', '--id', 'broken', '--wait', '--json']);
+    const run = await runSluice(t, ['video', 'text.mp4', '--tenant', 'cli', '--id', 'broken', '--wait', '--json']);
     expect(run.code).toBe(1);
-    const out = oneJson(run.stdout) as { status: string; failure: { type?: string; message: string }[] };
+    const out = oneJson(run) as { status: string; failure: { type?: string; message: string }[] };
     expect(out.status).toBe('FAILED');
     expect(out.failure.some((f) => f.type === 'InvalidMedia')).toBe(true);
     expect(run.stderr).toMatch(/InvalidMedia/);
@@ -273,7 +239,7 @@ describe('sluice video/status/result/cancel against running workers', () => {
 
   it('cancel stops a running pipeline', async () => {
     const long = await sampleVideo(t, { seconds: 40, width: 640, height: 360, fps: 25 });
-    const start = await sluice(t, [
+    const start = await runSluice(t, [
       'video',
       long,
       '--renditions',
@@ -291,13 +257,13 @@ describe('sluice video/status/result/cancel against running workers', () => {
       '--json',
     ]);
     expect(start.code).toBe(0);
-    expect(oneJson(start.stdout)).toMatchObject({ workflowId: 'video:cli:to-cancel', status: 'STARTED' });
-    const cancel = await sluice(t, ['cancel', 'video:cli:to-cancel', '--json']);
+    expect(oneJson(start)).toMatchObject({ workflowId: 'video:cli:to-cancel', status: 'STARTED' });
+    const cancel = await runSluice(t, ['cancel', 'video:cli:to-cancel', '--json']);
     expect(cancel.code).toBe(0);
-    expect(oneJson(cancel.stdout)).toEqual({ workflowId: 'video:cli:to-cancel', cancelRequested: true });
-    const result = await sluice(t, ['result', 'video:cli:to-cancel', '--json']);
+    expect(oneJson(cancel)).toEqual({ workflowId: 'video:cli:to-cancel', cancelRequested: true });
+    const result = await runSluice(t, ['result', 'video:cli:to-cancel', '--json']);
     expect(result.code).toBe(1);
-    expect(oneJson(result.stdout)).toMatchObject({ status: 'FAILED' });
+    expect(oneJson(result)).toMatchObject({ status: 'FAILED' });
     expect(fs.existsSync(path.join(t.outputDir, 'video:cli:to-cancel'))).toBe(false);
   });
 });

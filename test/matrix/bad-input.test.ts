@@ -4,7 +4,6 @@
  * documented code (InvalidInputError / HTTP 400 or 413 / exit 2), and nothing may be started or
  * written. The last test checks the server and the output directory for that.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
@@ -12,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiServer, listen } from '../../src/api/server';
 import { InvalidInputError, type SluiceClient, type StartVideoOptions } from '../../src/client';
 import { TIERS, taskQueueFor } from '../../src/shared/constants';
-import { REPO_ROOT, connectClient, listFiles, makeTestEnv, sampleVideo, type TestEnv } from '../helpers/env';
+import { runSluice } from '../helpers/cli';
+import { connectClient, listFiles, makeTestEnv, sampleVideo, type TestEnv } from '../helpers/env';
 
 let t: TestEnv;
 let client: SluiceClient;
@@ -212,20 +212,7 @@ describe('HTTP API', () => {
 });
 
 describe('CLI', () => {
-  const cli = (args: string[]) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'sluice'), ...args, '--json'], {
-        cwd: t.dir,
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...t.env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
-    });
+  const cli = (args: string[]) => runSluice(t, [...args, '--json']);
   const cases: { name: string; args: string[]; field: RegExp }[] = [
     {
       name: 'chunk seconds of 1e400 (Infinity)',

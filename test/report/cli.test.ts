@@ -1,61 +1,25 @@
 /**
- * `sluice data …` and `sluice report …` through the real CLI entry (run with tsx) against the
+ * `sluice data …` and `sluice report …` through the real CLI (compiled) against the
  * run's dev server: deterministic generation, the exit codes, and `--json` printing one object.
  */
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DuckDbSource } from '../../src/data/duckdb';
 import type { WorkerHost } from '../../src/workers/host';
-import { REPO_ROOT, makeTestEnv, startHost, type TestEnv } from '../helpers/env';
+import { oneJson, runSluice } from '../helpers/cli';
+import { makeTestEnv, startHost, type TestEnv } from '../helpers/env';
 import { reportActivities } from './helpers';
 
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** tsx's loader by absolute URL: the CLI runs in the test's temp dir, outside the repo. */
-const TSX_LOADER = pathToFileURL(path.join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 let t: TestEnv;
 let host: WorkerHost;
 let source: DuckDbSource;
 
-function sluice(args: string[], extraEnv: NodeJS.ProcessEnv = {}, timeoutMs = 90_000): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', TSX_LOADER, path.join(REPO_ROOT, 'src', 'cli', 'main.ts'), ...args],
-      {
-        cwd: t.dir,
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...t.env, ...extraEnv },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** stdout must be exactly one JSON object. */
-function oneJson(run: CliRun): Record<string, unknown> {
-  const lines = run.stdout.trim().split('\n');
-  expect(lines, run.stderr).toHaveLength(1);
-  return JSON.parse(lines[0] as string) as Record<string, unknown>;
-}
+/** The real CLI in this file's env. */
+const sluice = (args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 90_000) =>
+  runSluice(t, args, { env, timeoutMs });
 
 const sha = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 

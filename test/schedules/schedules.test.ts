@@ -6,7 +6,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
 import { DuckDbSource } from '../../src/data/duckdb';
@@ -14,51 +13,18 @@ import { findTemporalCli } from '../../src/devserver/cli-binary';
 import { applySchedules } from '../../src/schedules/apply';
 import { ScheduleFileError, loadSchedulesFile, parseSchedules } from '../../src/schedules/file';
 import type { WorkerHost } from '../../src/workers/host';
+import { oneJson, runSluice } from '../helpers/cli';
 import { REPO_ROOT, connectClient, makeTestEnv, startHost, type TestEnv } from '../helpers/env';
 import { reportActivities, smallPartitions } from '../report/helpers';
 
-const TSX_LOADER = pathToFileURL(path.join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 let t: TestEnv;
 let host: WorkerHost;
 let client: SluiceClient;
 let source: DuckDbSource;
 const created: string[] = [];
 
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function sluice(args: string[]): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', TSX_LOADER, path.join(REPO_ROOT, 'src', 'cli', 'main.ts'), ...args],
-      {
-        cwd: t.dir,
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...t.env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function oneJson(run: CliRun): Record<string, unknown> {
-  const lines = run.stdout.trim().split('\n');
-  expect(lines, run.stderr).toHaveLength(1);
-  return JSON.parse(lines[0] as string) as Record<string, unknown>;
-}
+/** The real CLI in this file's env. */
+const sluice = (args: string[]) => runSluice(t, args, { timeoutMs: 90_000 });
 
 function errorOf(fn: () => unknown): ScheduleFileError {
   try {
@@ -305,21 +271,21 @@ describe('sluice schedule commands', () => {
     expect(described.state).toMatchObject({ paused: true, note: 'quiet' });
     expect(described.recentActions.length).toBeGreaterThanOrEqual(4);
 
+    // Operators see it in the Temporal CLI too (the one the test server runs on).
     const cli = findTemporalCli();
-    if (cli) {
-      const out = await new Promise<string>((resolve, reject) => {
-        const child = spawn(
-          cli.path,
-          ['schedule', 'list', '--address', t.env.TEMPORAL_ADDRESS as string, '-o', 'json'],
-          { stdio: ['ignore', 'pipe', 'pipe'] },
-        );
-        let s = '';
-        child.stdout.on('data', (d: Buffer) => (s += d.toString()));
-        child.once('error', reject);
-        child.once('close', () => resolve(s));
-      });
-      expect(out).toContain(id);
-    }
+    expect(cli).toBeDefined();
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn(
+        cli!.path,
+        ['schedule', 'list', '--address', t.env.TEMPORAL_ADDRESS as string, '-o', 'json'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let s = '';
+      child.stdout.on('data', (d: Buffer) => (s += d.toString()));
+      child.once('error', reject);
+      child.once('close', () => resolve(s));
+    });
+    expect(out).toContain(id);
 
     const del = await sluice(['schedule', 'delete', id, '--json']);
     expect(oneJson(del)).toEqual({ id, deleted: true });
