@@ -35,17 +35,21 @@ afterAll(async () => {
   await receiver?.close();
 });
 
+/** A two-month report of tenant `hooked` whose completion webhook goes to the receiver. */
+const startHookedReport = (idempotencyKey: string, format: 'csv' | 'json') =>
+  client.startReportPipeline({
+    from: '2025-01',
+    to: '2025-02',
+    format,
+    tenant: 'hooked',
+    idempotencyKey,
+    webhook: { url: receiver.url },
+  });
+
 describe('completion webhook of a report', () => {
   it('POSTs a signed pipeline.completed naming the artifacts, on the critical tier', async () => {
     receiver.respond = () => ({ status: 202 });
-    const { workflowId } = await client.startReportPipeline({
-      from: '2025-01',
-      to: '2025-02',
-      format: 'csv',
-      tenant: 'hooked',
-      idempotencyKey: 'ok',
-      webhook: { url: receiver.url },
-    });
+    const { workflowId } = await startHookedReport('ok', 'csv');
     const result = await client.getResult<ReportPipelineResult>(workflowId);
     expect(result.webhook).toMatchObject({ delivered: true, status: 202, attempt: 1 });
 
@@ -80,14 +84,7 @@ describe('completion webhook of a report', () => {
   it('a receiver that refuses for good: the report still completes and the delivery is dead-lettered', async () => {
     receiver.requests.length = 0;
     receiver.respond = () => ({ status: 410 });
-    const { workflowId } = await client.startReportPipeline({
-      from: '2025-01',
-      to: '2025-02',
-      format: 'json',
-      tenant: 'hooked',
-      idempotencyKey: 'gone',
-      webhook: { url: receiver.url },
-    });
+    const { workflowId } = await startHookedReport('gone', 'json');
     const result = await client.getResult<ReportPipelineResult>(workflowId);
     expect(result.webhook?.delivered).toBe(false);
     expect(result.webhook?.error).toMatch(/answered 410/);
