@@ -17,6 +17,7 @@ import { loadConfig, type SluiceConfig } from '../src/config';
 import { generateOrders } from '../src/data/generate';
 import { freePort, startDevServer, type DevServerHandle } from '../src/devserver/dev-server';
 import { taskQueueFor } from '../src/shared/constants';
+import { workerProcessEnv } from '../src/shared/node-options';
 
 export const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -44,12 +45,14 @@ export async function spawnWorker(
   if (!fs.existsSync(path.join(__dirname, '..', 'dist', 'cli', 'main.js')))
     throw new Error('dist/ is missing: run `npm run build` first (npm run bench:fanout does)');
   const child = spawn(process.execPath, [bin, 'worker', '--tiers', 'default'], {
-    env: {
+    // As the local autoscaler and the Kubernetes manifests launch it: with the worker V8 flags.
+    env: workerProcessEnv({
       PATH: process.env.PATH,
       HOME: process.env.HOME,
-      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2',
+      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX,
+      NODE_OPTIONS: process.env.NODE_OPTIONS,
       ...env,
-    },
+    }),
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { format, resolveConfig } from 'prettier';
 import { stringify } from 'yaml';
-import { TASK_QUEUES, TIERS, TIER_SLA_SECONDS, type Tier } from '../src/shared/constants';
+import { TASK_QUEUES, TIERS, TIER_SLA_SECONDS, WORKER_MALLOC_ARENA_MAX, type Tier } from '../src/shared/constants';
+import { workerNodeOptions } from '../src/shared/node-options';
 import {
   DEPLOY_SHUTDOWN_GRACE_MS,
   DEPLOY_SLOTS,
@@ -94,6 +95,8 @@ function deployment(tier: Tier): object {
               env: [
                 { name: `SLUICE_SLOTS_${tier.toUpperCase()}`, value: String(DEPLOY_SLOTS[tier]) },
                 { name: 'SLUICE_SHUTDOWN_GRACE_MS', value: String(DEPLOY_SHUTDOWN_GRACE_MS[tier]) },
+                { name: 'NODE_OPTIONS', value: workerNodeOptions(undefined) },
+                { name: 'MALLOC_ARENA_MAX', value: WORKER_MALLOC_ARENA_MAX },
               ],
               ports: [
                 { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },

@@ -98,8 +98,7 @@ async function main(): Promise<void> {
       await save(workflowId, r.name);
       if (r.name === 'video-batched') await save(`${workflowId}/batch-0000`, 'sub-job-batch');
     }
-    // A report over two generated months, with a completion webhook (critical tier).
-    if (wanted('report-webhook')) {
+    if (wanted('report-webhook') || wanted('report-batched')) {
       await generateOrders({
         dir: config.reports.partitionsDir,
         start: '2025-01',
@@ -107,6 +106,9 @@ async function main(): Promise<void> {
         rowsPerMonth: 300,
         seed: 3,
       });
+    }
+    // A report over two generated months, with a completion webhook (critical tier).
+    if (wanted('report-webhook')) {
       const { workflowId } = await client.startReportPipeline({
         from: '2025-01',
         to: '2025-02',
@@ -117,6 +119,19 @@ async function main(): Promise<void> {
       });
       await client.getResult(workflowId);
       await save(workflowId, 'report-webhook');
+    }
+    // 2 months × 300 shards = 600 sub-jobs > the 500 threshold: three batch children, at most two at once.
+    if (wanted('report-batched')) {
+      const { workflowId } = await client.startReportPipeline({
+        from: '2025-01',
+        to: '2025-02',
+        shards: 300,
+        window: 16,
+        tenant: 'replay',
+        idempotencyKey: 'report-batched',
+      });
+      await client.getResult(workflowId);
+      await save(workflowId, 'report-batched');
     }
     // Replay needs the real workflow IDs: child IDs are built from the parent's.
     fs.writeFileSync(indexFile, JSON.stringify(index, null, 2) + '\n');

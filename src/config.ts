@@ -162,7 +162,7 @@ const EnvSchema = z.object({
   SLUICE_PG_CONNECTION_BUDGET: int(1, 100_000).default(20),
   /** Most worker processes that may run at once (autoscaler max, HPA maxReplicas). @default 1 */
   SLUICE_MAX_WORKER_PROCESSES: int(1, 10_000).default(1),
-  /** Threads of the embedded DuckDB per worker process. @default DuckDB's own (the number of cores) */
+  /** Threads of the embedded DuckDB per worker process. @default the cores ÷ 4 concurrent queries, at least 1 */
   SLUICE_DUCKDB_THREADS: int(1, 256).optional(),
   /** DuckDB `memory_limit` of a worker process's report source, e.g. '512MB'. @default DuckDB's own (80% of RAM) */
   SLUICE_DUCKDB_MEMORY_LIMIT: z

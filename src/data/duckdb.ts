@@ -4,6 +4,7 @@
  * connection per query.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { ResultGarbage } from './gc';
@@ -24,7 +25,7 @@ export function partitionFile(dir: string, month: string): string {
 export interface DuckDbSourceOptions {
   /** Directory holding `<YYYY-MM>.parquet` files. */
   partitionsDir: string;
-  /** DuckDB threads. @default DuckDB's own (the number of cores) */
+  /** DuckDB threads. @default the cores shared among the concurrent queries (at least 1) */
   threads?: number;
   /** DuckDB `memory_limit`, e.g. '256MB'. @default DuckDB's own (80% of RAM) */
   memoryLimit?: string;
@@ -33,7 +34,11 @@ export interface DuckDbSourceOptions {
    * threads, so more concurrent queries add memory, not throughput. @default 4
    */
   maxConcurrentQueries?: number;
-  /** Ask V8 for a full GC every N queries, to release the native memory of old results (0: never). @default 200 */
+  /**
+   * Ask V8 for a full GC every N queries, to release the native memory of old results (0: never).
+   * Every 32 keeps a busy worker ~20 MB lower than every 200 (bench:fanout) at no measurable cost.
+   * @default 32
+   */
   gcEveryQueries?: number;
 }
 
@@ -57,7 +62,7 @@ export class DuckDbSource implements ReportDataSource {
   private readonly garbage: ResultGarbage;
 
   constructor(private readonly opts: DuckDbSourceOptions) {
-    this.garbage = new ResultGarbage(opts.gcEveryQueries ?? 200);
+    this.garbage = new ResultGarbage(opts.gcEveryQueries ?? 32);
   }
 
   private async acquire(): Promise<DuckDBConnection> {
@@ -79,7 +84,11 @@ export class DuckDbSource implements ReportDataSource {
   }
 
   private db(): Promise<DuckDBInstance> {
-    this.instance ??= openDuckDb(this.opts.threads, this.opts.memoryLimit);
+    // Queries run side by side, each on its own threads: share the cores rather than multiply them
+    // (every DuckDB thread keeps its own buffers, so oversubscribing costs memory, not time).
+    const threads =
+      this.opts.threads ?? Math.max(1, Math.floor(os.availableParallelism() / (this.opts.maxConcurrentQueries ?? 4)));
+    this.instance ??= openDuckDb(threads, this.opts.memoryLimit);
     return this.instance;
   }
 

@@ -132,6 +132,21 @@ export const RENDITIONS = {
 export type RenditionName = keyof typeof RENDITIONS;
 export const RENDITION_NAMES = Object.keys(RENDITIONS) as RenditionName[];
 
+/**
+ * V8 flags a worker process runs with: the local autoscaler, the Kubernetes manifests and the
+ * benchmarks add them to NODE_OPTIONS (flags already there win). A small young generation and a
+ * 256 MB old-generation cap per isolate (the main thread and the workflow thread) keep V8 from
+ * growing heaps it does not need, so a busy worker stays under 300 MB RSS (bench:fanout); DuckDB
+ * and ffmpeg memory is native and outside these caps.
+ */
+export const WORKER_V8_FLAGS: Readonly<Record<string, string>> = {
+  '--max-semi-space-size': '1',
+  '--max-old-space-size': '256',
+};
+
+/** glibc malloc arenas of a worker process (MALLOC_ARENA_MAX), set where {@link WORKER_V8_FLAGS} are. */
+export const WORKER_MALLOC_ARENA_MAX = '2';
+
 /** Limits on video input, checked at the edge and again in the workflow. */
 export const VIDEO_LIMITS = {
   /** @default 30 — seconds of source per transcode chunk. */
@@ -145,6 +160,12 @@ export const VIDEO_LIMITS = {
   childBatchThreshold: 500,
   /** Sub-jobs per child workflow batch. */
   childBatchSize: 250,
+  /**
+   * Batch children running at once; the run's window is split between them. A running child holds
+   * the state of all its sub-jobs in the worker's workflow cache until it ends, so running every
+   * batch at once makes the worker's memory grow with the whole fan-out instead of with a batch.
+   */
+  childBatchParallelism: 2,
 } as const;
 
 /** Longest accepted input path (Linux PATH_MAX); keeps payloads far below Temporal's 2 MiB blob limit. */

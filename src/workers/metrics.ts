@@ -5,6 +5,7 @@
  */
 import { ApplicationFailure, CancelledFailure, type Context } from '@temporalio/activity';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from '@temporalio/worker';
+import v8 from 'node:v8';
 import client from 'prom-client';
 import type { ActivityRetryConfig } from '../config';
 import { FailureType, NON_RETRYABLE_FAILURE_TYPES, type Tier } from '../shared/constants';
@@ -27,6 +28,14 @@ export interface WorkerMetrics {
 export function createWorkerMetrics(): WorkerMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'sluice_' });
+  new client.Gauge({
+    name: 'sluice_v8_heap_limit_bytes',
+    help: "V8's heap size limit of the worker's main thread (set by WORKER_V8_FLAGS through NODE_OPTIONS)",
+    registers: [registry],
+    collect() {
+      this.set(v8.getHeapStatistics().heap_size_limit);
+    },
+  });
   const labels = ['activity_type', 'tier'] as const;
   return {
     registry,

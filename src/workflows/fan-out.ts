@@ -8,6 +8,7 @@ import {
   CancellationScope,
   executeChild,
   isCancellation,
+  patched,
   sleep,
   workflowInfo,
   type ActivityOptions,
@@ -304,6 +305,9 @@ export async function runBatch(
   return merged;
 }
 
+/** Patch ID of the rule that runs at most `VIDEO_LIMITS.childBatchParallelism` batch children at once. */
+export const FEW_CHILDREN_PATCH = 'sluice-fanout-few-children-v1';
+
 export interface RunSubJobsOptions extends FanOutOptions {
   /** Parent workflow ID, from which child IDs are built. */
   parentId: string;
@@ -327,9 +331,11 @@ export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOpt
   const size = opts.batchSize ?? VIDEO_LIMITS.childBatchSize;
   const batches: SubJob[][] = [];
   for (let i = 0; i < jobs.length; i += size) batches.push(jobs.slice(i, i + size));
-  // Each child gets its share of the window; children themselves count toward nothing else.
-  const childWindow = Math.max(1, Math.ceil(opts.window / Math.min(batches.length, opts.window)));
-  const parallelChildren = Math.max(1, Math.min(batches.length, opts.window));
+  // A few children at a time, each with its share of the window: a worker then holds the state of
+  // a few batches, not of the whole fan-out. Runs started before this rule keep all children at once.
+  const parallelLimit = patched(FEW_CHILDREN_PATCH) ? VIDEO_LIMITS.childBatchParallelism : opts.window;
+  const parallelChildren = Math.max(1, Math.min(batches.length, opts.window, parallelLimit));
+  const childWindow = Math.max(1, Math.ceil(opts.window / parallelChildren));
   // Children run the batch leniently (partial) unless fail-fast; the parent judges the whole.
   const childPolicy: FailurePolicy =
     opts.policy.kind === 'fail-fast' || opts.policy.kind === 'retry-failed' ? opts.policy : { kind: 'partial' };

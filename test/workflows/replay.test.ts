@@ -15,8 +15,9 @@ const index = JSON.parse(fs.readFileSync(path.join(DIR, 'index.json'), 'utf8')) 
 const files = Object.keys(index).sort();
 
 describe('recorded histories replay deterministically', () => {
-  it('has the recorded histories: video completed, failed, batched parent and batch child; report with a webhook', () => {
+  it('has the recorded histories: video completed, failed, batched parent and batch child; report with a webhook, report batched', () => {
     expect(files).toEqual([
+      'report-batched.json',
       'report-webhook.json',
       'sub-job-batch.json',
       'video-batched.json',
