@@ -23,6 +23,7 @@ import { generateOrders } from '../src/data/generate';
 import { freePort } from '../src/devserver/dev-server';
 import { TIERS } from '../src/shared/constants';
 import { REPO, numberArg, saveFigures, startBenchEnv } from './harness';
+import { workerProcessEnv } from '../src/shared/node-options';
 
 const COUNT = numberArg('count', 2000);
 const IN_FLIGHT = numberArg('in-flight', 40);
@@ -80,7 +81,7 @@ async function main(): Promise<void> {
   });
 
   const worker = spawn(process.execPath, [path.join(REPO, 'bin', 'sluice'), 'worker', '--tiers', TIERS.join(',')], {
-    env: { ...process.env, ...env },
+    env: workerProcessEnv({ ...process.env, ...env }),
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const client = await SluiceClient.connect({ config });

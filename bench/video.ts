@@ -20,6 +20,7 @@ import { generateSampleVideo } from '../src/cli/samples';
 import { SluiceClient } from '../src/client';
 import { RENDITIONS } from '../src/shared/constants';
 import { REPO, numberArg, saveFigures, startBenchEnv } from './harness';
+import { workerProcessEnv } from '../src/shared/node-options';
 
 const ROUNDS = numberArg('rounds', 2);
 const SECONDS = numberArg('seconds', 120);
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
   await generateSampleVideo({ ffmpeg: binaries.ffmpeg, out: cached, seconds: SECONDS });
   fs.copyFileSync(cached, path.join(media, 'input.mp4'));
   const worker = spawn(process.execPath, [path.join(REPO, 'bin', 'sluice'), 'worker', '--tiers', 'default'], {
-    env: { ...process.env, ...env },
+    env: workerProcessEnv({ ...process.env, ...env }),
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const client = await SluiceClient.connect({ config: bench.config });
