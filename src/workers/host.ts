@@ -130,12 +130,7 @@ export class WorkerHost {
         activities,
         dataConverter,
         tuner: {
-          // One tier per process (the autoscaler's and the manifests' layout) has the whole pool to
-          // itself: a fixed-size supplier grants the same slots without a JS round trip per slot.
-          activityTaskSlotSupplier:
-            this.opts.tiers.length === 1
-              ? { type: 'fixed-size', numSlots: this.pool.total }
-              : this.pool.supplierFor(tier),
+          activityTaskSlotSupplier: this.pool.supplierFor(tier),
           workflowTaskSlotSupplier: { type: 'fixed-size', numSlots: 40 },
           localActivityTaskSlotSupplier: { type: 'fixed-size', numSlots: 100 },
           nexusTaskSlotSupplier: { type: 'fixed-size', numSlots: 10 },
