@@ -21,7 +21,6 @@ import type { SluiceConfig } from '../config';
 import { freePort } from '../devserver/dev-server';
 import type { Logger } from '../logger';
 import { type Tier } from '../shared/constants';
-import { workerProcessEnv } from '../shared/node-options';
 import { BacklogExporter, type ObservedDuration } from './exporter';
 import type { CapacityPlan } from './planner';
 import { mergeDurations, scrapeDurationTotals } from './scrape';
@@ -79,12 +78,9 @@ interface TierState {
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'sluice');
 
-/** The default worker command: the compiled CLI, one tier per process, with the worker V8 flags. */
+/** The default worker command: the compiled CLI, one tier per process. */
 export const defaultSpawnWorker: SpawnWorker = (tier, env) =>
-  spawn(process.execPath, [BIN, 'worker', '--tiers', tier], {
-    env: workerProcessEnv(env),
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  spawn(process.execPath, [BIN, 'worker', '--tiers', tier], { env, stdio: ['ignore', 'inherit', 'inherit'] });
 
 /**
  * Worker child processes per tier, scaled between `SLUICE_SCALE_MIN` and `SLUICE_SCALE_MAX` on the

@@ -2,7 +2,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { freePort } from '../../src/devserver/dev-server';
-import { workerProcessEnv } from '../../src/shared/node-options';
 import { REPO_ROOT, type TestEnv } from './env';
 
 export interface WorkerProcess {
@@ -38,10 +37,7 @@ export async function readyz(port: number): Promise<number | 'down'> {
   }
 }
 
-/**
- * Starts `node bin/sluice worker --tiers …` (compiled code: `npm test` builds first) as the
- * autoscaler and the manifests launch it (worker V8 flags), and waits until it is ready.
- */
+/** Starts `node bin/sluice worker --tiers …` (compiled code: `npm test` builds first) and waits until it is ready. */
 export async function spawnWorker(
   t: TestEnv,
   tiers: string[],
@@ -50,13 +46,7 @@ export async function spawnWorker(
   const port = await freePort();
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'sluice'), 'worker', '--tiers', tiers.join(',')], {
     cwd: t.dir,
-    env: workerProcessEnv({
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      ...t.env,
-      ...extraEnv,
-      SLUICE_METRICS_PORT: String(port),
-    }),
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...t.env, ...extraEnv, SLUICE_METRICS_PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';

@@ -1,15 +1,16 @@
 /**
- * How worker processes are launched: the local autoscaler (and the Kubernetes manifests, see
- * test/deploy) add the worker V8 flags to NODE_OPTIONS, operator flags win, and a real
- * `sluice worker` started that way runs with the capped heap (its /metrics says so).
+ * The worker launch environment the Kubernetes manifests (see test/deploy) and the benchmarks use:
+ * the worker V8 flags added to NODE_OPTIONS, operator flags win, and a real `sluice worker`
+ * started that way runs with the capped heap (its /metrics says so).
  */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import v8 from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../src/devserver/dev-server';
-import { defaultSpawnWorker } from '../../src/scaling/autoscaler';
 import { WORKER_MALLOC_ARENA_MAX, WORKER_V8_FLAGS } from '../../src/shared/constants';
 import { workerNodeOptions, workerProcessEnv } from '../../src/shared/node-options';
-import { makeTestEnv } from '../helpers/env';
+import { REPO_ROOT, makeTestEnv } from '../helpers/env';
 import { readyz, until } from '../helpers/processes';
 
 const MB = 1024 * 1024;
@@ -31,14 +32,18 @@ describe('worker launch settings', () => {
     expect(workerProcessEnv({ MALLOC_ARENA_MAX: '8' }).MALLOC_ARENA_MAX).toBe('8');
   });
 
-  it('a worker spawned by the autoscaler runs with the capped heap', async () => {
+  it('a worker launched with that environment runs with the capped heap', async () => {
     const t = makeTestEnv('worker-launch');
     const port = await freePort();
-    const child = defaultSpawnWorker('low', {
+    const env = workerProcessEnv({
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       ...t.env,
       SLUICE_METRICS_PORT: String(port),
+    });
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'sluice'), 'worker', '--tiers', 'low'], {
+      env,
+      stdio: 'ignore',
     });
     const exited = new Promise((resolve) => child.once('exit', resolve));
     try {
