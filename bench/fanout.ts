@@ -45,7 +45,7 @@ export async function spawnWorker(
   if (!fs.existsSync(path.join(__dirname, '..', 'dist', 'cli', 'main.js')))
     throw new Error('dist/ is missing: run `npm run build` first (npm run bench:fanout does)');
   const child = spawn(process.execPath, [bin, 'worker', '--tiers', 'default'], {
-    // As the local autoscaler and the Kubernetes manifests launch it: with the worker V8 flags.
+    // As the Kubernetes manifests launch it: with the worker V8 flags and malloc arena limit.
     env: workerProcessEnv({
       PATH: process.env.PATH,
       HOME: process.env.HOME,

@@ -66,8 +66,7 @@ export class DuckDbSource implements ReportDataSource {
   }
 
   private async acquire(): Promise<DuckDBConnection> {
-    const max = this.opts.maxConcurrentQueries ?? 4;
-    while (this.running >= max) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    while (this.running >= this.maxQueries) await new Promise<void>((resolve) => this.waiting.push(resolve));
     this.running++;
     try {
       return this.idle.pop() ?? (await (await this.db()).connect());
@@ -83,12 +82,17 @@ export class DuckDbSource implements ReportDataSource {
     this.waiting.shift()?.();
   }
 
+  private get maxQueries(): number {
+    return this.opts.maxConcurrentQueries ?? 4;
+  }
+
   private db(): Promise<DuckDBInstance> {
     // Queries run side by side, each on its own threads: share the cores rather than multiply them
     // (every DuckDB thread keeps its own buffers, so oversubscribing costs memory, not time).
-    const threads =
-      this.opts.threads ?? Math.max(1, Math.floor(os.availableParallelism() / (this.opts.maxConcurrentQueries ?? 4)));
-    this.instance ??= openDuckDb(threads, this.opts.memoryLimit);
+    this.instance ??= openDuckDb(
+      this.opts.threads ?? Math.max(1, Math.floor(os.availableParallelism() / this.maxQueries)),
+      this.opts.memoryLimit,
+    );
     return this.instance;
   }
 

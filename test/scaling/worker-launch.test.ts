@@ -3,15 +3,12 @@
  * the worker V8 flags added to NODE_OPTIONS, operator flags win, and a real `sluice worker`
  * started that way runs with the capped heap (its /metrics says so).
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import v8 from 'node:v8';
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../../src/devserver/dev-server';
 import { WORKER_MALLOC_ARENA_MAX, WORKER_V8_FLAGS } from '../../src/shared/constants';
 import { workerNodeOptions, workerProcessEnv } from '../../src/shared/node-options';
-import { REPO_ROOT, makeTestEnv } from '../helpers/env';
-import { readyz, until } from '../helpers/processes';
+import { makeTestEnv } from '../helpers/env';
+import { spawnWorker } from '../helpers/processes';
 
 const MB = 1024 * 1024;
 
@@ -33,27 +30,10 @@ describe('worker launch settings', () => {
   });
 
   it('a worker launched with that environment runs with the capped heap', async () => {
-    const t = makeTestEnv('worker-launch');
-    const port = await freePort();
-    const env = workerProcessEnv({
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      ...t.env,
-      SLUICE_METRICS_PORT: String(port),
-    });
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'sluice'), 'worker', '--tiers', 'low'], {
-      env,
-      stdio: 'ignore',
-    });
-    const exited = new Promise((resolve) => child.once('exit', resolve));
+    // spawnWorker's own environment plus the worker launch settings (NODE_OPTIONS, MALLOC_ARENA_MAX).
+    const worker = await spawnWorker(makeTestEnv('worker-launch'), ['low'], workerProcessEnv({}));
     try {
-      await until(
-        'the worker to be ready',
-        () => readyz(port),
-        (s) => s === 200,
-        60_000,
-      );
-      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const text = await (await fetch(`http://127.0.0.1:${worker.port}/metrics`)).text();
       const limit = Number(/^sluice_v8_heap_limit_bytes (\d+)/m.exec(text)?.[1]);
       const oldSpaceMB = Number(WORKER_V8_FLAGS['--max-old-space-size']);
       // Old space plus a young generation of a few MB; this test process runs with V8's default.
@@ -61,8 +41,8 @@ describe('worker launch settings', () => {
       expect(limit).toBeLessThan((oldSpaceMB + 16) * MB);
       expect(v8.getHeapStatistics().heap_size_limit).toBeGreaterThan(limit);
     } finally {
-      child.kill('SIGTERM');
-      await exited;
+      worker.child.kill('SIGTERM');
+      await worker.exited;
     }
   }, 90_000);
 });
