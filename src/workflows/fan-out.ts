@@ -75,21 +75,19 @@ export function runSubJob<R>(job: SubJob): Promise<R> {
 }
 
 /** {@link runSubJob}, recording a dead letter when the sub-job fails for good and `deadLetter` is set. */
-async function runSubJobRecorded<R>(job: SubJob, index: number, deadLetter: boolean): Promise<R> {
-  try {
-    return await runSubJob<R>(job);
-  } catch (err) {
-    if (deadLetter) {
-      await recordDeadLetter(err, {
-        kind: 'sub-job',
-        activityType: job.activity,
-        subJobIndex: index,
-        input: job.input,
-        maximumAttempts: activityOptionsFor(job.activity).retry?.maximumAttempts,
-      });
-    }
+function runSubJobRecorded<R>(job: SubJob, index: number, deadLetter: boolean): Promise<R> {
+  const attempt = runSubJob<R>(job);
+  if (!deadLetter) return attempt;
+  return attempt.catch(async (err: unknown) => {
+    await recordDeadLetter(err, {
+      kind: 'sub-job',
+      activityType: job.activity,
+      subJobIndex: index,
+      input: job.input,
+      maximumAttempts: activityOptionsFor(job.activity).retry?.maximumAttempts,
+    });
     throw err;
-  }
+  });
 }
 
 function describeFailure(err: unknown): { message: string; type?: string } {
@@ -141,38 +139,47 @@ export async function fanOut<T, R>(
     let stop: 'fail-fast' | 'quorum' | 'deadline' | undefined;
     // Set when the pipeline itself is cancelled (not by this policy): rethrown after the window drains.
     let externalCancel: Error | undefined;
-    const inFlight = new Map<number, Promise<void>>();
+    // One waker instead of Promise.race over the window, and one scope.run for the whole loop
+    // instead of one per sub-job: the sandbox records a stack trace for every promise it creates,
+    // so promises per sub-job are what a fan-out costs the worker.
+    let running = 0;
+    let wake: (() => void) | undefined;
+    const settled = () => {
+      running--;
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
     let next = 0;
     const launch = (index: number) => {
-      const p = scope
-        .run(() => run(items[index] as T, index))
-        .then(
-          (result) => {
-            outcome.results[index] = result;
-            outcome.succeeded++;
-            opts.onSettled?.(index, true);
-            if (opts.policy.kind === 'quorum' && outcome.succeeded >= opts.policy.k && !stop) {
-              stop = 'quorum';
-              scope.cancel();
-            }
-          },
-          (err: unknown) => {
-            if (isCancellation(err)) {
-              outcome.cancelled.push(index);
-              if (!stop) externalCancel ??= err as Error;
-              return;
-            }
-            failedThisRound.push({ index, ...describeFailure(err) });
-            firstError ??= err instanceof Error ? err : undefined;
-            opts.onSettled?.(index, false);
-            if (opts.policy.kind === 'fail-fast' && !stop) {
-              stop = 'fail-fast';
-              scope.cancel();
-            }
-          },
-        )
-        .finally(() => inFlight.delete(index));
-      inFlight.set(index, p);
+      running++;
+      void run(items[index] as T, index).then(
+        (result) => {
+          settled();
+          outcome.results[index] = result;
+          outcome.succeeded++;
+          opts.onSettled?.(index, true);
+          if (opts.policy.kind === 'quorum' && outcome.succeeded >= opts.policy.k && !stop) {
+            stop = 'quorum';
+            scope.cancel();
+          }
+        },
+        (err: unknown) => {
+          settled();
+          if (isCancellation(err)) {
+            outcome.cancelled.push(index);
+            if (!stop) externalCancel ??= err as Error;
+            return;
+          }
+          failedThisRound.push({ index, ...describeFailure(err) });
+          firstError ??= err instanceof Error ? err : undefined;
+          opts.onSettled?.(index, false);
+          if (opts.policy.kind === 'fail-fast' && !stop) {
+            stop = 'fail-fast';
+            scope.cancel();
+          }
+        },
+      );
     };
 
     // The deadline timer lives outside the sub-jobs' scope so cancelling them does not cancel it.
@@ -190,13 +197,16 @@ export async function fanOut<T, R>(
           () => undefined,
         );
     }
-    while (next < pending.length || inFlight.size > 0) {
-      while (!stop && externalCancel === undefined && inFlight.size < opts.window && next < pending.length) {
-        launch(pending[next++] as number);
+    // Sub-jobs launched anywhere in this loop belong to `scope` (the context survives its awaits).
+    await scope.run(async () => {
+      while (next < pending.length || running > 0) {
+        while (!stop && externalCancel === undefined && running < opts.window && next < pending.length) {
+          launch(pending[next++] as number);
+        }
+        if (running === 0) break;
+        await new Promise<void>((resolve) => (wake = resolve));
       }
-      if (inFlight.size === 0) break;
-      await Promise.race(inFlight.values());
-    }
+    });
     timerScope.cancel();
     if (externalCancel !== undefined) throw externalCancel;
     // Sub-jobs never launched because the policy stopped the fan-out count as cancelled.

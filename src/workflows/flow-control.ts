@@ -12,6 +12,7 @@ import {
   patched,
   proxyActivities,
   proxySinks,
+  scheduleActivity,
   workflowInfo,
   type ActivityOptions,
   type Sinks,
@@ -79,30 +80,27 @@ function isScheduleToStartTimeout(err: unknown): boolean {
  * has a promotion age in the flow memo, the attempt carries it as `scheduleToStartTimeout`; when
  * it fires, the sub-job is dispatched again on the next tier up, with that tier's priority key.
  */
-export async function dispatchSubJob<R>(job: SubJob, base: ActivityOptions, tier?: Tier): Promise<R> {
+export function dispatchSubJob<R>(job: SubJob, base: ActivityOptions, tier?: Tier): Promise<R> {
   const own = parseTaskQueue(workflowInfo().taskQueue);
   const current = tier ?? own?.tier;
   const promoteAfter = current ? flowMemo().promoteAfterSeconds?.[current] : undefined;
   const next = current ? nextTierUp(current) : undefined;
   const onOtherTier = tier !== undefined && own !== undefined && tier !== own.tier;
+  const promotable = current !== undefined && next !== undefined && own !== undefined && promoteAfter !== undefined;
   const options: ActivityOptions = {
     ...base,
     priority: runPriority(onOtherTier && current ? PRIORITY_KEY_BY_TIER[current] : undefined),
     ...(onOtherTier && current ? { taskQueue: taskQueueFor(current, own.suffix) } : {}),
-    ...(promoteAfter && next && own ? { scheduleToStartTimeout: promoteAfter * 1000 } : {}),
+    ...(promotable ? { scheduleToStartTimeout: promoteAfter * 1000 } : {}),
   };
-  const acts = proxyActivities<Record<string, (input: unknown) => Promise<R>>>(options);
-  const fn = acts[job.activity];
-  if (!fn) throw ApplicationFailure.nonRetryable(`unknown activity ${job.activity}`, FailureType.InvalidInput);
-  try {
-    return await fn(job.input);
-  } catch (err) {
-    if (current && next && own && promoteAfter && isScheduleToStartTimeout(err)) {
-      sinks.flow.promoted({ from: current, to: next, activityType: job.activity });
-      return dispatchSubJob<R>(job, base, next);
-    }
-    throw err;
-  }
+  // No async wrapper unless the sub-job can be promoted: every promise costs the sandbox a stack trace.
+  const attempt = scheduleActivity<R>(job.activity, [job.input], options);
+  if (!promotable) return attempt;
+  return attempt.catch((err: unknown) => {
+    if (!isScheduleToStartTimeout(err)) throw err;
+    sinks.flow.promoted({ from: current, to: next, activityType: job.activity });
+    return dispatchSubJob<R>(job, base, next);
+  });
 }
 
 /** The failure chain of an error, outermost first (ActivityFailure → ApplicationFailure → …). */
