@@ -83,6 +83,13 @@ const EnvSchema = z.object({
   /** Weights of the slot split, `tier=weight,…`. @default 'critical=6,high=3,default=2,low=1' */
   SLUICE_SLOT_WEIGHTS: z.string().optional(),
   /**
+   * Activity tasks a process may hold beyond its slots, so the next one starts the moment a slot
+   * frees (as Celery's prefetch or BullMQ's fetch-on-complete). Held tasks wait on this process,
+   * their start-to-close time running, instead of going to another worker: raise it for short I/O
+   * sub-jobs, keep 0 for long ones. @default 0
+   */
+  SLUICE_PREFETCH: int(0, 10_000).default(0),
+  /**
    * Seconds a sub-job waits on the `low` queue before it is dispatched again on `default`.
    * 0 turns promotion off. @default 1800 (30 min)
    */
@@ -251,6 +258,8 @@ export interface SluiceConfig {
   scaling: ScalingConfig;
   /** Shared slot pool of a process; `total` undefined means the sum of the served tiers' slots. */
   slotPool: { total: number | undefined; weights: Record<Tier, number> };
+  /** Activity tasks a process may hold beyond its slots (SLUICE_PREFETCH). */
+  prefetch: number;
   /** Seconds on a tier's queue before a sub-job is promoted; only `low` by default. */
   promoteAfterSeconds: Partial<Record<Tier, number>>;
   maxTaskQueueActivitiesPerSecond: number | undefined;
@@ -484,6 +493,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       downCooldownMs: e.SLUICE_AUTOSCALE_DOWN_COOLDOWN_MS,
     },
     slotPool: { total: e.SLUICE_SLOTS_TOTAL, weights },
+    prefetch: e.SLUICE_PREFETCH,
     promoteAfterSeconds: e.SLUICE_PROMOTION_AGE_SECONDS > 0 ? { low: e.SLUICE_PROMOTION_AGE_SECONDS } : {},
     maxTaskQueueActivitiesPerSecond: e.SLUICE_MAX_TASK_QUEUE_ACTIVITIES_PER_SECOND,
     retry: { baseMs: e.SLUICE_RETRY_BASE_MS, capMs: e.SLUICE_RETRY_CAP_MS, byActivity },

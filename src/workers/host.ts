@@ -16,12 +16,14 @@ import {
   type InjectedSinks,
   type WorkflowBundleOption,
 } from '@temporalio/worker';
+import type { Context } from '@temporalio/activity';
 import Bottleneck from 'bottleneck';
 import { createActivities } from '../activities';
 import { createNotifyActivities, type NotifyDeps } from '../activities/notify';
 import { registerDlqDepthGauge } from '../dlq/metrics';
 import { openDlqStore } from '../dlq/store';
-import { WeightedSlotPool } from '../ratelimit/slot-pool';
+import { RunGate, RunGateInterceptor } from '../ratelimit/run-gate';
+import { WeightedSlotPool, splitSlots } from '../ratelimit/slot-pool';
 import { WebhookLimiter } from '../ratelimit/webhook-limiter';
 import { registerRateLimiterMetrics } from '../ratelimit/metrics';
 import type { FlowSinks } from '../workflows/flow-control';
@@ -105,12 +107,16 @@ export class WorkerHost {
       ? { ...createNotifyActivities(this.notify), ...this.opts.activities }
       : this.realActivities(this.notify);
     const jitter = { baseMs: config.retry.baseMs, capMs: config.retry.capMs, byActivity: config.retry.byActivity };
-    // One weighted slot pool for the tiers this process serves (see src/ratelimit/slot-pool.ts).
+    // One weighted slot pool for the tiers this process serves (see src/ratelimit/slot-pool.ts),
+    // holding `prefetch` tasks more than may run; the gate lets `slots` of them run at once.
+    const slots = config.slotPool.total ?? this.opts.tiers.reduce((n, t) => n + config.slots[t], 0);
     this.pool = new WeightedSlotPool({
-      total: config.slotPool.total ?? this.opts.tiers.reduce((n, t) => n + config.slots[t], 0),
+      total: slots + config.prefetch,
       tiers: this.opts.tiers,
       weights: config.slotPool.weights,
     });
+    const gate = config.prefetch > 0 ? new RunGate(slots) : undefined;
+    const runShares = splitSlots(slots, this.opts.tiers, config.slotPool.weights);
     const sinks: InjectedSinks<FlowSinks> = {
       flow: {
         promoted: {
@@ -120,6 +126,8 @@ export class WorkerHost {
         },
       },
     };
+    const prefetched = (tier: Tier) => (delta: number) =>
+      delta > 0 ? this.metrics.prefetched.inc({ tier }) : this.metrics.prefetched.dec({ tier });
     for (const tier of this.opts.tiers) {
       const taskQueue = taskQueueFor(tier, this.opts.config.taskQueueSuffix);
       const worker = await Worker.create({
@@ -145,13 +153,22 @@ export class WorkerHost {
         shutdownGraceTime: config.shutdownGraceMs,
         maxCachedWorkflows: config.maxCachedWorkflows,
         interceptors: {
-          activity: [(ctx) => ({ inbound: new ActivityMetricsInterceptor(ctx, tier, this.metrics, jitter) })],
+          activity: [
+            // Outermost first: a held task waits at the gate before its attempt is timed.
+            ...(gate
+              ? [(ctx: Context) => ({ inbound: new RunGateInterceptor(ctx, gate, tier, prefetched(tier)) })]
+              : []),
+            (ctx: Context) => ({ inbound: new ActivityMetricsInterceptor(ctx, tier, this.metrics, jitter) }),
+          ],
         },
       });
-      const share = this.pool.shares[tier];
+      const share = runShares[tier];
       this.metrics.slots.set({ tier }, share);
       this.workers.push({ tier, worker });
-      log.info({ tier, taskQueue, slots: share, poolTotal: this.pool.total }, 'worker created');
+      log.info(
+        { tier, taskQueue, slots: share, prefetch: config.prefetch, poolTotal: this.pool.total },
+        'worker created',
+      );
     }
     this.running = Promise.all(this.workers.map(({ worker }) => worker.run())).then(() => undefined);
     if (this.opts.exportBacklog !== false && config.scaling.pollMs > 0) {

@@ -17,6 +17,8 @@ export interface WorkerMetrics {
   failed: client.Counter<'activity_type' | 'tier' | 'failure_type'>;
   duration: client.Histogram<'activity_type' | 'tier'>;
   inFlight: client.Gauge<'tier'>;
+  /** Tasks held by the process beyond its slots, waiting to run (SLUICE_PREFETCH). */
+  prefetched: client.Gauge<'tier'>;
   slots: client.Gauge<'tier'>;
   /** Sub-jobs dispatched again on a more urgent tier after waiting too long (age-based promotion). */
   promotions: client.Counter<'from_tier' | 'to_tier' | 'activity_type'>;
@@ -67,6 +69,12 @@ export function createWorkerMetrics(): WorkerMetrics {
     inFlight: new client.Gauge({
       name: 'sluice_activities_in_flight',
       help: 'Activities running now',
+      labelNames: ['tier'],
+      registers: [registry],
+    }),
+    prefetched: new client.Gauge({
+      name: 'sluice_activities_prefetched',
+      help: 'Activity tasks this process holds beyond its slots, waiting for one to free (SLUICE_PREFETCH)',
       labelNames: ['tier'],
       registers: [registry],
     }),
