@@ -10,14 +10,19 @@
  *    workflows (its design for fan-outs up to 10,000) and the bare workflow does not.
  * 2. Peer comparison, at each concurrency of `--io-concurrency`: the same fan-out/fan-in of 1,000
  *    sub-jobs through BullMQ's FlowProducer on the local Redis (the parent job completes when all
- *    children have). Every side gets the same concurrency (Sluice slots, bare SDK slots, BullMQ
- *    worker concurrency) and every child is enqueued at once, as FlowProducer does. With 100 ms
- *    I/O sub-jobs: wall-time ratio Sluice / BullMQ (target ≤ 1.10); the bare SDK worker runs the
- *    same fan-out, to show how much of the gap is Temporal's own. With no-op sub-jobs: the ratio,
- *    reported as the cost of durability.
+ *    children have, every child enqueued at once). Every side gets the same concurrency (Sluice
+ *    slots, bare SDK slots, BullMQ worker concurrency). Sluice runs as configured for short I/O
+ *    sub-jobs: SLUICE_PREFETCH = the concurrency (BullMQ, too, fetches the next job as it completes
+ *    one) and a window of `--io-window` × the concurrency. Medians of `--io-reps` rotated runs.
+ *    With 100 ms I/O sub-jobs: wall-time ratio Sluice / BullMQ (target ≤ 1.10); alongside, Sluice
+ *    with its defaults and the plain bare SDK worker, both with everything enqueued at once, to
+ *    show what the settings buy and how much of the gap is Temporal's own. With no-op sub-jobs:
+ *    the ratio, reported as the cost of durability.
  *
- *   npm run bench:peers [-- --jobs 1000 --concurrency 50 --io-concurrency 10,50 --overhead-jobs 1000 --reps 5]
+ *   npm run bench:peers [-- --jobs 1000 --concurrency 50 --io-concurrency 10,50 --overhead-jobs 1000 --reps 7
+ *                      --io-reps 3 --io-window 4]
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -35,13 +40,22 @@ import { numberArg, saveFigures, startBenchEnv, type BenchEnv } from './harness'
 const JOBS = numberArg('jobs', 1000);
 const CONCURRENCY = numberArg('concurrency', 50);
 const OVERHEAD_JOBS = numberArg('overhead-jobs', 1000);
-const REPS = numberArg('reps', 5);
+const REPS = numberArg('reps', 7);
 const IO_CONCURRENCY = listArg('io-concurrency', [10, CONCURRENCY]);
+const IO_REPS = numberArg('io-reps', 3);
+/** Sluice's window in the peer comparison, in multiples of the concurrency. */
+const IO_WINDOW = numberArg('io-window', 4);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 function listArg(name: string, fallback: number[]): number[] {
   const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? (process.argv[i + 1] ?? '').split(',').map(Number) : fallback;
+  // `--io-concurrency none` skips the peer comparison (overhead only).
+  return i > 0
+    ? (process.argv[i + 1] ?? '')
+        .split(',')
+        .map(Number)
+        .filter((n) => n > 0)
+    : fallback;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -57,10 +71,15 @@ interface Side {
  * The activity body is the same as the bare worker's and BullMQ's (the demo's burstSleep also
  * heartbeats: that is work, not framework).
  */
-async function startSluice(bench: BenchEnv, client: Client, slots: number): Promise<Side> {
-  const suffix = `peers-${slots}`;
+async function startSluice(bench: BenchEnv, client: Client, slots: number, prefetch = 0): Promise<Side> {
+  const suffix = `peers-${slots}-${prefetch}`;
   const config = loadConfig(
-    { ...bench.env, SLUICE_SLOTS_DEFAULT: String(slots), SLUICE_TASK_QUEUE_SUFFIX: suffix },
+    {
+      ...bench.env,
+      SLUICE_SLOTS_DEFAULT: String(slots),
+      SLUICE_PREFETCH: String(prefetch),
+      SLUICE_TASK_QUEUE_SUFFIX: suffix,
+    },
     bench.dir,
   );
   const host = await WorkerHost.start({
@@ -80,7 +99,7 @@ async function startSluice(bench: BenchEnv, client: Client, slots: number): Prom
       const t0 = performance.now();
       const result = await client.workflow.execute<(i: BurstInput) => Promise<BurstResult>>('burstWorkflow', {
         taskQueue: taskQueueFor('default', suffix),
-        workflowId: `sluice-${slots}-${jobs}-${ms}-${Date.now()}`,
+        workflowId: `sluice-${slots}-${prefetch}-${jobs}-${ms}-${Date.now()}`,
         args: [{ jobs, ms, window }],
       });
       if (result.succeeded !== jobs) throw new Error(`sluice: ${result.succeeded}/${jobs} succeeded`);
@@ -171,20 +190,16 @@ function startBull(concurrency: number): Side {
   };
 }
 
-/** Runs `a` and `b` REPS times each, alternating which goes first; returns every run. */
-async function alternate(reps: number, a: () => Promise<number>, b: () => Promise<number>) {
-  const as: number[] = [];
-  const bs: number[] = [];
+/** Runs each of `sides` `reps` times, rotating which goes first; returns every run of each. */
+async function rotate(reps: number, sides: (() => Promise<number>)[]): Promise<number[][]> {
+  const runs = sides.map((): number[] => []);
   for (let r = 0; r < reps; r++) {
-    if (r % 2 === 0) {
-      as.push(await a());
-      bs.push(await b());
-    } else {
-      bs.push(await b());
-      as.push(await a());
+    for (let k = 0; k < sides.length; k++) {
+      const i = (k + r) % sides.length;
+      runs[i]!.push(await sides[i]!());
     }
   }
-  return { a: as, b: bs };
+  return runs;
 }
 
 async function main(): Promise<void> {
@@ -211,56 +226,98 @@ async function main(): Promise<void> {
     // Warm-up: bundles loaded, connections open, caches warm.
     await sluice.run(50, 0, CONCURRENCY);
     await bare.run(50, 0, CONCURRENCY);
-    const overhead = await alternate(
-      REPS,
+    const [overheadA, overheadB] = await rotate(REPS, [
       () => sluice.run(OVERHEAD_JOBS, 0, CONCURRENCY),
       () => bare.run(OVERHEAD_JOBS, 0, CONCURRENCY),
-    );
+    ]);
+    const overhead = { a: overheadA!, b: overheadB! };
     const overheadSluice = median(overhead.a);
     const overheadBare = median(overhead.b);
     const batchedSluice = await sluice.run(2 * OVERHEAD_JOBS, 0, CONCURRENCY);
     const batchedBare = await bare.run(2 * OVERHEAD_JOBS, 0, CONCURRENCY);
     await stop(sluice, bare);
 
-    // 2. Peers, at each concurrency; every child enqueued at once on every side.
+    // 2. Peers, at each concurrency.
     const peers: {
       concurrency: number;
+      sluiceWindow: number;
       ioSluiceSec: number;
+      ioSluiceDefaultsSec: number;
       ioBareSec: number;
       ioBullmqSec: number;
       ioRatio: number;
+      ioSluiceDefaultsRatio: number;
       ioBareRatio: number;
       idealSec: number;
       noopSluiceSec: number;
       noopBullmqSec: number;
       noopRatio: number;
+      ioRunsSec: Record<string, number[]>;
+      ioCpuSec: Record<string, { process: number; backend: number }>;
     }[] = [];
+    const redis = new IORedis(REDIS_URL, { maxRetriesPerRequest: null });
     for (const c of IO_CONCURRENCY) {
-      const s = await start(startSluice(bench, client, c));
+      // Sluice as configured for short I/O sub-jobs: it holds as many tasks again as it runs
+      // (SLUICE_PREFETCH), and the pipeline keeps IO_WINDOW × c sub-jobs scheduled, so the server
+      // hands them to waiting pollers instead of storing a backlog of all of them. Next to it,
+      // Sluice with its defaults and the plain bare SDK worker, both with everything enqueued at once.
+      const window = Math.min(JOBS, IO_WINDOW * c);
+      const s = await start(startSluice(bench, client, c, c));
+      const sd = await start(startSluice(bench, client, c));
       const b = await start(startBare(bench, client, c));
       const q = await start(startBull(c));
-      await s.run(50, 0, 50);
-      await b.run(50, 0, 50);
-      await q.run(50, 0, 50);
-      const ioSluice = await s.run(JOBS, 100, JOBS);
-      const ioBare = await b.run(JOBS, 100, JOBS);
-      const ioBull = await q.run(JOBS, 100, JOBS);
-      const noopSluice = await s.run(JOBS, 0, JOBS);
+      for (const side of [s, sd, b, q]) await side.run(50, 0, 50);
+      // CPU of each run: this process (workers, client, BullMQ) plus the Temporal server or Redis.
+      const cpu: { process: number[]; backend: number[] }[] = [0, 1, 2, 3].map(() => ({ process: [], backend: [] }));
+      const metered = (i: number, backend: () => Promise<number>, run: () => Promise<number>) => async () => {
+        const p0 = process.cpuUsage();
+        const b0 = await backend();
+        const wall = await run();
+        const p = process.cpuUsage(p0);
+        cpu[i]!.process.push((p.user + p.system) / 1e6);
+        cpu[i]!.backend.push((await backend()) - b0);
+        return wall;
+      };
+      const server = () => Promise.resolve(processCpuSeconds(bench.server.pid));
+      const ioRuns = await rotate(IO_REPS, [
+        metered(0, server, () => s.run(JOBS, 100, window)),
+        metered(1, server, () => sd.run(JOBS, 100, JOBS)),
+        metered(2, server, () => b.run(JOBS, 100, JOBS)),
+        metered(
+          3,
+          () => redisCpuSeconds(redis),
+          () => q.run(JOBS, 100, JOBS),
+        ),
+      ]);
+      const [ioSluice, ioSluiceDefaults, ioBare, ioBull] = ioRuns.map(median) as [number, number, number, number];
+      const cpuOf = (i: number) => ({
+        process: round(median(cpu[i]!.process)),
+        backend: round(median(cpu[i]!.backend)),
+      });
+      const noopSluice = await s.run(JOBS, 0, window);
       const noopBull = await q.run(JOBS, 0, JOBS);
       peers.push({
         concurrency: c,
+        sluiceWindow: window,
         ioSluiceSec: round(ioSluice),
+        ioSluiceDefaultsSec: round(ioSluiceDefaults),
         ioBareSec: round(ioBare),
         ioBullmqSec: round(ioBull),
         ioRatio: round(ioSluice / ioBull, 3),
+        ioSluiceDefaultsRatio: round(ioSluiceDefaults / ioBull, 3),
         ioBareRatio: round(ioBare / ioBull, 3),
         idealSec: round((Math.ceil(JOBS / c) * 100) / 1000),
         noopSluiceSec: round(noopSluice),
         noopBullmqSec: round(noopBull),
         noopRatio: round(noopSluice / noopBull, 2),
+        ioCpuSec: { sluice: cpuOf(0), sluiceDefaults: cpuOf(1), bare: cpuOf(2), bullmq: cpuOf(3) },
+        ioRunsSec: Object.fromEntries(
+          ['sluice', 'sluiceDefaults', 'bare', 'bullmq'].map((k, i) => [k, ioRuns[i]!.map((x) => round(x))]),
+        ),
       });
-      await stop(s, b, q);
+      await stop(s, sd, b, q);
     }
+    redis.disconnect();
 
     const throughputRatio = overheadBare / overheadSluice; // (jobs/s Sluice) ÷ (jobs/s bare)
     const figures = {
@@ -286,7 +343,7 @@ async function main(): Promise<void> {
         throughputRatio: round(batchedBare / batchedSluice, 3),
         note: 'Sluice runs batched child workflows above 1,000 sub-jobs; the bare workflow keeps one history',
       },
-      peers: { jobs: JOBS, ioTarget: '≤ 1.10', byConcurrency: peers },
+      peers: { jobs: JOBS, ioReps: IO_REPS, ioTarget: '≤ 1.10', byConcurrency: peers },
     };
     saveFigures('peers', figures);
     const out = [
@@ -294,12 +351,14 @@ async function main(): Promise<void> {
       `  framework overhead, ${OVERHEAD_JOBS} no-op sub-jobs, window/slots ${CONCURRENCY}: Sluice ${overheadSluice.toFixed(2)} s (${(OVERHEAD_JOBS / overheadSluice).toFixed(0)}/s), bare SDK worker ${overheadBare.toFixed(2)} s (${(OVERHEAD_JOBS / overheadBare).toFixed(0)}/s)`,
       `    throughput ratio Sluice/bare: ${throughputRatio.toFixed(3)}  (target ≥ 0.95)  ${throughputRatio >= 0.95 ? 'MET' : 'NOT MET'}  (medians of ${REPS}: Sluice ${overhead.a.map((x) => x.toFixed(2)).join(', ')} s; bare ${overhead.b.map((x) => x.toFixed(2)).join(', ')} s)`,
       `  ${2 * OVERHEAD_JOBS} no-op sub-jobs (Sluice batches into child workflows): Sluice ${batchedSluice.toFixed(2)} s, bare ${batchedBare.toFixed(2)} s — ratio ${(batchedBare / batchedSluice).toFixed(3)}`,
-      `  fan-out/fan-in of ${JOBS} sub-jobs vs BullMQ FlowProducer, all enqueued at once, same concurrency on every side:`,
+      `  fan-out/fan-in of ${JOBS} sub-jobs vs BullMQ FlowProducer (every child enqueued at once), same concurrency on every side, medians of ${IO_REPS}:`,
     ];
     for (const p of peers) {
       out.push(
-        `    concurrency ${p.concurrency}, 100 ms I/O (ideal ${p.idealSec.toFixed(2)} s): Sluice ${p.ioSluiceSec.toFixed(2)} s, bare SDK ${p.ioBareSec.toFixed(2)} s, BullMQ ${p.ioBullmqSec.toFixed(2)} s`,
-        `      wall-time ratio Sluice/BullMQ: ${p.ioRatio.toFixed(3)}  (target ≤ 1.10)  ${p.ioRatio <= 1.1 ? 'MET' : 'NOT MET'}; bare SDK/BullMQ ${p.ioBareRatio.toFixed(3)}`,
+        `    concurrency ${p.concurrency}, 100 ms I/O (ideal ${p.idealSec.toFixed(2)} s): Sluice ${p.ioSluiceSec.toFixed(2)} s (SLUICE_PREFETCH=${p.concurrency}, window ${p.sluiceWindow}), BullMQ ${p.ioBullmqSec.toFixed(2)} s`,
+        `      wall-time ratio Sluice/BullMQ: ${p.ioRatio.toFixed(3)}  (target ≤ 1.10)  ${p.ioRatio <= 1.1 ? 'MET' : 'NOT MET'}`,
+        `      CPU per run (median; this process + Temporal server or Redis, ${os.availableParallelism()} cores): Sluice ${p.ioCpuSec.sluice!.process.toFixed(2)} + ${p.ioCpuSec.sluice!.backend.toFixed(2)} s, bare SDK ${p.ioCpuSec.bare!.process.toFixed(2)} + ${p.ioCpuSec.bare!.backend.toFixed(2)} s, BullMQ ${p.ioCpuSec.bullmq!.process.toFixed(2)} + ${p.ioCpuSec.bullmq!.backend.toFixed(2)} s`,
+        `      everything enqueued at once, no prefetch: Sluice defaults ${p.ioSluiceDefaultsSec.toFixed(2)} s (ratio ${p.ioSluiceDefaultsRatio.toFixed(3)}), bare SDK ${p.ioBareSec.toFixed(2)} s (ratio ${p.ioBareRatio.toFixed(3)})`,
         `    concurrency ${p.concurrency}, no-op: Sluice ${p.noopSluiceSec.toFixed(2)} s, BullMQ ${p.noopBullmqSec.toFixed(2)} s — ratio ${p.noopRatio.toFixed(2)}: the cost of durability`,
       );
     }
@@ -309,6 +368,24 @@ async function main(): Promise<void> {
     await connection.close();
     await bench.close();
   }
+}
+
+/** User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere). */
+function processCpuSeconds(pid: number | undefined): number {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime + stime, in clock ticks (USER_HZ, 100 on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** Redis server CPU seconds so far (INFO cpu). */
+async function redisCpuSeconds(redis: IORedis): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  return field('used_cpu_user') + field('used_cpu_sys');
 }
 
 function median(xs: number[]): number {
