@@ -6,116 +6,26 @@
  *
  *   npm run bench:fanout [-- --months 10 --shards 1000 --window 64 --slots 32 --duckdb-threads N]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { SluiceClient } from '../src/client';
-import { loadConfig, type SluiceConfig } from '../src/config';
 import { generateOrders } from '../src/data/generate';
-import { freePort, startDevServer, type DevServerHandle } from '../src/devserver/dev-server';
 import { taskQueueFor } from '../src/shared/constants';
-import { workerProcessEnv } from '../src/shared/node-options';
-
-export const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-
-/** Peak and current RSS of a process, from /proc (VmHWM is the kernel's high-water mark). */
-export function rssOf(pid: number): { peakMB: number; currentMB: number } {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return { peakMB: +(kb('VmHWM') / 1024).toFixed(1), currentMB: +(kb('VmRSS') / 1024).toFixed(1) };
-}
-
-/**
- * The worker under test is the real `sluice worker --tiers default` (compiled: `npm run build`
- * first, which also writes the prebuilt workflow bundle), in its own process, so that its RSS is
- * the worker's alone. Resolves once it polls the tier's workflow queue.
- */
-export async function spawnWorker(
-  env: Record<string, string>,
-  client: SluiceClient,
-  taskQueue: string,
-): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
-  const bin = path.join(__dirname, '..', 'bin', 'sluice');
-  if (!fs.existsSync(path.join(__dirname, '..', 'dist', 'cli', 'main.js')))
-    throw new Error('dist/ is missing: run `npm run build` first (npm run bench:fanout does)');
-  const child = spawn(process.execPath, [bin, 'worker', '--tiers', 'default'], {
-    // As the Kubernetes manifests launch it: with the worker V8 flags and malloc arena limit.
-    env: workerProcessEnv({
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX,
-      NODE_OPTIONS: process.env.NODE_OPTIONS,
-      ...env,
-    }),
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`sluice worker exited with ${child.exitCode} before it polled`);
-    if (Date.now() > deadline) throw new Error('sluice worker did not poll within 120 s');
-    const d = await client.temporal.workflowService.describeTaskQueue({
-      namespace: client.config.temporal.namespace,
-      taskQueue: { name: taskQueue },
-      taskQueueType: 1, // TASK_QUEUE_TYPE_WORKFLOW
-    });
-    if ((d.pollers ?? []).length > 0) break;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  return {
-    child,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
-
-/** A private dev server, a config pointed at it, and a temp dir. */
-export async function benchEnv(
-  name: string,
-  extra: Record<string, string> = {},
-): Promise<{ server: DevServerHandle; config: SluiceConfig; dir: string; env: Record<string, string> }> {
-  Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `sluice-bench-${name}-`));
-  const server = await startDevServer({
-    port: await freePort(),
-    uiPort: await freePort(),
-    dbFile: undefined,
-    namespace: 'default',
-    cliPath: undefined,
-    log: (l) => process.stderr.write(`${l}\n`),
-  });
-  const env: Record<string, string> = {
-    TEMPORAL_ADDRESS: server.address,
-    SLUICE_MEDIA_ROOT: dir,
-    SLUICE_OUTPUT_DIR: path.join(dir, 'out'),
-    SLUICE_DATA_DIR: path.join(dir, 'data'),
-    SLUICE_METRICS_PORT: '0',
-    SLUICE_LOG_LEVEL: 'silent',
-    SLUICE_TASK_QUEUE_SUFFIX: name,
-    ...extra,
-  };
-  return { server, config: loadConfig(env, dir), dir, env };
-}
+import { numberArg, rssOf, spawnWorker, startBenchEnv } from './harness';
 
 async function main(): Promise<void> {
-  const months = arg('months', 10);
-  const shards = arg('shards', 1000);
-  const window = arg('window', 64);
-  const slots = arg('slots', 32);
-  const duckdbThreads = arg('duckdb-threads', 0);
-  const { server, config, dir, env } = await benchEnv('fanout', {
+  const months = numberArg('months', 10);
+  const shards = numberArg('shards', 1000);
+  const window = numberArg('window', 64);
+  const slots = numberArg('slots', 32);
+  const duckdbThreads = numberArg('duckdb-threads', 0);
+  Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
+  const bench = await startBenchEnv('fanout', {
+    SLUICE_LOG_LEVEL: 'silent',
     SLUICE_SLOTS_DEFAULT: String(slots),
     ...(duckdbThreads > 0 ? { SLUICE_DUCKDB_THREADS: String(duckdbThreads) } : {}),
   });
+  const { config, env } = bench;
   let worker: Awaited<ReturnType<typeof spawnWorker>> | undefined;
   let client: SluiceClient | undefined;
   try {
@@ -182,8 +92,7 @@ async function main(): Promise<void> {
   } finally {
     await client?.close();
     await worker?.stop();
-    await server.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await bench.close();
   }
 }
 

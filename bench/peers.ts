@@ -35,7 +35,7 @@ import { createLogger } from '../src/logger';
 import { taskQueueFor } from '../src/shared/constants';
 import { WorkerHost } from '../src/workers/host';
 import type { BurstInput, BurstResult } from '../src/workflows/burst';
-import { numberArg, saveFigures, startBenchEnv, type BenchEnv } from './harness';
+import { listArg, numberArg, saveFigures, startBenchEnv, type BenchEnv } from './harness';
 
 const JOBS = numberArg('jobs', 1000);
 const CONCURRENCY = numberArg('concurrency', 50);
@@ -46,17 +46,6 @@ const IO_REPS = numberArg('io-reps', 3);
 /** Sluice's window in the peer comparison, in multiples of the concurrency. */
 const IO_WINDOW = numberArg('io-window', 4);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-
-function listArg(name: string, fallback: number[]): number[] {
-  const i = process.argv.indexOf(`--${name}`);
-  // `--io-concurrency none` skips the peer comparison (overhead only).
-  return i > 0
-    ? (process.argv[i + 1] ?? '')
-        .split(',')
-        .map(Number)
-        .filter((n) => n > 0)
-    : fallback;
-}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -9,20 +9,21 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { SluiceClient } from '../src/client';
 import { openDuckDb, partitionFile } from '../src/data/duckdb';
 import { generateOrders } from '../src/data/generate';
 import { addMonths } from '../src/shared/report';
 import { taskQueueFor } from '../src/shared/constants';
-import { arg, benchEnv, rssOf, spawnWorker } from './fanout';
+import { numberArg, rssOf, spawnWorker, startBenchEnv } from './harness';
 
 const REPO = path.resolve(__dirname, '..');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 async function main(): Promise<void> {
-  const rows = arg('rows', 1_000_000);
-  const months = arg('months', 12);
-  const repeat = arg('repeat', 3);
+  const rows = numberArg('rows', 1_000_000);
+  const months = numberArg('months', 12);
+  const repeat = numberArg('repeat', 3);
   const dataDir = path.join(REPO, '.data', 'bench-report', `r${rows}`);
   const partitions = path.join(dataDir, 'orders');
   const first = '2024-01';
@@ -35,7 +36,13 @@ async function main(): Promise<void> {
     process.stderr.write(`generated in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   }
 
-  const { server, config, dir, env } = await benchEnv('report', { SLUICE_DATA_DIR: dataDir, REPORT_SOURCE: 'duckdb' });
+  Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
+  const bench = await startBenchEnv('report', {
+    SLUICE_LOG_LEVEL: 'silent',
+    SLUICE_DATA_DIR: dataDir,
+    REPORT_SOURCE: 'duckdb',
+  });
+  const { config, env } = bench;
   let client: SluiceClient | undefined;
   let worker: Awaited<ReturnType<typeof spawnWorker>> | undefined;
   const db = await openDuckDb();
@@ -118,8 +125,7 @@ async function main(): Promise<void> {
     db.closeSync();
     await client?.close();
     await worker?.stop();
-    await server.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await bench.close();
   }
 }
 
