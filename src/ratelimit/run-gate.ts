@@ -10,14 +10,12 @@ import { TIERS, type Tier } from '../shared/constants';
 
 interface Waiter {
   rank: number;
-  seq: number;
   resolve: () => void;
 }
 
 /** Lets at most `capacity` holders run at once; the rest wait, most urgent tier first. */
 export class RunGate {
   private running = 0;
-  private seq = 0;
   private readonly waiters: Waiter[] = [];
 
   constructor(readonly capacity: number) {}
@@ -35,7 +33,8 @@ export class RunGate {
       return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = { rank: TIERS.indexOf(tier), seq: this.seq++, resolve };
+      const waiter: Waiter = { rank: TIERS.indexOf(tier), resolve };
+      // After every waiter of the same or a more urgent tier: urgency first, then arrival order.
       const at = this.waiters.findIndex((w) => w.rank > waiter.rank);
       this.waiters.splice(at < 0 ? this.waiters.length : at, 0, waiter);
       signal?.addEventListener(

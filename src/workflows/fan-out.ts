@@ -153,7 +153,14 @@ export async function fanOut<T, R>(
     let next = 0;
     const launch = (index: number) => {
       running++;
-      void run(items[index] as T, index).then(
+      let attempt: Promise<R>;
+      try {
+        attempt = run(items[index] as T, index);
+      } catch (err) {
+        // A sub-job that throws before it starts still settles (and frees its place in the window).
+        attempt = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+      void attempt.then(
         (result) => {
           settled();
           outcome.results[index] = result;
