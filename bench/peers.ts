@@ -5,7 +5,7 @@
  *    weighted slots, metrics, the fan-out helper) versus a bare `@temporalio/worker` Worker
  *    running a minimal windowed fan-out workflow, on the same dev server with the same window,
  *    slots and activity body, and the same workflow shape (one workflow: N ≤ the burst's batch
- *    threshold of 1,000). Runs alternate, REPS times each; medians. Throughput ratio Sluice / bare
+ *    threshold of 1,000). Runs rotate, REPS times each; medians. Throughput ratio Sluice / bare
  *    (target ≥ 0.95). Also reported: 2 × N sub-jobs, where Sluice switches to batched child
  *    workflows (its design for fan-outs up to 10,000) and the bare workflow does not.
  * 2. Peer comparison, at each concurrency of `--io-concurrency`: the same fan-out/fan-in of 1,000

@@ -25,13 +25,17 @@ export class RunGate {
     return this.waiters.length;
   }
 
+  /** Takes a running place if one is free and nobody waits for it; true when taken. */
+  tryAcquire(): boolean {
+    if (this.running >= this.capacity || this.waiters.length > 0) return false;
+    this.running++;
+    return true;
+  }
+
   /** Resolves when the caller may run; rejects with the signal's reason if it aborts first. */
   acquire(tier: Tier, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
-    if (this.running < this.capacity && this.waiters.length === 0) {
-      this.running++;
-      return Promise.resolve();
-    }
+    if (this.tryAcquire()) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = { rank: TIERS.indexOf(tier), resolve };
       // After every waiter of the same or a more urgent tier: urgency first, then arrival order.
@@ -72,6 +76,16 @@ export class RunGateInterceptor implements ActivityInboundCallsInterceptor {
   ) {}
 
   async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
+    if (!this.gate.tryAcquire()) await this.wait();
+    try {
+      return await next(input);
+    } finally {
+      this.gate.release();
+    }
+  }
+
+  /** Waits at the gate, heartbeating and counted as held, until a running place is handed over. */
+  private async wait(): Promise<void> {
     const heartbeatMs = this.ctx.info.heartbeatTimeoutMs;
     const beat = heartbeatMs
       ? setInterval(
@@ -85,11 +99,6 @@ export class RunGateInterceptor implements ActivityInboundCallsInterceptor {
     } finally {
       this.onWaiting(-1);
       clearInterval(beat);
-    }
-    try {
-      return await next(input);
-    } finally {
-      this.gate.release();
     }
   }
 }

@@ -11,7 +11,7 @@
  * first, most urgent first. A lent slot returns when the activity holding it finishes, so an
  * idle tier's ramp-up is bounded by the borrowers' activity duration, never by their backlog.
  */
-import type { ActivitySlotInfo, CustomSlotSupplier, SlotPermit } from '@temporalio/worker';
+import type { ActivitySlotInfo, CustomSlotSupplier, SlotPermit, SlotSupplier } from '@temporalio/worker';
 import { TIERS, type Tier } from '../shared/constants';
 
 /** Options of a {@link WeightedSlotPool}. */
@@ -100,7 +100,18 @@ export class WeightedSlotPool {
     );
   }
 
-  /** The slot supplier for one tier's Worker (`tuner.activityTaskSlotSupplier`). */
+  /**
+   * What one tier's Worker gets as `tuner.activityTaskSlotSupplier`: a pool serving a single tier
+   * has nobody to lend to, so the SDK's own fixed-size supplier (no round trip into JavaScript for
+   * every slot); otherwise {@link supplierFor}.
+   */
+  workerSupplierFor(tier: Tier): SlotSupplier<ActivitySlotInfo> {
+    return this.state.size === 1 && this.state.has(tier)
+      ? { type: 'fixed-size', numSlots: this.total }
+      : this.supplierFor(tier);
+  }
+
+  /** The weighted, lending slot supplier for one tier's Worker. */
   supplierFor(tier: Tier): CustomSlotSupplier<ActivitySlotInfo> {
     if (!this.state.has(tier)) throw new Error(`tier ${tier} is not served by this pool`);
     return {

@@ -138,12 +138,7 @@ export class WorkerHost {
         activities,
         dataConverter,
         tuner: {
-          // One tier has nobody to lend to: the SDK's own fixed-size supplier, without a round trip
-          // into JavaScript for every slot.
-          activityTaskSlotSupplier:
-            this.opts.tiers.length === 1
-              ? { type: 'fixed-size', numSlots: this.pool.total }
-              : this.pool.supplierFor(tier),
+          activityTaskSlotSupplier: this.pool.workerSupplierFor(tier),
           workflowTaskSlotSupplier: { type: 'fixed-size', numSlots: 40 },
           localActivityTaskSlotSupplier: { type: 'fixed-size', numSlots: 100 },
           nexusTaskSlotSupplier: { type: 'fixed-size', numSlots: 10 },

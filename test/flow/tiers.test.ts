@@ -68,6 +68,13 @@ describe('weighted slot pool', () => {
     expect(splitSlots(7, ['critical', 'low'], DEFAULT_SLOT_WEIGHTS)).toEqual({ critical: 6, low: 1 });
   });
 
+  it('a pool serving one tier hands its Worker the SDK fixed-size supplier, several tiers the lending one', () => {
+    const one = new WeightedSlotPool({ total: 5, tiers: ['default'], weights: DEFAULT_SLOT_WEIGHTS });
+    expect(one.workerSupplierFor('default')).toEqual({ type: 'fixed-size', numSlots: 5 });
+    const two = new WeightedSlotPool({ total: 5, tiers: ['critical', 'low'], weights: DEFAULT_SLOT_WEIGHTS });
+    expect(two.workerSupplierFor('low')).toMatchObject({ type: 'custom' });
+  });
+
   it('an idle tier lends its share and gets it back first once busy', async () => {
     let now = 0;
     const pool = new WeightedSlotPool({
