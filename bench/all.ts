@@ -42,7 +42,7 @@ const BENCHES: { name: string; file: string; what: string }[] = [
   {
     name: 'peers',
     file: 'bench/peers.ts',
-    what: 'framework overhead vs a bare SDK worker; fan-out/fan-in of 1,000 sub-jobs vs BullMQ FlowProducer',
+    what: 'framework overhead vs a bare SDK worker; fan-out/fan-in of 1,000 sub-jobs vs BullMQ FlowProducer, Sluice with packed sub-jobs and with one activity task each',
   },
 ];
 

@@ -10,17 +10,20 @@
  *    workflows (its design for fan-outs up to 10,000) and the bare workflow does not.
  * 2. Peer comparison, at each concurrency of `--io-concurrency`: the same fan-out/fan-in of 1,000
  *    sub-jobs through BullMQ's FlowProducer on the local Redis (the parent job completes when all
- *    children have, every child enqueued at once). Every side gets the same concurrency (Sluice
- *    slots, bare SDK slots, BullMQ worker concurrency). Sluice runs as configured for short I/O
- *    sub-jobs: SLUICE_PREFETCH = the concurrency (BullMQ, too, fetches the next job as it completes
- *    one) and a window of `--io-window` × the concurrency. Medians of `--io-reps` rotated runs.
- *    With 100 ms I/O sub-jobs: wall-time ratio Sluice / BullMQ (target ≤ 1.10); alongside, Sluice
- *    with its defaults and the plain bare SDK worker, both with everything enqueued at once, to
- *    show what the settings buy and how much of the gap is Temporal's own. With no-op sub-jobs:
- *    the ratio, reported as the cost of durability.
+ *    children have, every child enqueued at once). Every side runs at most that many sub-jobs at
+ *    once (Sluice slots, bare SDK slots, BullMQ worker concurrency). Sluice runs as configured for
+ *    short I/O sub-jobs: `--io-pack` sub-jobs per activity task (the fan-out's `pack`; each sub-job
+ *    keeps its own result, attempts and failure) and SLUICE_PREFETCH = the concurrency (BullMQ,
+ *    too, fetches the next job as it completes one), everything enqueued at once. Alongside, one
+ *    activity task per sub-job: with the same prefetch and a window of `--io-window` × the
+ *    concurrency; with Sluice's defaults; and on the plain bare SDK worker, both with everything
+ *    enqueued at once, to show what each setting buys and how much of the gap is Temporal's own.
+ *    Medians of `--io-reps` rotated runs, with the CPU each run used. With 100 ms I/O sub-jobs:
+ *    wall-time ratio Sluice / BullMQ (target ≤ 1.10). With no-op sub-jobs: the ratio, reported
+ *    as the cost of durability.
  *
  *   npm run bench:peers [-- --jobs 1000 --concurrency 50 --io-concurrency 10,50 --overhead-jobs 1000 --reps 7
- *                      --io-reps 3 --io-window 4]
+ *                      --io-reps 3 --io-window 4 --io-pack 10]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -45,13 +48,19 @@ const IO_CONCURRENCY = listArg('io-concurrency', [10, CONCURRENCY]);
 const IO_REPS = numberArg('io-reps', 3);
 /** Sluice's window in the peer comparison, in multiples of the concurrency. */
 const IO_WINDOW = numberArg('io-window', 4);
+/** Sub-jobs per activity task in the packed Sluice run of the peer comparison. */
+const IO_PACK = numberArg('io-pack', 10);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** A fan-out runner: `run(jobs, ms, window)` resolves with the wall time in seconds. */
+/** The sides of the peer comparison, in the order their runs rotate. */
+const SIDES = ['sluicePacked', 'sluice', 'sluiceDefaults', 'bare', 'bullmq'] as const;
+type SideKey = (typeof SIDES)[number];
+
+/** A fan-out runner: `run(jobs, ms, window, pack)` resolves with the wall time in seconds. */
 interface Side {
-  run(jobs: number, ms: number, window: number): Promise<number>;
+  run(jobs: number, ms: number, window: number, pack?: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -84,12 +93,12 @@ async function startSluice(bench: BenchEnv, client: Client, slots: number, prefe
     },
   });
   return {
-    run: async (jobs, ms, window) => {
+    run: async (jobs, ms, window, pack) => {
       const t0 = performance.now();
       const result = await client.workflow.execute<(i: BurstInput) => Promise<BurstResult>>('burstWorkflow', {
         taskQueue: taskQueueFor('default', suffix),
-        workflowId: `sluice-${slots}-${prefetch}-${jobs}-${ms}-${Date.now()}`,
-        args: [{ jobs, ms, window }],
+        workflowId: `sluice-${slots}-${prefetch}-${jobs}-${ms}-${pack ?? 1}-${Date.now()}`,
+        args: [{ jobs, ms, window, ...(pack ? { pack } : {}) }],
       });
       if (result.succeeded !== jobs) throw new Error(`sluice: ${result.succeeded}/${jobs} succeeded`);
       return (performance.now() - t0) / 1000;
@@ -229,82 +238,78 @@ async function main(): Promise<void> {
     // 2. Peers, at each concurrency.
     const peers: {
       concurrency: number;
+      pack: number;
       sluiceWindow: number;
-      ioSluiceSec: number;
-      ioSluiceDefaultsSec: number;
-      ioBareSec: number;
-      ioBullmqSec: number;
-      ioRatio: number;
-      ioSluiceDefaultsRatio: number;
-      ioBareRatio: number;
       idealSec: number;
+      /** Medians of the 100 ms I/O runs, by side. */
+      ioSec: Record<SideKey, number>;
+      /** Wall-time ratio of each side to BullMQ. */
+      ioRatio: Record<SideKey, number>;
+      ioRunsSec: Record<SideKey, number[]>;
+      ioCpuSec: Record<SideKey, { process: number; backend: number }>;
+      noopSluicePackedSec: number;
       noopSluiceSec: number;
       noopBullmqSec: number;
+      noopPackedRatio: number;
       noopRatio: number;
-      ioRunsSec: Record<string, number[]>;
-      ioCpuSec: Record<string, { process: number; backend: number }>;
     }[] = [];
     const redis = new IORedis(REDIS_URL, { maxRetriesPerRequest: null });
     for (const c of IO_CONCURRENCY) {
-      // Sluice as configured for short I/O sub-jobs: it holds as many tasks again as it runs
-      // (SLUICE_PREFETCH), and the pipeline keeps IO_WINDOW × c sub-jobs scheduled, so the server
-      // hands them to waiting pollers instead of storing a backlog of all of them. Next to it,
-      // Sluice with its defaults and the plain bare SDK worker, both with everything enqueued at once.
+      // Sluice tuned for short I/O holds as many tasks again as it runs (SLUICE_PREFETCH = c); the
+      // same worker runs the packed sub-jobs and, one task per sub-job, a window of IO_WINDOW × c
+      // (so the server hands tasks to waiting pollers instead of storing a backlog of all of them).
       const window = Math.min(JOBS, IO_WINDOW * c);
-      const s = await start(startSluice(bench, client, c, c));
-      const sd = await start(startSluice(bench, client, c));
+      const tuned = await start(startSluice(bench, client, c, c));
+      const defaults = await start(startSluice(bench, client, c));
       const b = await start(startBare(bench, client, c));
       const q = await start(startBull(c));
-      for (const side of [s, sd, b, q]) await side.run(50, 0, 50);
+      for (const side of [tuned, defaults, b, q]) await side.run(50, 0, 50);
+      await tuned.run(50, 0, 50, IO_PACK);
+      const runs: Record<SideKey, (ms: number) => Promise<number>> = {
+        sluicePacked: (ms) => tuned.run(JOBS, ms, JOBS, IO_PACK),
+        sluice: (ms) => tuned.run(JOBS, ms, window),
+        sluiceDefaults: (ms) => defaults.run(JOBS, ms, JOBS),
+        bare: (ms) => b.run(JOBS, ms, JOBS),
+        bullmq: (ms) => q.run(JOBS, ms, JOBS),
+      };
       // CPU of each run: this process (workers, client, BullMQ) plus the Temporal server or Redis.
-      const cpu: { process: number[]; backend: number[] }[] = [0, 1, 2, 3].map(() => ({ process: [], backend: [] }));
-      const metered = (i: number, backend: () => Promise<number>, run: () => Promise<number>) => async () => {
+      const cpu = Object.fromEntries(
+        SIDES.map((k) => [k, { process: [] as number[], backend: [] as number[] }]),
+      ) as Record<SideKey, { process: number[]; backend: number[] }>;
+      const server = () => Promise.resolve(processCpuSeconds(bench.server.pid));
+      const metered = (k: SideKey) => async () => {
+        const backend = k === 'bullmq' ? () => redisCpuSeconds(redis) : server;
         const p0 = process.cpuUsage();
         const b0 = await backend();
-        const wall = await run();
+        const wall = await runs[k](100);
         const p = process.cpuUsage(p0);
-        cpu[i]!.process.push((p.user + p.system) / 1e6);
-        cpu[i]!.backend.push((await backend()) - b0);
+        cpu[k].process.push((p.user + p.system) / 1e6);
+        cpu[k].backend.push((await backend()) - b0);
         return wall;
       };
-      const server = () => Promise.resolve(processCpuSeconds(bench.server.pid));
-      const ioRuns = await rotate(IO_REPS, [
-        metered(0, server, () => s.run(JOBS, 100, window)),
-        metered(1, server, () => sd.run(JOBS, 100, JOBS)),
-        metered(2, server, () => b.run(JOBS, 100, JOBS)),
-        metered(
-          3,
-          () => redisCpuSeconds(redis),
-          () => q.run(JOBS, 100, JOBS),
-        ),
-      ]);
-      const [ioSluice, ioSluiceDefaults, ioBare, ioBull] = ioRuns.map(median) as [number, number, number, number];
-      const cpuOf = (i: number) => ({
-        process: round(median(cpu[i]!.process)),
-        backend: round(median(cpu[i]!.backend)),
-      });
-      const noopSluice = await s.run(JOBS, 0, window);
-      const noopBull = await q.run(JOBS, 0, JOBS);
+      const ioRuns = await rotate(IO_REPS, SIDES.map(metered));
+      const byKey = <T>(f: (k: SideKey, i: number) => T) =>
+        Object.fromEntries(SIDES.map((k, i) => [k, f(k, i)])) as Record<SideKey, T>;
+      const ioSec = byKey((_k, i) => median(ioRuns[i]!));
+      const noopSluicePacked = await runs.sluicePacked(0);
+      const noopSluice = await runs.sluice(0);
+      const noopBull = await runs.bullmq(0);
       peers.push({
         concurrency: c,
+        pack: IO_PACK,
         sluiceWindow: window,
-        ioSluiceSec: round(ioSluice),
-        ioSluiceDefaultsSec: round(ioSluiceDefaults),
-        ioBareSec: round(ioBare),
-        ioBullmqSec: round(ioBull),
-        ioRatio: round(ioSluice / ioBull, 3),
-        ioSluiceDefaultsRatio: round(ioSluiceDefaults / ioBull, 3),
-        ioBareRatio: round(ioBare / ioBull, 3),
         idealSec: round((Math.ceil(JOBS / c) * 100) / 1000),
+        ioSec: byKey((k) => round(ioSec[k])),
+        ioRatio: byKey((k) => round(ioSec[k] / ioSec.bullmq, 3)),
+        ioRunsSec: byKey((_k, i) => ioRuns[i]!.map((x) => round(x))),
+        ioCpuSec: byKey((k) => ({ process: round(median(cpu[k].process)), backend: round(median(cpu[k].backend)) })),
+        noopSluicePackedSec: round(noopSluicePacked),
         noopSluiceSec: round(noopSluice),
         noopBullmqSec: round(noopBull),
+        noopPackedRatio: round(noopSluicePacked / noopBull, 2),
         noopRatio: round(noopSluice / noopBull, 2),
-        ioCpuSec: { sluice: cpuOf(0), sluiceDefaults: cpuOf(1), bare: cpuOf(2), bullmq: cpuOf(3) },
-        ioRunsSec: Object.fromEntries(
-          ['sluice', 'sluiceDefaults', 'bare', 'bullmq'].map((k, i) => [k, ioRuns[i]!.map((x) => round(x))]),
-        ),
       });
-      await stop(s, sd, b, q);
+      await stop(tuned, defaults, b, q);
     }
     redis.disconnect();
 
@@ -342,13 +347,16 @@ async function main(): Promise<void> {
       `  ${2 * OVERHEAD_JOBS} no-op sub-jobs (Sluice batches into child workflows): Sluice ${batchedSluice.toFixed(2)} s, bare ${batchedBare.toFixed(2)} s — ratio ${(batchedBare / batchedSluice).toFixed(3)}`,
       `  fan-out/fan-in of ${JOBS} sub-jobs vs BullMQ FlowProducer (every child enqueued at once), same concurrency on every side, medians of ${IO_REPS}:`,
     ];
+    const cpuText = (p: (typeof peers)[number], k: SideKey) =>
+      `${p.ioCpuSec[k].process.toFixed(2)} + ${p.ioCpuSec[k].backend.toFixed(2)} s`;
     for (const p of peers) {
+      const met = p.ioRatio.sluicePacked <= 1.1 ? 'MET' : 'NOT MET';
       out.push(
-        `    concurrency ${p.concurrency}, 100 ms I/O (ideal ${p.idealSec.toFixed(2)} s): Sluice ${p.ioSluiceSec.toFixed(2)} s (SLUICE_PREFETCH=${p.concurrency}, window ${p.sluiceWindow}), BullMQ ${p.ioBullmqSec.toFixed(2)} s`,
-        `      wall-time ratio Sluice/BullMQ: ${p.ioRatio.toFixed(3)}  (target ≤ 1.10)  ${p.ioRatio <= 1.1 ? 'MET' : 'NOT MET'}`,
-        `      CPU per run (median; this process + Temporal server or Redis, ${os.availableParallelism()} cores): Sluice ${p.ioCpuSec.sluice!.process.toFixed(2)} + ${p.ioCpuSec.sluice!.backend.toFixed(2)} s, bare SDK ${p.ioCpuSec.bare!.process.toFixed(2)} + ${p.ioCpuSec.bare!.backend.toFixed(2)} s, BullMQ ${p.ioCpuSec.bullmq!.process.toFixed(2)} + ${p.ioCpuSec.bullmq!.backend.toFixed(2)} s`,
-        `      everything enqueued at once, no prefetch: Sluice defaults ${p.ioSluiceDefaultsSec.toFixed(2)} s (ratio ${p.ioSluiceDefaultsRatio.toFixed(3)}), bare SDK ${p.ioBareSec.toFixed(2)} s (ratio ${p.ioBareRatio.toFixed(3)})`,
-        `    concurrency ${p.concurrency}, no-op: Sluice ${p.noopSluiceSec.toFixed(2)} s, BullMQ ${p.noopBullmqSec.toFixed(2)} s — ratio ${p.noopRatio.toFixed(2)}: the cost of durability`,
+        `    concurrency ${p.concurrency}, 100 ms I/O (ideal ${p.idealSec.toFixed(2)} s): Sluice ${p.ioSec.sluicePacked.toFixed(2)} s (pack ${p.pack}, SLUICE_PREFETCH=${p.concurrency}), BullMQ ${p.ioSec.bullmq.toFixed(2)} s`,
+        `      wall-time ratio Sluice/BullMQ: ${p.ioRatio.sluicePacked.toFixed(3)}  (target ≤ 1.10)  ${met}`,
+        `      one activity task per sub-job: Sluice ${p.ioSec.sluice.toFixed(2)} s with SLUICE_PREFETCH=${p.concurrency} and window ${p.sluiceWindow} (ratio ${p.ioRatio.sluice.toFixed(3)}); everything enqueued at once: Sluice defaults ${p.ioSec.sluiceDefaults.toFixed(2)} s (ratio ${p.ioRatio.sluiceDefaults.toFixed(3)}), bare SDK ${p.ioSec.bare.toFixed(2)} s (ratio ${p.ioRatio.bare.toFixed(3)})`,
+        `      CPU per run (median; this process + Temporal server or Redis, ${os.availableParallelism()} cores): Sluice packed ${cpuText(p, 'sluicePacked')}, Sluice prefetch ${cpuText(p, 'sluice')}, bare SDK ${cpuText(p, 'bare')}, BullMQ ${cpuText(p, 'bullmq')}`,
+        `    concurrency ${p.concurrency}, no-op: Sluice packed ${p.noopSluicePackedSec.toFixed(2)} s (ratio ${p.noopPackedRatio.toFixed(2)}), one task per sub-job ${p.noopSluiceSec.toFixed(2)} s (ratio ${p.noopRatio.toFixed(2)}), BullMQ ${p.noopBullmqSec.toFixed(2)} s: the cost of durability`,
       );
     }
     console.log(out.join('\n'));

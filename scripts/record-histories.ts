@@ -133,6 +133,19 @@ async function main(): Promise<void> {
       await client.getResult(workflowId);
       await save(workflowId, 'report-batched');
     }
+    // Ten short sub-jobs packed four to an activity task (three packs: 4, 4 and 2).
+    if (wanted('jobs-packed')) {
+      const { workflowId } = await client.startJobsPipeline({
+        tenant: 'replay',
+        idempotencyKey: 'jobs-packed',
+        window: 10,
+        pack: 4,
+        policy: { kind: 'partial' },
+        jobs: Array.from({ length: 10 }, (_, index) => ({ activity: 'burstSleep', input: { index, ms: 20 } })),
+      });
+      await client.getResult(workflowId);
+      await save(workflowId, 'jobs-packed');
+    }
     // Replay needs the real workflow IDs: child IDs are built from the parent's.
     fs.writeFileSync(indexFile, JSON.stringify(index, null, 2) + '\n');
   } finally {

@@ -26,7 +26,7 @@ import {
 import { PipelineKindKey, StageKey, TenantKey, TierKey } from '../shared/search-attributes';
 import type { WebhookTarget } from '../shared/webhook';
 import { assertSafeWebhookUrl, parseAllowList, type AllowList } from '../security/ssrf';
-import { FLOW_MEMO_KEY, IDEMPOTENCY_KEY_PATTERN, TENANT_PATTERN, type FlowMemo } from '../shared/constants';
+import { FLOW_MEMO_KEY, IDEMPOTENCY_KEY_PATTERN, MAX_PACK, TENANT_PATTERN, type FlowMemo } from '../shared/constants';
 import type { JobsPipelineInput, JobsPipelineResult } from '../workflows/jobs-pipeline';
 import {
   VideoPipelineInputSchema,
@@ -454,6 +454,8 @@ export class SluiceClient {
       !(Number.isInteger(opts.priorityKey) && opts.priorityKey >= 1 && opts.priorityKey <= 5)
     )
       issues.push({ path: 'priorityKey', message: 'must be a whole number from 1 to 5' });
+    if (opts.pack !== undefined && !(Number.isInteger(opts.pack) && opts.pack >= 1 && opts.pack <= MAX_PACK))
+      issues.push({ path: 'pack', message: `must be a whole number from 1 to ${MAX_PACK}` });
     if (issues.length > 0) throw new InvalidInputError(issues);
     const input: JobsPipelineInput = { ...opts, tier, tenant };
     const workflowId = pipelineWorkflowId(PipelineKind.jobs, tenant, opts.idempotencyKey);

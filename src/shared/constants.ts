@@ -47,6 +47,12 @@ export function isTier(value: unknown): value is Tier {
   return typeof value === 'string' && (TIERS as readonly string[]).includes(value);
 }
 
+/** Activity type of the pack runner: several tiny sub-jobs in one activity task (src/activities/pack). */
+export const PACKED_ACTIVITY = 'runPacked';
+
+/** Most sub-jobs in one pack: keeps a pack's heartbeat checkpoint and result small. */
+export const MAX_PACK = 100;
+
 /** Pipeline kinds; also the first part of every workflow ID. */
 export const PipelineKind = {
   video: 'video',

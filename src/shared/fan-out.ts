@@ -68,6 +68,23 @@ export interface SubJob {
   summary?: string;
 }
 
+/** Input of the pack runner: one activity type, several sub-jobs' inputs (see src/activities/pack). */
+export interface PackInput {
+  activity: string;
+  inputs: unknown[];
+  /** Attempts each sub-job may make (the workflow's retry limit for its activity type). */
+  maxAttempts: number;
+}
+
+/** One packed sub-job's outcome: its result, or how it failed for good. */
+export type PackOutcome =
+  { ok: true; value: unknown; attempts: number } | { ok: false; message: string; type?: string; attempts: number };
+
+/** What a pack returns: one outcome per input, in order. */
+export interface PackResult {
+  outcomes: PackOutcome[];
+}
+
 /** What a fan-out returns: a result per sub-job index (undefined where it failed or was cancelled). */
 export interface FanOutOutcome<R> {
   results: (R | undefined)[];

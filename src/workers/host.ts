@@ -20,6 +20,7 @@ import type { Context } from '@temporalio/activity';
 import Bottleneck from 'bottleneck';
 import { createActivities } from '../activities';
 import { createNotifyActivities, type NotifyDeps } from '../activities/notify';
+import { createPackActivities } from '../activities/pack';
 import { registerDlqDepthGauge } from '../dlq/metrics';
 import { openDlqStore } from '../dlq/store';
 import { RunGate, RunGateInterceptor } from '../ratelimit/run-gate';
@@ -103,10 +104,15 @@ export class WorkerHost {
     this.notify = this.notifyDeps();
     registerDlqDepthGauge(this.metrics.registry, this.notify.deadLetters!);
     registerRateLimiterMetrics(this.metrics.registry, this.notify.limiter);
-    const activities = this.opts.activities
+    const registered = this.opts.activities
       ? { ...createNotifyActivities(this.notify), ...this.opts.activities }
       : this.realActivities(this.notify);
     const jitter = { baseMs: config.retry.baseMs, capMs: config.retry.capMs, byActivity: config.retry.byActivity };
+    // The pack runner runs any of them, several tiny sub-jobs per activity task (fan-out `pack`).
+    const activities = {
+      ...registered,
+      ...createPackActivities({ activities: registered as Record<string, unknown>, jitter }),
+    };
     // One weighted slot pool for the tiers this process serves (see src/ratelimit/slot-pool.ts),
     // holding `prefetch` tasks more than may run; the gate lets `slots` of them run at once.
     const slots = config.slotPool.total ?? this.opts.tiers.reduce((n, t) => n + config.slots[t], 0);

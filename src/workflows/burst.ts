@@ -16,6 +16,8 @@ export interface BurstInput {
   ms: number;
   /** Sub-jobs in flight at once. @default jobs (all at once: a burst) */
   window?: number;
+  /** Sub-jobs per activity task (the fan-out's `pack`). @default 1 */
+  pack?: number;
 }
 
 /** Result of {@link burstWorkflow}. */
@@ -42,6 +44,7 @@ export async function burstWorkflow(input: BurstInput): Promise<BurstResult> {
     batchWorkflowType: 'subJobBatchWorkflow',
     // A burst of up to 1,000 stays in one history (3 events per sub-job is well under the limits).
     batchThreshold: 1_000,
+    ...(input.pack !== undefined ? { pack: input.pack } : {}),
   });
   const byProcess: Record<string, number> = {};
   let retriedAttempts = 0;

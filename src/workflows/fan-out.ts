@@ -14,8 +14,9 @@ import {
   type ActivityOptions,
   type RetryPolicy,
 } from '@temporalio/workflow';
-import { FailureType, NON_RETRYABLE_FAILURE_TYPES, VIDEO_LIMITS } from '../shared/constants';
-import type { FailurePolicy, FanOutOutcome, SubJob } from '../shared/fan-out';
+import { msToNumber } from '@temporalio/common/lib/time';
+import { FailureType, MAX_PACK, NON_RETRYABLE_FAILURE_TYPES, PACKED_ACTIVITY, VIDEO_LIMITS } from '../shared/constants';
+import type { FailurePolicy, FanOutOutcome, PackInput, PackOutcome, PackResult, SubJob } from '../shared/fan-out';
 import { dispatchSubJob, recordDeadLetter, runPriority } from './flow-control';
 
 /** Per-activity options: long activities heartbeat, short ones just time out. */
@@ -74,9 +75,93 @@ export function runSubJob<R>(job: SubJob): Promise<R> {
   return dispatchSubJob<R>(job, { ...activityOptionsFor(job.activity), summary: job.summary });
 }
 
-/** {@link runSubJob}, recording a dead letter when the sub-job fails for good and `deadLetter` is set. */
-function runSubJobRecorded<R>(job: SubJob, index: number, deadLetter: boolean): Promise<R> {
-  const attempt = runSubJob<R>(job);
+/** A failed packed sub-job, as the fan-out and the dead-letter queue read a failure. */
+function packedFailure(outcome: PackOutcome | undefined): ApplicationFailure {
+  if (!outcome) return ApplicationFailure.nonRetryable('the pack returned no outcome for this sub-job');
+  if (outcome.ok) throw new TypeError('packedFailure: the sub-job succeeded');
+  return ApplicationFailure.create({
+    type: outcome.type,
+    message: outcome.message,
+    nonRetryable: true,
+    details: [{ attempts: outcome.attempts }],
+  });
+}
+
+/**
+ * A sub-job runner that packs up to `pack` sub-jobs of one activity type into one activity task
+ * (the pack runner, src/activities/pack): sub-jobs launched in the same activation share a pack,
+ * and each still settles on its own, with its own result or failure. Costs one extra promise per
+ * sub-job; saves the server and the worker k−1 activity tasks per pack.
+ */
+function packedRunner<R>(pack: number): (job: SubJob) => Promise<R> {
+  interface Waiter {
+    job: SubJob;
+    resolve: (value: R) => void;
+    reject: (err: unknown) => void;
+  }
+  const open = new Map<string, Waiter[]>();
+  let flushQueued = false;
+  const send = (activity: string, waiters: Waiter[]) => {
+    const base = activityOptionsFor(activity);
+    const first = waiters[0]?.job.summary;
+    const last = waiters[waiters.length - 1]?.job.summary;
+    const options: ActivityOptions = {
+      ...base,
+      // Sub-jobs run one after another: the pack gets each one's time.
+      startToCloseTimeout: msToNumber(base.startToCloseTimeout ?? '5 minutes') * waiters.length,
+      summary: `${waiters.length} packed${first ? `: ${first}${last && last !== first ? ` … ${last}` : ''}` : ''}`,
+    };
+    const input: PackInput = {
+      activity,
+      inputs: waiters.map((w) => w.job.input),
+      maxAttempts: base.retry?.maximumAttempts ?? 1,
+    };
+    void dispatchSubJob<PackResult>({ activity: PACKED_ACTIVITY, input }, options).then(
+      (result) =>
+        waiters.forEach((w, i) => {
+          const outcome = result.outcomes[i];
+          if (outcome?.ok) w.resolve(outcome.value as R);
+          else w.reject(packedFailure(outcome));
+        }),
+      (err: unknown) => waiters.forEach((w) => w.reject(err)),
+    );
+  };
+  // Partly filled packs leave once the launching loop yields (same activation, same scope).
+  const flush = () => {
+    flushQueued = false;
+    for (const [activity, waiters] of open) send(activity, waiters);
+    open.clear();
+  };
+  return (job) =>
+    new Promise<R>((resolve, reject) => {
+      const waiters = open.get(job.activity) ?? [];
+      waiters.push({ job, resolve, reject });
+      if (waiters.length >= pack) {
+        open.delete(job.activity);
+        send(job.activity, waiters);
+        return;
+      }
+      open.set(job.activity, waiters);
+      if (!flushQueued) {
+        flushQueued = true;
+        void Promise.resolve().then(flush);
+      }
+    });
+}
+
+/** The sub-job runner for `pack` sub-jobs per activity task (1 or unset: one each). */
+function subJobRunner<R>(pack: number | undefined): (job: SubJob) => Promise<R> {
+  return pack !== undefined && pack > 1 ? packedRunner<R>(Math.min(pack, MAX_PACK)) : runSubJob;
+}
+
+/** `run` over a sub-job, recording a dead letter when it fails for good and `deadLetter` is set. */
+function runSubJobRecorded<R>(
+  job: SubJob,
+  index: number,
+  deadLetter: boolean,
+  run: (job: SubJob) => Promise<R> = runSubJob,
+): Promise<R> {
+  const attempt = run(job);
   if (!deadLetter) return attempt;
   return attempt.catch(async (err: unknown) => {
     await recordDeadLetter(err, {
@@ -270,6 +355,8 @@ export interface SubJobBatchInput {
   deadLetter?: boolean;
   /** Index of this batch's first job in the whole fan-out (dead-letter records name it). */
   baseIndex?: number;
+  /** Sub-jobs per activity task (see {@link RunSubJobsOptions.pack}). */
+  pack?: number;
   /** Results of jobs done before a continue-as-new, by index. */
   carried?: { results: unknown[]; failed: FanOutOutcome<unknown>['failed']; cancelled: number[]; offset: number };
 }
@@ -296,10 +383,11 @@ export async function runBatch(
     cancelled: carried.cancelled,
   };
   let offset = carried.offset;
+  const run = subJobRunner<unknown>(input.pack);
   while (offset < input.jobs.length) {
     const slice = input.jobs.slice(offset, offset + BATCH_SLICE);
     const base = (input.baseIndex ?? 0) + offset;
-    const part = await fanOut(slice, (job, i) => runSubJobRecorded(job, base + i, input.deadLetter === true), {
+    const part = await fanOut(slice, (job, i) => runSubJobRecorded(job, base + i, input.deadLetter === true, run), {
       window: input.window,
       policy: input.policy,
     });
@@ -334,6 +422,12 @@ export interface RunSubJobsOptions extends FanOutOptions {
   batchSize?: number;
   /** Workflow type that runs a batch (the parent registers it: `subJobBatchWorkflow`). */
   batchWorkflowType: string;
+  /**
+   * Sub-jobs per activity task, for tiny sub-jobs (≤ a second or so): up to this many of one
+   * activity type run one after another in one task, each with its own result, attempts and
+   * failure. The window still counts sub-jobs. @default 1 (one activity task per sub-job)
+   */
+  pack?: number;
 }
 
 /**
@@ -343,7 +437,10 @@ export interface RunSubJobsOptions extends FanOutOptions {
 export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOptions): Promise<FanOutOutcome<R>> {
   const threshold = opts.batchThreshold ?? VIDEO_LIMITS.childBatchThreshold;
   const deadLetter = opts.policy.kind === 'partial';
-  if (jobs.length <= threshold) return fanOut(jobs, (job, i) => runSubJobRecorded<R>(job, i, deadLetter), opts);
+  if (jobs.length <= threshold) {
+    const run = subJobRunner<R>(opts.pack);
+    return fanOut(jobs, (job, i) => runSubJobRecorded<R>(job, i, deadLetter, run), opts);
+  }
 
   const size = opts.batchSize ?? VIDEO_LIMITS.childBatchSize;
   const batches: SubJob[][] = [];
@@ -375,6 +472,7 @@ export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOpt
             policy: childPolicy,
             deadLetter,
             baseIndex: b * size,
+            ...(opts.pack !== undefined && opts.pack > 1 ? { pack: opts.pack } : {}),
           } satisfies SubJobBatchInput,
         ],
         staticSummary: `batch ${b + 1}/${batches.length}: ${batch.length} sub-jobs`,

@@ -18,6 +18,11 @@ export interface JobsPipelineInput {
   jobs: SubJob[];
   /** Sub-jobs in flight. @default 16 */
   window?: number;
+  /**
+   * Sub-jobs per activity task, 1 to 100, for tiny sub-jobs: up to this many of one activity type
+   * run one after another in one task, each with its own result, attempts and failure. @default 1
+   */
+  pack?: number;
   /** @default fail-fast */
   policy?: FailurePolicy;
   /** Completion callback, POSTed when the pipeline completes. */
@@ -60,6 +65,7 @@ export async function jobsPipelineWorkflow(input: JobsPipelineInput): Promise<Jo
       window: input.window ?? 16,
       policy: input.policy ?? { kind: 'fail-fast' },
       batchWorkflowType: 'subJobBatchWorkflow',
+      ...(input.pack !== undefined ? { pack: input.pack } : {}),
     });
     const result: JobsPipelineResult = {
       workflowId,

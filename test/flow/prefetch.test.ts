@@ -112,6 +112,10 @@ describe('prefetch on the real server', () => {
     expect([...ran].sort((a, b) => a - b)).toEqual(Array.from({ length: jobs }, (_, i) => i));
     // The slots gauge (the utilisation denominator) counts running places, not held ones.
     expect(await gauge(host, 'sluice_activity_slots')).toBe(2);
-    await waitFor('nothing held once the backlog is gone', async () => (await gauge(host, 'sluice_activities_prefetched')) === 0, 5_000);
+    await waitFor(
+      'nothing held once the backlog is gone',
+      async () => (await gauge(host, 'sluice_activities_prefetched')) === 0,
+      5_000,
+    );
   });
 });

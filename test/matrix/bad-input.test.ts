@@ -166,6 +166,21 @@ describe('typed client', () => {
     const err = await clientError(client.startReportPipeline(input));
     expect(err.issues.map((i) => i.path)).toContain(field);
   });
+  it.each([
+    { name: 'zero', pack: 0 },
+    { name: 'above 100', pack: 101 },
+    { name: 'fractional', pack: 2.5 },
+    { name: 'a string', pack: '10' },
+  ])('jobs: pack $name → InvalidInputError naming pack', async ({ pack }) => {
+    const err = await clientError(
+      client.startJobsPipeline({
+        idempotencyKey: `bad-pack-${String(pack)}`.replace(/[^\w.-]/g, '_'),
+        pack: pack as number,
+        jobs: [{ activity: 'burstSleep', input: { index: 0, ms: 1 } }],
+      }),
+    );
+    expect(err.issues.map((i) => i.path)).toEqual(['pack']);
+  });
   it('a non-object request → InvalidInputError', async () => {
     const err = await clientError(client.startVideoPipeline(null as unknown as StartVideoOptions));
     expect(err.issues[0]?.path).toBe('(input)');

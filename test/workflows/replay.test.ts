@@ -15,8 +15,9 @@ const index = JSON.parse(fs.readFileSync(path.join(DIR, 'index.json'), 'utf8')) 
 const files = Object.keys(index).sort();
 
 describe('recorded histories replay deterministically', () => {
-  it('has the recorded histories: video completed, failed, batched parent and batch child; report with a webhook, report batched', () => {
+  it('has the recorded histories: video completed, failed, batched parent and batch child; report with a webhook, report batched; packed sub-jobs', () => {
     expect(files).toEqual([
+      'jobs-packed.json',
       'report-batched.json',
       'report-webhook.json',
       'sub-job-batch.json',
