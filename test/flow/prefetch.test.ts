@@ -1,11 +1,13 @@
 /**
  * Prefetch (SLUICE_PREFETCH): the gate's order and cancellation, and on the real server a worker
- * that holds more tasks than it runs, yet never runs more than its slots at once.
+ * that holds more tasks than it runs, yet never runs more than its slots at once, and whose held
+ * tasks outlive their heartbeat timeout.
  */
 import { Context } from '@temporalio/activity';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RunGate } from '../../src/ratelimit/run-gate';
 import type { WorkerHost } from '../../src/workers/host';
+import type { JobsPipelineResult } from '../../src/workflows/jobs-pipeline';
 import { connectClient, makeTestEnv } from '../helpers/env';
 import { startFlowHost, waitFor } from './helpers';
 
@@ -118,4 +120,50 @@ describe('prefetch on the real server', () => {
       5_000,
     );
   });
+
+  it('a held task keeps heartbeating: held longer than its heartbeat timeout, it still runs on its first attempt', async () => {
+    const t = makeTestEnv('prefetch-held', { SLUICE_SLOTS_DEFAULT: '1', SLUICE_PREFETCH: '1' });
+    const client = await connectClient(t);
+    const started: string[] = [];
+    // Registered under a type whose heartbeat timeout is 10 s (see ACTIVITY_OPTIONS).
+    const host = await startFlowHost(t, ['default'], {
+      async aggregatePartition(input: { name: string; ms: number }): Promise<{ name: string; attempt: number }> {
+        const ctx = Context.current();
+        started.push(input.name);
+        for (let waited = 0; waited < input.ms; waited += 500) {
+          ctx.heartbeat(waited);
+          await ctx.sleep(500);
+        }
+        return { name: input.name, attempt: ctx.info.attempt };
+      },
+    });
+    cleanups.push(
+      () => client.close(),
+      () => host.shutdown(),
+    );
+    const start = (name: string, ms: number) =>
+      client.startJobsPipeline({
+        tier: 'default',
+        idempotencyKey: `held-${name}-${t.suffix}`,
+        jobs: [{ activity: 'aggregatePartition', input: { name, ms } }],
+      });
+    const long = await start('long', 12_000);
+    await waitFor('the long sub-job to run', () => started.includes('long'), 10_000, 50);
+    const held = await start('held', 0);
+    await waitFor(
+      'the second task to be held',
+      async () => (await gauge(host, 'sluice_activities_prefetched')) === 1,
+      10_000,
+      50,
+    );
+    expect(started).toEqual(['long']);
+    const [a, b] = await Promise.all([
+      client.getResult<JobsPipelineResult>(long.workflowId),
+      client.getResult<JobsPipelineResult>(held.workflowId),
+    ]);
+    expect(started).toEqual(['long', 'held']);
+    expect(a.results).toEqual([{ name: 'long', attempt: 1 }]);
+    // Held about 11 s, past its 10 s heartbeat timeout: no timeout, no retry.
+    expect(b.results).toEqual([{ name: 'held', attempt: 1 }]);
+  }, 40_000);
 });
