@@ -6,7 +6,8 @@ import { continueAsNew } from '@temporalio/workflow';
 import type { FanOutOutcome } from '../shared/fan-out';
 import { runBatch, type SubJobBatchInput } from './fan-out';
 
-export { videoPipelineWorkflow, progressQuery } from './video-pipeline';
+export { videoPipelineWorkflow } from './video-pipeline';
+export { progressQuery } from './progress';
 export { reportPipelineWorkflow } from './report-pipeline';
 export { burstWorkflow } from './burst';
 export { jobsPipelineWorkflow } from './jobs-pipeline';

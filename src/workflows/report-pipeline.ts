@@ -6,11 +6,8 @@
 import {
   ApplicationFailure,
   CancellationScope,
-  defineQuery,
   isCancellation,
   proxyActivities,
-  setCurrentDetails,
-  setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -26,14 +23,12 @@ import {
   type ReportPipelineInput,
   type ReportPipelineResult,
 } from '../shared/report';
-import { PartialKey, StageKey } from '../shared/search-attributes';
-import { zodIssues, type PipelineProgress } from '../shared/video';
+import { PartialKey } from '../shared/search-attributes';
+import { zodIssues } from '../shared/video';
 import type { ReportActivities } from '../activities/reports';
 import { activityOptionsFor, runSubJobs } from './fan-out';
+import { trackProgress } from './progress';
 import { deliverCompletion } from './webhook';
-
-/** Query: `{stage, done, total, failed}` of a running report (same name as the video pipeline's). */
-export const reportProgressQuery = defineQuery<PipelineProgress>('progress');
 
 const plan = proxyActivities<Pick<ReportActivities, 'listPartitions'>>({
   ...activityOptionsFor('listPartitions'),
@@ -77,13 +72,7 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
   const policy = input.policy;
   const lenient = policy.kind === 'partial' || policy.kind === 'deadline-partial' || policy.kind === 'quorum';
 
-  const progress: PipelineProgress = { stage: 'planning', done: 0, total: 0, failed: 0 };
-  setHandler(reportProgressQuery, () => progress);
-  const setStage = (stage: string, details: string) => {
-    progress.stage = stage;
-    upsertSearchAttributes([{ key: StageKey, value: stage }]);
-    setCurrentDetails(`**${stage}** — ${details}`);
-  };
+  const { progress, setStage } = trackProgress('planning');
 
   let result: ReportPipelineResult;
   try {

@@ -5,32 +5,24 @@
 import {
   ApplicationFailure,
   CancellationScope,
-  defineQuery,
   isCancellation,
   proxyActivities,
-  setCurrentDetails,
-  setHandler,
-  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import { FailureType } from '../shared/constants';
 import type { SubJob } from '../shared/fan-out';
-import { StageKey } from '../shared/search-attributes';
 import {
   VideoPipelineInputSchema,
   zodIssues,
-  type PipelineProgress,
   type ThumbnailArtifact,
   type VideoPipelineInput,
   type VideoPipelineResult,
 } from '../shared/video';
 import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput } from '../activities/media';
 import { activityOptionsFor, runSubJobs } from './fan-out';
+import { trackProgress } from './progress';
 import { recordDeadLetter } from './flow-control';
 import { deliverCompletion } from './webhook';
-
-/** Query: `{stage, done, total, failed}` of a running pipeline. */
-export const progressQuery = defineQuery<PipelineProgress>('progress');
 
 const probe = proxyActivities<Pick<MediaActivities, 'probeMedia'>>({
   ...activityOptionsFor('probeMedia'),
@@ -80,13 +72,7 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
   }
   const input = parsed.data;
   const pipelineId = workflowInfo().workflowId;
-  const progress: PipelineProgress = { stage: 'probing', done: 0, total: 0, failed: 0 };
-  setHandler(progressQuery, () => progress);
-  const setStage = (stage: string, details: string) => {
-    progress.stage = stage;
-    upsertSearchAttributes([{ key: StageKey, value: stage }]);
-    setCurrentDetails(`**${stage}** — ${details}`);
-  };
+  const { progress, setStage } = trackProgress('probing');
 
   let result: VideoPipelineResult;
   try {
