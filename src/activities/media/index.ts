@@ -175,6 +175,28 @@ async function writeFileAtomic(final: string, data: string): Promise<void> {
   }
 }
 
+/**
+ * Has ffmpeg write `final` atomically: `produce` writes a temp name next to it, which is renamed
+ * into place. On failure the temp file is removed and the failure named: an unwritable output is
+ * OutputUnwritable (non-retryable), an ffmpeg error TranscodeFailed.
+ */
+async function ffmpegToFile(final: string, produce: (tmp: string) => Promise<unknown>): Promise<void> {
+  const tmp = tempNameFor(final);
+  try {
+    await fsp.mkdir(path.dirname(final), { recursive: true });
+    await produce(tmp);
+    await fsp.rename(tmp, final);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    const unwritable = outputFailure(err, final);
+    if (unwritable !== err) throw unwritable;
+    if (err instanceof FfmpegError) {
+      throw ApplicationFailure.create({ type: FailureType.TranscodeFailed, message: err.message, cause: err });
+    }
+    throw err;
+  }
+}
+
 /** Runs `fn` while heartbeating every few seconds, so time spent waiting (limiter queue) is not a heartbeat timeout. */
 async function withKeepAlive<T>(details: () => unknown, fn: () => Promise<T>): Promise<T> {
   const timer = setInterval(() => heartbeat(details()), 5_000);
@@ -510,11 +532,9 @@ export function createMediaActivities(deps: MediaDeps) {
     const final = audioFile(input.pipelineId, input.rendition);
     if (fs.existsSync(final)) return { rendition: input.rendition, bytes: fs.statSync(final).size };
     const source = await resolveSource(input.source);
-    const tmp = tempNameFor(final);
     let outTimeSec = 0;
-    try {
-      await fsp.mkdir(path.dirname(final), { recursive: true });
-      await withKeepAlive(
+    await ffmpegToFile(final, (tmp) =>
+      withKeepAlive(
         () => ({ outTimeSec }),
         () =>
           deps.limiter.schedule(() =>
@@ -557,17 +577,8 @@ export function createMediaActivities(deps: MediaDeps) {
               },
             ),
           ),
-      );
-      await fsp.rename(tmp, final);
-    } catch (err) {
-      await fsp.rm(tmp, { force: true });
-      const unwritable = outputFailure(err, final);
-      if (unwritable !== err) throw unwritable;
-      if (err instanceof FfmpegError) {
-        throw ApplicationFailure.create({ type: FailureType.TranscodeFailed, message: err.message, cause: err });
-      }
-      throw err;
-    }
+      ),
+    );
     return { rendition: input.rendition, bytes: fs.statSync(final).size };
   }
 
@@ -575,10 +586,8 @@ export function createMediaActivities(deps: MediaDeps) {
   async function extractThumbnail(input: ThumbnailInput): Promise<ThumbnailArtifact> {
     const final = path.join(pipelineDir(input.pipelineId), `thumb-${String(input.index + 1).padStart(2, '0')}.jpg`);
     const source = await resolveSource(input.source);
-    const tmp = tempNameFor(final);
-    try {
-      await fsp.mkdir(path.dirname(final), { recursive: true });
-      await deps.limiter.schedule(() =>
+    await ffmpegToFile(final, (tmp) =>
+      deps.limiter.schedule(() =>
         runProcess(
           deps.binaries.ffmpeg,
           [
@@ -603,17 +612,8 @@ export function createMediaActivities(deps: MediaDeps) {
           ],
           { signal: Context.current().cancellationSignal },
         ),
-      );
-      await fsp.rename(tmp, final);
-    } catch (err) {
-      await fsp.rm(tmp, { force: true });
-      const unwritable = outputFailure(err, final);
-      if (unwritable !== err) throw unwritable;
-      if (err instanceof FfmpegError) {
-        throw ApplicationFailure.create({ type: FailureType.TranscodeFailed, message: err.message, cause: err });
-      }
-      throw err;
-    }
+      ),
+    );
     const stat = await fsp.stat(final);
     return { path: final, atSec: input.atSec, bytes: stat.size, sha256: await sha256File(final) };
   }
@@ -665,9 +665,8 @@ export function createMediaActivities(deps: MediaDeps) {
     const list = path.join(workDir, 'concat.txt');
     await fsp.writeFile(list, files.map((f) => `file '${f.replace(/'/g, "'\\''")}'`).join('\n') + '\n');
     const final = path.join(pipelineDir(input.pipelineId), `${input.rendition}.mp4`);
-    const tmp = tempNameFor(final);
-    try {
-      await withKeepAlive(
+    await ffmpegToFile(final, (tmp) =>
+      withKeepAlive(
         () => ({ stage: 'concat' }),
         () =>
           runProcess(
@@ -697,17 +696,8 @@ export function createMediaActivities(deps: MediaDeps) {
             ],
             { signal: Context.current().cancellationSignal },
           ),
-      );
-      await fsp.rename(tmp, final);
-    } catch (err) {
-      await fsp.rm(tmp, { force: true });
-      const unwritable = outputFailure(err, final);
-      if (unwritable !== err) throw unwritable;
-      if (err instanceof FfmpegError) {
-        throw ApplicationFailure.create({ type: FailureType.TranscodeFailed, message: err.message, cause: err });
-      }
-      throw err;
-    }
+      ),
+    );
     const [meta, stat, sha256] = await Promise.all([probeOutput(final), fsp.stat(final), sha256File(final)]);
     return { name: input.rendition, path: final, ...meta, bytes: stat.size, sha256 };
   }
