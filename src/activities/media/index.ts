@@ -148,6 +148,9 @@ export async function sha256File(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** ffmpeg's leading flags for a run that writes a file: quiet but for errors, no stdin, overwrite. */
+const FFMPEG_WRITE_ARGS = ['-hide_banner', '-nostdin', '-y', '-v', 'error'];
+
 /** A unique temp name next to `final`, keeping the extension so ffmpeg picks the right muxer. */
 function tempNameFor(final: string): string {
   const ext = path.extname(final);
@@ -372,11 +375,7 @@ export function createMediaActivities(deps: MediaDeps) {
   ): string[] {
     const spec = RENDITIONS[rendition];
     return [
-      '-hide_banner',
-      '-nostdin',
-      '-y',
-      '-v',
-      'error',
+      ...FFMPEG_WRITE_ARGS,
       '-ss',
       startSec.toFixed(3),
       '-t',
@@ -541,11 +540,7 @@ export function createMediaActivities(deps: MediaDeps) {
             runProcess(
               deps.binaries.ffmpeg,
               [
-                '-hide_banner',
-                '-nostdin',
-                '-y',
-                '-v',
-                'error',
+                ...FFMPEG_WRITE_ARGS,
                 '-i',
                 source,
                 '-map',
@@ -591,11 +586,7 @@ export function createMediaActivities(deps: MediaDeps) {
         runProcess(
           deps.binaries.ffmpeg,
           [
-            '-hide_banner',
-            '-nostdin',
-            '-y',
-            '-v',
-            'error',
+            ...FFMPEG_WRITE_ARGS,
             '-ss',
             input.atSec.toFixed(3),
             '-i',
@@ -672,11 +663,7 @@ export function createMediaActivities(deps: MediaDeps) {
           runProcess(
             deps.binaries.ffmpeg,
             [
-              '-hide_banner',
-              '-nostdin',
-              '-y',
-              '-v',
-              'error',
+              ...FFMPEG_WRITE_ARGS,
               '-f',
               'concat',
               '-safe',
