@@ -59,6 +59,23 @@ describe('pack runner', () => {
     expect(seen.filter((s) => s.input === 'bad')).toHaveLength(1);
   });
 
+  it('a sub-job that reaches the workflow attempt limit fails as it failed, like an unpacked one (not RetriesExhausted)', async () => {
+    let calls = 0;
+    const { runPacked } = createPackActivities({
+      jitter,
+      activities: {
+        down(): never {
+          calls++;
+          throw new Error('downstream down');
+        },
+      },
+    });
+    const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 3_000 });
+    const { outcomes }: PackResult = await env.run(runPacked, { activity: 'down', inputs: [1], maxAttempts: 2 });
+    expect(outcomes).toEqual([{ ok: false, type: 'Error', message: 'downstream down', attempts: 2 }]);
+    expect(calls).toBe(2);
+  });
+
   it('resumes from its heartbeat: done sub-jobs are skipped, the interrupted one gets its attempts and heartbeat back', async () => {
     const calls: { input: number; attempt: number; details: unknown }[] = [];
     const beats: unknown[] = [];

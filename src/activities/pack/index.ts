@@ -51,14 +51,18 @@ function isRetryable(err: unknown): boolean {
   return true;
 }
 
-/** The outcome of a sub-job that failed for good: as it failed, or RetriesExhausted when out of attempts. */
-function failedOutcome(err: unknown, attempts: number, budget: number, activity: string): PackOutcome {
+/**
+ * The outcome of a sub-job that failed for good, named as an unpacked sub-job's failure would be:
+ * as it failed, or RetriesExhausted when the worker's budget for its type (SLUICE_RETRY_POLICIES)
+ * ran out rather than the workflow's attempt limit.
+ */
+function failedOutcome(err: unknown, attempts: number, typeBudget: number | undefined, activity: string): PackOutcome {
   const message = err instanceof Error ? err.message : String(err);
-  if (isRetryable(err) && attempts >= budget) {
+  if (isRetryable(err) && typeBudget !== undefined && attempts >= typeBudget) {
     return {
       ok: false,
       type: FailureType.RetriesExhausted,
-      message: `${activity}: ${attempts} of ${budget} attempts failed; last: ${message}`,
+      message: `${activity}: ${attempts} of ${typeBudget} attempts failed; last: ${message}`,
       attempts,
     };
   }
@@ -93,10 +97,8 @@ export function createPackActivities(deps: PackDeps) {
       const ctx = Context.current();
       const prior = isProgress(ctx.info.heartbeatDetails) ? ctx.info.heartbeatDetails : undefined;
       const outcomes: PackOutcome[] = prior ? prior.packed.slice(0, input.inputs.length) : [];
-      const budget = Math.max(
-        1,
-        Math.min(input.maxAttempts, deps.jitter.byActivity?.[input.activity]?.maxAttempts ?? Infinity),
-      );
+      const typeBudget = deps.jitter.byActivity?.[input.activity]?.maxAttempts;
+      const budget = Math.max(1, Math.min(input.maxAttempts, typeBudget ?? Infinity));
       // The interrupted sub-job (if any) resumes after the attempts it made, with its own last heartbeat.
       let resumed = prior;
       // A copy: the worker may encode the details later (async codec), after more sub-jobs finished.
@@ -127,7 +129,7 @@ export function createPackActivities(deps: PackDeps) {
           } catch (err) {
             if (err instanceof CancelledFailure || ctx.cancellationSignal.aborted) throw err;
             if (!isRetryable(err) || attempts >= budget) {
-              outcomes.push(failedOutcome(err, attempts, budget, input.activity));
+              outcomes.push(failedOutcome(err, attempts, typeBudget, input.activity));
               break;
             }
             checkpoint(details, attempts);
