@@ -106,6 +106,35 @@ describe('pack runner', () => {
     expect(beats.at(-1)).toMatchObject({ packed: [{ value: 0 }, { value: 10 }, { value: 20 }] });
   });
 
+  it('a sub-job whose every attempt was lost with the pack (crash, timeout) fails on its own; the rest of the pack runs', async () => {
+    const ran: number[] = [];
+    const { runPacked } = createPackActivities({
+      jitter,
+      activities: {
+        work(input: number) {
+          ran.push(input);
+          return input;
+        },
+      },
+    });
+    const env = new MockActivityEnvironment({
+      heartbeatTimeoutMs: 3_000,
+      heartbeatDetails: { packed: [{ ok: true, value: 0, attempts: 1 }], current: undefined, attempts: 3 },
+    });
+    const { outcomes }: PackResult = await env.run(runPacked, { activity: 'work', inputs: [0, 1, 2], maxAttempts: 3 });
+    expect(outcomes).toEqual([
+      { ok: true, value: 0, attempts: 1 },
+      {
+        ok: false,
+        type: FailureType.Timeout,
+        message: 'work: the pack was lost during each of its 3 attempts',
+        attempts: 3,
+      },
+      { ok: true, value: 2, attempts: 1 },
+    ]);
+    expect(ran).toEqual([2]);
+  });
+
   it('a cancelled pack stops with the cancellation; an unknown activity type fails non-retryably', async () => {
     let started = 0;
     const { runPacked } = createPackActivities({

@@ -8,7 +8,8 @@
  *   activity type's attempt budget; a non-retryable failure or a spent budget fails that sub-job
  *   only, and the pack goes on.
  * - Progress is checkpointed in the pack's heartbeat: a pack retried after a crash skips the
- *   sub-jobs already done, and hands the interrupted one its own last heartbeat.
+ *   sub-jobs already done, and hands the interrupted one its own last heartbeat. A sub-job during
+ *   which the pack was lost on every one of its attempts fails on its own (Timeout).
  * - Inside a sub-job, `activityInfo()` reports that sub-job's attempt, and its heartbeats keep the
  *   pack alive. Cancelling the pack cancels the sub-job that runs.
  */
@@ -109,6 +110,18 @@ export function createPackActivities(deps: PackDeps) {
         let attempts = resumed?.attempts ?? 0;
         let details = resumed?.current;
         resumed = undefined;
+        if (attempts >= budget) {
+          // Every attempt so far ended with the pack lost mid-run (a crash, a timeout): give up on
+          // this sub-job rather than take the whole pack down with it again.
+          outcomes.push({
+            ok: false,
+            type: FailureType.Timeout,
+            message: `${input.activity}: the pack was lost during each of its ${attempts} attempts`,
+            attempts,
+          });
+          checkpoint(undefined, 0);
+          continue;
+        }
         for (;;) {
           attempts++;
           const attempt = attempts;
