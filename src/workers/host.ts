@@ -57,6 +57,9 @@ const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', `index${path.extn
 /** Prebuilt bundle written by `npm run build` (used by the container image); bundling at start is the fallback. */
 const PREBUILT_BUNDLE = path.resolve(__dirname, '..', 'workflow-bundle.js');
 
+/** Longest wait at shutdown for a moment with no activity poll in flight (see untilNoPollInFlight). */
+const QUIESCE_MAX_MS = 2_000;
+
 /** The workflow bundle: prebuilt if present next to the compiled code, else bundled now. */
 export async function loadWorkflowBundle(): Promise<WorkflowBundleOption> {
   if (WORKFLOWS_PATH.endsWith('.js') && fs.existsSync(PREBUILT_BUNDLE)) return { codePath: PREBUILT_BUNDLE };
@@ -286,6 +289,32 @@ export class WorkerHost {
   }
 
   /**
+   * Waits, at most `maxMs`, for a moment when every slot of a one-tier process holds a task, and
+   * so no activity poll is in flight. The server (1.29) cannot complete a poll that a shutting-down
+   * worker cancels: a task it hands to such a poll is lost until its timeout, then retried. Under
+   * a backlog (a recycled worker) that moment comes within a task's time; on an idle queue it may
+   * not come, but then no task is on its way to the poll either.
+   */
+  private async untilNoPollInFlight(maxMs: number): Promise<void> {
+    const pool = this.pool;
+    if (!pool || this.opts.tiers.length !== 1 || maxMs <= 0) return;
+    const held = async () => {
+      const sum = async (g: typeof this.metrics.inFlight) => (await g.get()).values.reduce((n, v) => n + v.value, 0);
+      return (await sum(this.metrics.inFlight)) + (await sum(this.metrics.prefetched));
+    };
+    const started = Date.now();
+    while (Date.now() - started < maxMs) {
+      // Shutdown follows in the same tick: no task can finish (and free a slot) in between.
+      if ((await held()) >= pool.total) {
+        this.opts.log.info({ waitedMs: Date.now() - started }, 'every slot busy: no activity poll in flight');
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    this.opts.log.info({ waitedMs: maxMs }, 'free slots at shutdown: their activity polls are cancelled');
+  }
+
+  /**
    * Graceful drain: readiness turns false, polling stops, in-flight activities get
    * `shutdownGraceTime`, then the rest are cancelled. Resolves when everything is closed.
    */
@@ -301,6 +330,7 @@ export class WorkerHost {
         Math.max(0, graceMs - leadMs),
       );
       this.opts.log.info({ graceMs, signalAfterMs: Math.max(0, graceMs - leadMs) }, 'draining workers');
+      await this.untilNoPollInFlight(Math.min(QUIESCE_MAX_MS, graceMs / 10));
       for (const { worker } of this.workers) {
         if (worker.getState() === 'RUNNING') worker.shutdown();
       }
