@@ -7,7 +7,7 @@ import { defineQuery, setCurrentDetails, setHandler, upsertSearchAttributes } fr
 import { StageKey } from '../shared/search-attributes';
 import type { PipelineProgress } from '../shared/video';
 
-/** Query: `{stage, done, total, failed}` of a running pipeline (every pipeline answers it). */
+/** Query: `{stage, done, total, failed}` of a running video or report pipeline. */
 export const progressQuery = defineQuery<PipelineProgress>('progress');
 
 /** Answers the progress query from here on; `setStage` moves the stage everywhere it shows. */
