@@ -21,6 +21,7 @@ import type { SluiceConfig } from '../config';
 import { freePort } from '../devserver/dev-server';
 import type { Logger } from '../logger';
 import { type Tier } from '../shared/constants';
+import { workerProcessEnv } from '../shared/node-options';
 import { BacklogExporter, type ObservedDuration } from './exporter';
 import type { CapacityPlan } from './planner';
 import { mergeDurations, scrapeDurationTotals } from './scrape';
@@ -247,8 +248,9 @@ export class LocalAutoscaler {
 
   private async spawnOne(tier: Tier): Promise<void> {
     const port = await freePort();
+    // Workers run with the worker V8 flags and malloc arenas, as in the Kubernetes manifests.
     const env: NodeJS.ProcessEnv = {
-      ...(this.opts.baseEnv ?? process.env),
+      ...workerProcessEnv(this.opts.baseEnv ?? process.env),
       SLUICE_METRICS_PORT: String(port),
       // The autoscaler publishes backlog gauges itself; its workers need not poll stats too.
       SLUICE_SCALE_POLL_MS: '0',

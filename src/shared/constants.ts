@@ -139,9 +139,8 @@ export type RenditionName = keyof typeof RENDITIONS;
 export const RENDITION_NAMES = Object.keys(RENDITIONS) as RenditionName[];
 
 /**
- * V8 flags a worker process runs with: the Kubernetes manifests and the benchmarks add them to
- * NODE_OPTIONS (flags already there win). The local autoscaler does not yet: under CI load, drain
- * tests with them saw an activity attempt retried during SIGTERM. A small young generation and a
+ * V8 flags a worker process runs with: the Kubernetes manifests, the local autoscaler and the
+ * benchmarks add them to NODE_OPTIONS (flags already there win). A small young generation and a
  * 256 MB old-generation cap per isolate (the main thread and the workflow thread) keep V8 from
  * growing heaps it does not need, so a busy worker stays under 300 MB RSS (bench:fanout); DuckDB
  * and ffmpeg memory is native and outside these caps.

@@ -8,7 +8,9 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
+import { defaultSpawnWorker } from '../../src/scaling/autoscaler';
 import { runBurst } from '../../src/scaling/burst';
+import { WORKER_MALLOC_ARENA_MAX, WORKER_V8_FLAGS } from '../../src/shared/constants';
 import { REPO_ROOT, makeTestEnv } from '../helpers/env';
 
 describe('local autoscaler', () => {
@@ -28,9 +30,14 @@ describe('local autoscaler', () => {
     const env = { ...process.env, ...t.env };
     const config = loadConfig(env, t.dir);
 
+    const launched: NodeJS.ProcessEnv[] = [];
     const report = await runBurst({
       config,
       env,
+      spawnWorker: (tier, workerEnv) => {
+        launched.push(workerEnv);
+        return defaultSpawnWorker(tier, workerEnv);
+      },
       log: createLogger('warn'),
       tier: 'high',
       jobs: 150,
@@ -52,6 +59,12 @@ describe('local autoscaler', () => {
     // Recycling: a worker left after 60 tasks with exit 0 and was replaced.
     const recycled = report.events.filter((e) => e.type === 'replaced' && e.reason === 'recycled');
     expect(recycled.length).toBeGreaterThanOrEqual(1);
+    // Every worker ran with the worker V8 flags and malloc arenas, as in the Kubernetes manifests.
+    expect(launched.length).toBeGreaterThanOrEqual(3);
+    for (const e of launched) {
+      for (const [flag, value] of Object.entries(WORKER_V8_FLAGS)) expect(e.NODE_OPTIONS).toContain(`${flag}=${value}`);
+      expect(e.MALLOC_ARENA_MAX).toBe(WORKER_MALLOC_ARENA_MAX);
+    }
     // Every worker that left (scaled down, recycled, or stopped at the end) exited 0 after draining.
     expect(report.exits.length).toBeGreaterThanOrEqual(3);
     expect(report.exits.every((e) => e.code === 0)).toBe(true);
