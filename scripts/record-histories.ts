@@ -92,6 +92,13 @@ async function main(): Promise<void> {
       console.error(`saved ${name}.json (${events} events)`);
       await Promise.resolve();
     };
+    /** Starts a run named `name` (its idempotency key too), waits for its result and saves its history. */
+    const record = async (name: string, start: () => Promise<{ workflowId: string }>) => {
+      if (!wanted(name)) return;
+      const { workflowId } = await start();
+      await client.getResult(workflowId);
+      await save(workflowId, name);
+    };
     for (const r of runs.filter((run) => wanted(run.name))) {
       const { workflowId } = await client.startVideoPipeline({ ...r, tenant: 'replay', idempotencyKey: r.name });
       await client.getResult(workflowId).catch(() => undefined);
@@ -108,44 +115,38 @@ async function main(): Promise<void> {
       });
     }
     // A report over two generated months, with a completion webhook (critical tier).
-    if (wanted('report-webhook')) {
-      const { workflowId } = await client.startReportPipeline({
+    await record('report-webhook', () =>
+      client.startReportPipeline({
         from: '2025-01',
         to: '2025-02',
         format: 'csv',
         tenant: 'replay',
         idempotencyKey: 'report-webhook',
         webhook: { url: hookUrl },
-      });
-      await client.getResult(workflowId);
-      await save(workflowId, 'report-webhook');
-    }
+      }),
+    );
     // 2 months × 300 shards = 600 sub-jobs > the 500 threshold: three batch children, at most two at once.
-    if (wanted('report-batched')) {
-      const { workflowId } = await client.startReportPipeline({
+    await record('report-batched', () =>
+      client.startReportPipeline({
         from: '2025-01',
         to: '2025-02',
         shards: 300,
         window: 16,
         tenant: 'replay',
         idempotencyKey: 'report-batched',
-      });
-      await client.getResult(workflowId);
-      await save(workflowId, 'report-batched');
-    }
+      }),
+    );
     // Ten short sub-jobs packed four to an activity task (three packs: 4, 4 and 2).
-    if (wanted('jobs-packed')) {
-      const { workflowId } = await client.startJobsPipeline({
+    await record('jobs-packed', () =>
+      client.startJobsPipeline({
         tenant: 'replay',
         idempotencyKey: 'jobs-packed',
         window: 10,
         pack: 4,
         policy: { kind: 'partial' },
         jobs: Array.from({ length: 10 }, (_, index) => ({ activity: 'burstSleep', input: { index, ms: 20 } })),
-      });
-      await client.getResult(workflowId);
-      await save(workflowId, 'jobs-packed');
-    }
+      }),
+    );
     // Replay needs the real workflow IDs: child IDs are built from the parent's.
     fs.writeFileSync(indexFile, JSON.stringify(index, null, 2) + '\n');
   } finally {

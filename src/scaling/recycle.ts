@@ -3,13 +3,12 @@
  * has finished a set number of activities; the local autoscaler (or Kubernetes) starts a fresh
  * one. Guards against slow leaks in long-lived processes.
  */
-import type { WorkerMetrics } from '../workers/metrics';
+import { metricTotal, type WorkerMetrics } from '../workers/metrics';
 
 /** Activities this process has finished (completed + failed attempts), from the interceptor's counters. */
 export async function finishedActivities(metrics: Pick<WorkerMetrics, 'completed' | 'failed'>): Promise<number> {
-  const [completed, failed] = await Promise.all([metrics.completed.get(), metrics.failed.get()]);
-  const sum = (m: { values: { value: number }[] }) => m.values.reduce((n, v) => n + v.value, 0);
-  return sum(completed) + sum(failed);
+  const [completed, failed] = await Promise.all([metricTotal(metrics.completed), metricTotal(metrics.failed)]);
+  return completed + failed;
 }
 
 /** Resolves `reached` once `maxTasks` activities have finished; `stop()` ends the watch. */

@@ -36,7 +36,7 @@ import { dataConverterFor } from '../security/codec';
 import type { Logger } from '../logger';
 import { taskQueueFor, type Tier } from '../shared/constants';
 import { BacklogExporter } from '../scaling/exporter';
-import { ActivityMetricsInterceptor, createWorkerMetrics, type WorkerMetrics } from './metrics';
+import { ActivityMetricsInterceptor, createWorkerMetrics, metricTotal, type WorkerMetrics } from './metrics';
 
 export interface WorkerHostOptions {
   config: SluiceConfig;
@@ -298,10 +298,7 @@ export class WorkerHost {
   private async untilNoPollInFlight(maxMs: number): Promise<void> {
     const pool = this.pool;
     if (!pool || this.opts.tiers.length !== 1 || maxMs <= 0) return;
-    const held = async () => {
-      const sum = async (g: typeof this.metrics.inFlight) => (await g.get()).values.reduce((n, v) => n + v.value, 0);
-      return (await sum(this.metrics.inFlight)) + (await sum(this.metrics.prefetched));
-    };
+    const held = async () => (await metricTotal(this.metrics.inFlight)) + (await metricTotal(this.metrics.prefetched));
     const started = Date.now();
     while (Date.now() - started < maxMs) {
       // Shutdown follows in the same tick: no task can finish (and free a slot) in between.

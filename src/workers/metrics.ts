@@ -8,7 +8,7 @@ import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from
 import v8 from 'node:v8';
 import client from 'prom-client';
 import type { ActivityRetryConfig } from '../config';
-import { FailureType, NON_RETRYABLE_FAILURE_TYPES, type Tier } from '../shared/constants';
+import { FailureType, isNonRetryableFailureType, type Tier } from '../shared/constants';
 
 export interface WorkerMetrics {
   registry: client.Registry;
@@ -115,6 +115,28 @@ export function fullJitterDelayMs(attempt: number, jitter: RetryJitter, random: 
   return Math.floor(random() * ceiling);
 }
 
+/** The sum of a counter's or gauge's values over all its label sets. */
+export async function metricTotal(metric: { get(): Promise<{ values: { value: number }[] }> }): Promise<number> {
+  return (await metric.get()).values.reduce((n, v) => n + v.value, 0);
+}
+
+/** The full-jitter delay before `attempt` + 1 of `activityType`, with its per-type base and cap. */
+export function jitteredRetryDelayMs(attempt: number, jitter: RetryJitter, activityType: string): number {
+  const policy = jitter.byActivity?.[activityType];
+  return fullJitterDelayMs(attempt, { baseMs: policy?.baseMs ?? jitter.baseMs, capMs: policy?.capMs ?? jitter.capMs });
+}
+
+/** False for failures no retry can fix: marked non-retryable, or of a non-retryable type. */
+export function isRetryableFailure(err: unknown): boolean {
+  if (err instanceof ApplicationFailure) return !err.nonRetryable && !isNonRetryableFailureType(err.type);
+  return true;
+}
+
+/** The message of a RetriesExhausted failure: the type, the budget spent and the last failure. */
+export function retriesExhaustedMessage(activityType: string, attempts: number, budget: number, err: unknown): string {
+  return `${activityType}: ${attempts} of ${budget} attempts failed; last: ${err instanceof Error ? err.message : String(err)}`;
+}
+
 function failureType(err: unknown): string {
   if (err instanceof ApplicationFailure) return err.type ?? 'ApplicationFailure';
   if (err instanceof CancelledFailure) return 'Cancelled';
@@ -149,11 +171,7 @@ export class ActivityMetricsInterceptor implements ActivityInboundCallsIntercept
   }
 
   private withJitter(err: unknown): unknown {
-    if (err instanceof CancelledFailure) return err;
-    if (err instanceof ApplicationFailure) {
-      if (err.nonRetryable) return err;
-      if ((NON_RETRYABLE_FAILURE_TYPES as readonly string[]).includes(err.type ?? '')) return err;
-    }
+    if (err instanceof CancelledFailure || !isRetryableFailure(err)) return err;
     const { activityType, attempt } = this.ctx.info;
     const policy = this.jitter.byActivity?.[activityType];
     if (policy?.maxAttempts !== undefined && attempt >= policy.maxAttempts) {
@@ -161,7 +179,7 @@ export class ActivityMetricsInterceptor implements ActivityInboundCallsIntercept
       return ApplicationFailure.create({
         type: FailureType.RetriesExhausted,
         nonRetryable: true,
-        message: `${activityType}: ${attempt} of ${policy.maxAttempts} attempts failed; last: ${err instanceof Error ? err.message : String(err)}`,
+        message: retriesExhaustedMessage(activityType, attempt, policy.maxAttempts, err),
         cause: err instanceof Error ? err : undefined,
         details: [{ attempts: attempt }],
       });
@@ -170,10 +188,7 @@ export class ActivityMetricsInterceptor implements ActivityInboundCallsIntercept
       // The activity knows better (a Retry-After header): keep its delay.
       return err;
     }
-    const delayMs = fullJitterDelayMs(attempt, {
-      baseMs: policy?.baseMs ?? this.jitter.baseMs,
-      capMs: policy?.capMs ?? this.jitter.capMs,
-    });
+    const delayMs = jitteredRetryDelayMs(attempt, this.jitter, activityType);
     this.metrics.retryDelay.observe({ activity_type: activityType }, delayMs / 1000);
     return ApplicationFailure.create({
       type: failureType(err),

@@ -76,9 +76,8 @@ export function runSubJob<R>(job: SubJob): Promise<R> {
 }
 
 /** A failed packed sub-job, as the fan-out and the dead-letter queue read a failure. */
-function packedFailure(outcome: PackOutcome | undefined): ApplicationFailure {
+function packedFailure(outcome: Extract<PackOutcome, { ok: false }> | undefined): ApplicationFailure {
   if (!outcome) return ApplicationFailure.nonRetryable('the pack returned no outcome for this sub-job');
-  if (outcome.ok) throw new TypeError('packedFailure: the sub-job succeeded');
   return ApplicationFailure.create({
     type: outcome.type,
     message: outcome.message,

@@ -15,9 +15,14 @@
  */
 import { ApplicationFailure, CancelledFailure, Context, asyncLocalStorage } from '@temporalio/activity';
 import { msToNumber } from '@temporalio/common/lib/time';
-import { FailureType, PACKED_ACTIVITY, isNonRetryableFailureType } from '../../shared/constants';
+import { FailureType, PACKED_ACTIVITY } from '../../shared/constants';
 import type { PackInput, PackOutcome, PackResult } from '../../shared/fan-out';
-import { fullJitterDelayMs, type RetryJitter } from '../../workers/metrics';
+import {
+  isRetryableFailure,
+  jitteredRetryDelayMs,
+  retriesExhaustedMessage,
+  type RetryJitter,
+} from '../../workers/metrics';
 
 /** What a pack checkpoints in its heartbeat. */
 interface PackProgress {
@@ -43,13 +48,7 @@ function isProgress(d: unknown): d is PackProgress {
 /** The delay before a sub-job's next attempt: the failure's own (Retry-After) or full jitter. */
 function retryDelayMs(err: unknown, attempt: number, jitter: RetryJitter, activity: string): number {
   if (err instanceof ApplicationFailure && err.nextRetryDelay != null) return msToNumber(err.nextRetryDelay);
-  const policy = jitter.byActivity?.[activity];
-  return fullJitterDelayMs(attempt, { baseMs: policy?.baseMs ?? jitter.baseMs, capMs: policy?.capMs ?? jitter.capMs });
-}
-
-function isRetryable(err: unknown): boolean {
-  if (err instanceof ApplicationFailure) return !err.nonRetryable && !isNonRetryableFailureType(err.type);
-  return true;
+  return jitteredRetryDelayMs(attempt, jitter, activity);
 }
 
 /**
@@ -58,18 +57,17 @@ function isRetryable(err: unknown): boolean {
  * ran out rather than the workflow's attempt limit.
  */
 function failedOutcome(err: unknown, attempts: number, typeBudget: number | undefined, activity: string): PackOutcome {
-  const message = err instanceof Error ? err.message : String(err);
-  if (isRetryable(err) && typeBudget !== undefined && attempts >= typeBudget) {
+  if (isRetryableFailure(err) && typeBudget !== undefined && attempts >= typeBudget) {
     return {
       ok: false,
       type: FailureType.RetriesExhausted,
-      message: `${activity}: ${attempts} of ${typeBudget} attempts failed; last: ${message}`,
+      message: retriesExhaustedMessage(activity, attempts, typeBudget, err),
       attempts,
     };
   }
   const type =
     err instanceof ApplicationFailure ? (err.type ?? undefined) : err instanceof Error ? err.name : undefined;
-  return { ok: false, ...(type ? { type } : {}), message, attempts };
+  return { ok: false, ...(type ? { type } : {}), message: err instanceof Error ? err.message : String(err), attempts };
 }
 
 /** Sleeps `ms` (cancellable), heartbeating often enough for the pack's heartbeat timeout. */
@@ -141,7 +139,7 @@ export function createPackActivities(deps: PackDeps) {
             break;
           } catch (err) {
             if (err instanceof CancelledFailure || ctx.cancellationSignal.aborted) throw err;
-            if (!isRetryable(err) || attempts >= budget) {
+            if (!isRetryableFailure(err) || attempts >= budget) {
               outcomes.push(failedOutcome(err, attempts, typeBudget, input.activity));
               break;
             }
