@@ -5,8 +5,16 @@
  * `--in-flight` at once, against one worker process serving every tier.
  *
  * Prints completions, failures, the worker's RSS after warm-up and at the end (target: growth
- * < 10%) and its event-loop lag (from its own /metrics). Bounded: `--count` pipelines and a
- * `--max-minutes` deadline, after which it stops and reports what it has.
+ * < 10%), the slope of its RSS after warm-up, and its event-loop lag (from its own /metrics).
+ * Bounded: `--count` pipelines and a `--max-minutes` deadline, after which it stops and reports
+ * what it has.
+ *
+ * Warm-up is the first tenth of the run. A worker serving all four tiers runs four workflow
+ * isolates; their V8 heaps, their JIT code and the malloc arenas grow until every tier has run
+ * every pipeline type a few times (about 250 pipelines at 40 in flight: /proc/<pid>/smaps showed
+ * the 256 KiB V8 pages +15 MB and [heap] +8 MB from pipeline 50 to 250, while the main thread's
+ * heap stayed flat), and then level off. The RSS is sampled every 100 pipelines; the slope over
+ * the samples after warm-up (MB per 1,000 pipelines) is what a leak would show as.
  *
  *   npm run soak [-- --count 2000 --in-flight 40 --max-minutes 60]
  */
@@ -28,7 +36,8 @@ import { workerProcessEnv } from '../src/shared/node-options';
 const COUNT = numberArg('count', 2000);
 const IN_FLIGHT = numberArg('in-flight', 40);
 const MAX_MINUTES = numberArg('max-minutes', 60);
-const WARMUP = Math.min(60, Math.ceil(COUNT / 20));
+const WARMUP = Math.ceil(COUNT / 10);
+const SAMPLE_EVERY = 100;
 
 function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
@@ -41,6 +50,16 @@ async function scrape(port: number): Promise<(metric: string) => number | undefi
     const line = text.split('\n').find((l) => l.startsWith(metric + ' ') || l.startsWith(metric + '{'));
     return line ? Number(line.split(' ').pop()) : undefined;
   };
+}
+
+/** Least-squares slope of y over x. */
+function slope(points: readonly (readonly [number, number])[]): number {
+  const n = points.length;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  const sxy = points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  return sxx > 0 ? sxy / sxx : NaN;
 }
 
 async function main(): Promise<void> {
@@ -143,16 +162,20 @@ async function main(): Promise<void> {
   let next = 0;
   const t0 = performance.now();
   let rssStart = 0;
+  /** [pipelines done, worker RSS MB], every SAMPLE_EVERY pipelines. */
+  const samples: [number, number][] = [];
   const lanes = Array.from({ length: IN_FLIGHT }, async () => {
     while (next < COUNT && Date.now() < deadline) {
       const i = next++;
       if ((await runOne(i)) === true) completed++;
       else failed++;
-      if (completed + failed === WARMUP) rssStart = rssMb(worker.pid ?? 0);
-      if ((completed + failed) % 100 === 0)
-        process.stderr.write(
-          `  ${completed + failed}/${COUNT} (${failed} failed), worker RSS ${rssMb(worker.pid ?? 0).toFixed(0)} MB\n`,
-        );
+      const done = completed + failed;
+      if (done === WARMUP) rssStart = rssMb(worker.pid ?? 0);
+      if (done % SAMPLE_EVERY === 0) {
+        const rss = rssMb(worker.pid ?? 0);
+        samples.push([done, rss]);
+        process.stderr.write(`  ${done}/${COUNT} (${failed} failed), worker RSS ${rss.toFixed(0)} MB\n`);
+      }
     }
   });
   try {
@@ -164,6 +187,8 @@ async function main(): Promise<void> {
     const lagMax = metric('sluice_nodejs_eventloop_lag_max_seconds');
     const duplicates = [...deliveries.values()].filter((n) => n > 1).length;
     const growth = rssStart > 0 ? (rssEnd - rssStart) / rssStart : NaN;
+    const measured = samples.filter(([done]) => done >= WARMUP);
+    const mbPer1000 = measured.length >= 2 ? slope(measured) * 1000 : NaN;
     const figures = {
       bench: 'soak',
       cores: os.availableParallelism(),
@@ -173,9 +198,12 @@ async function main(): Promise<void> {
       failed,
       seconds: Number(seconds.toFixed(1)),
       pipelinesPerSecond: Number((completed / seconds).toFixed(2)),
+      warmupPipelines: WARMUP,
       workerRssMbAfterWarmup: Number(rssStart.toFixed(1)),
       workerRssMbAtEnd: Number(rssEnd.toFixed(1)),
       rssGrowth: Number(growth.toFixed(3)),
+      rssSlopeMbPer1000AfterWarmup: Number.isFinite(mbPer1000) ? Number(mbPer1000.toFixed(1)) : null,
+      rssSamplesMb: samples.map(([done, rss]) => [done, Number(rss.toFixed(1))]),
       eventLoopLagP99Ms: lagP99 === undefined ? null : Number((lagP99 * 1000).toFixed(1)),
       eventLoopLagMaxMs: lagMax === undefined ? null : Number((lagMax * 1000).toFixed(1)),
       webhookDeliveries: deliveries.size,
@@ -189,7 +217,10 @@ async function main(): Promise<void> {
       `  completed ${completed}, failed ${failed}  ${failed === 0 && completed === COUNT ? '(all complete: MET)' : '(NOT MET)'}`,
     );
     console.log(
-      `  worker RSS after warm-up ${rssStart.toFixed(1)} MB → end ${rssEnd.toFixed(1)} MB: growth ${(growth * 100).toFixed(1)}%  (target < 10%)  ${growth < 0.1 ? 'MET' : 'NOT MET'}`,
+      `  worker RSS after the ${WARMUP}-pipeline warm-up ${rssStart.toFixed(1)} MB → end ${rssEnd.toFixed(1)} MB: growth ${(growth * 100).toFixed(1)}%  (target < 10%)  ${growth < 0.1 ? 'MET' : 'NOT MET'}`,
+    );
+    console.log(
+      `  worker RSS slope after warm-up ${Number.isFinite(mbPer1000) ? mbPer1000.toFixed(1) : '?'} MB per 1,000 pipelines (least squares over ${measured.length} samples)`,
     );
     console.log(
       `  worker event-loop lag p99 ${figures.eventLoopLagP99Ms ?? '?'} ms, max ${figures.eventLoopLagMaxMs ?? '?'} ms`,
