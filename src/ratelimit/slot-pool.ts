@@ -100,13 +100,18 @@ export class WeightedSlotPool {
     );
   }
 
+  /** True when the pool serves a single tier: it has nobody to lend to, and its Worker owns every slot. */
+  get singleTier(): boolean {
+    return this.state.size === 1;
+  }
+
   /**
-   * What one tier's Worker gets as `tuner.activityTaskSlotSupplier`: a pool serving a single tier
-   * has nobody to lend to, so the SDK's own fixed-size supplier (no round trip into JavaScript for
-   * every slot); otherwise {@link supplierFor}.
+   * What one tier's Worker gets as `tuner.activityTaskSlotSupplier`: for a {@link singleTier}
+   * pool, the SDK's own fixed-size supplier (no round trip into JavaScript for every slot);
+   * otherwise {@link supplierFor}.
    */
   workerSupplierFor(tier: Tier): SlotSupplier<ActivitySlotInfo> {
-    return this.state.size === 1 && this.state.has(tier)
+    return this.singleTier && this.state.has(tier)
       ? { type: 'fixed-size', numSlots: this.total }
       : this.supplierFor(tier);
   }

@@ -297,7 +297,7 @@ export class WorkerHost {
    */
   private async untilNoPollInFlight(maxMs: number): Promise<void> {
     const pool = this.pool;
-    if (!pool || this.opts.tiers.length !== 1 || maxMs <= 0) return;
+    if (!pool?.singleTier || maxMs <= 0) return;
     const held = async () => (await metricTotal(this.metrics.inFlight)) + (await metricTotal(this.metrics.prefetched));
     const started = Date.now();
     while (Date.now() - started < maxMs) {

@@ -70,8 +70,10 @@ describe('weighted slot pool', () => {
 
   it('a pool serving one tier hands its Worker the SDK fixed-size supplier, several tiers the lending one', () => {
     const one = new WeightedSlotPool({ total: 5, tiers: ['default'], weights: DEFAULT_SLOT_WEIGHTS });
+    expect(one.singleTier).toBe(true);
     expect(one.workerSupplierFor('default')).toEqual({ type: 'fixed-size', numSlots: 5 });
     const two = new WeightedSlotPool({ total: 5, tiers: ['critical', 'low'], weights: DEFAULT_SLOT_WEIGHTS });
+    expect(two.singleTier).toBe(false);
     expect(two.workerSupplierFor('low')).toMatchObject({ type: 'custom' });
   });
 
