@@ -9,12 +9,13 @@
  * Bounded: `--count` pipelines and a `--max-minutes` deadline, after which it stops and reports
  * what it has.
  *
- * Warm-up is the first tenth of the run. A worker serving all four tiers runs four workflow
- * isolates; their V8 heaps, their JIT code and the malloc arenas grow until every tier has run
- * every pipeline type a few times (about 250 pipelines at 40 in flight: /proc/<pid>/smaps showed
- * the 256 KiB V8 pages +15 MB and [heap] +8 MB from pipeline 50 to 250, while the main thread's
- * heap stayed flat), and then level off. The RSS is sampled every 100 pipelines; the slope over
- * the samples after warm-up (MB per 1,000 pipelines) is what a leak would show as.
+ * Warm-up is the first tenth of the run (200 pipelines by default, 5 waves at 40 in flight). A
+ * worker serving all four tiers runs four workflow isolates; their V8 heaps, their JIT code and
+ * the malloc arenas grow fast while every tier runs every pipeline type its first few times
+ * (/proc/<pid>/smaps: the 256 KiB V8 pages +15 MB and [heap] +8 MB from pipeline 50 to 250, with
+ * the main thread's heap flat), then by a few MB per 1,000 pipelines, slowing down over a
+ * 5,000-pipeline run. The RSS is sampled every 100 pipelines; the slope over the samples after
+ * warm-up (MB per 1,000 pipelines) is what a leak would show as.
  *
  *   npm run soak [-- --count 2000 --in-flight 40 --max-minutes 60]
  */
