@@ -8,7 +8,7 @@ import { SluiceClient } from '../client';
 import type { SluiceConfig } from '../config';
 import type { Logger } from '../logger';
 import { PRIORITY_KEY_BY_TIER, taskQueueFor, type Tier } from '../shared/constants';
-import type { BurstResult } from '../workflows/burst';
+import type { BurstInput, BurstResult } from '../workflows/burst';
 import { LocalAutoscaler, type AutoscalerEvent, type SpawnWorker } from './autoscaler';
 
 /** Options of {@link runBurst}. */
@@ -21,6 +21,8 @@ export interface BurstRunOptions {
   tier: Tier;
   jobs: number;
   ms: number;
+  /** Sub-jobs per activity task (the burst workflow's `pack`). @default 1 */
+  pack?: number;
   /** Lines for a human (the demo prints them to stderr). */
   print?: (line: string) => void;
   spawnWorker?: SpawnWorker;
@@ -108,13 +110,14 @@ export async function runBurst(opts: BurstRunOptions): Promise<BurstRunReport> {
 
     const workflowId = `burst:${tier}:${Date.now()}`;
     burstAt = Date.now();
+    const pack = opts.pack !== undefined && opts.pack > 1 ? opts.pack : undefined;
     print(
-      `burst: ${opts.jobs} sub-jobs × ${opts.ms} ms on ${taskQueueFor(tier, config.taskQueueSuffix)} (${workflowId})`,
+      `burst: ${opts.jobs} sub-jobs × ${opts.ms} ms${pack ? `, ${pack} per activity task` : ''} on ${taskQueueFor(tier, config.taskQueueSuffix)} (${workflowId})`,
     );
     const handle = await client.temporal.workflow.start('burstWorkflow', {
       workflowId,
       taskQueue: taskQueueFor(tier, config.taskQueueSuffix),
-      args: [{ jobs: opts.jobs, ms: opts.ms }],
+      args: [{ jobs: opts.jobs, ms: opts.ms, ...(pack ? { pack } : {}) } satisfies BurstInput],
       priority: { priorityKey: PRIORITY_KEY_BY_TIER[tier] },
     });
     const result = (await handle.result()) as BurstResult;

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
+import { PACKED_ACTIVITY, taskQueueFor } from '../../src/shared/constants';
 import type { WorkerHost } from '../../src/workers/host';
 import { oneJson, runSluice, type CliRun } from '../helpers/cli';
 import { REPO_ROOT, connectClient, listFiles, makeTestEnv, sampleVideo, startHost, type TestEnv } from '../helpers/env';
@@ -266,4 +267,49 @@ describe('sluice video/status/result/cancel against running workers', () => {
     expect(oneJson(result)).toMatchObject({ status: 'FAILED' });
     expect(fs.existsSync(path.join(t.outputDir, 'video:cli:to-cancel'))).toBe(false);
   });
+});
+
+describe('sluice demo burst', () => {
+  let t: TestEnv;
+  let client: SluiceClient;
+
+  beforeAll(async () => {
+    // Quick polls and cooldown: the burst is small and the demo waits for the scale-down.
+    t = makeTestEnv('demo', { SLUICE_SCALE_POLL_MS: '500', SLUICE_AUTOSCALE_UP_STABILIZATION_MS: '0' });
+    client = await connectClient(t);
+  });
+
+  afterAll(async () => {
+    await client?.close();
+  });
+
+  it.each(['0', '101', '2.5'])('--pack %s exits 2, names the option and starts nothing', async (pack) => {
+    const run = await runSluice(t, ['demo', 'burst', '--jobs', '10', '--pack', pack]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/pack must be a whole number from 1 to 100/);
+    const { executions } = await client.temporal.workflowService.listWorkflowExecutions({
+      namespace: 'default',
+      query: `TaskQueue = '${taskQueueFor('critical', t.suffix)}'`,
+    });
+    expect(executions).toHaveLength(0);
+  });
+
+  it('--pack 5 runs 20 sub-jobs as 4 packed activity tasks under the autoscaler', async () => {
+    const run = await runSluice(
+      t,
+      ['demo', 'burst', '--jobs', '20', '--ms', '10', '--pack', '5', '--max', '1', '--cooldown-seconds', '1', '--json'],
+      { timeoutMs: 90_000 },
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toContain('20 sub-jobs × 10 ms, 5 per activity task');
+    const summary = oneJson(run) as { workflowId: string; failedActivities: number; byProcess: Record<string, number> };
+    expect(summary.failedActivities).toBe(0);
+    expect(Object.values(summary.byProcess).reduce((a, b) => a + b, 0)).toBe(20);
+    // In the history: 4 runPacked tasks of 5 sub-jobs each, and no burstSleep task of its own.
+    const history = await client.temporal.workflow.getHandle(summary.workflowId).fetchHistory();
+    const scheduled = (history.events ?? []).flatMap((e) =>
+      e.activityTaskScheduledEventAttributes ? [e.activityTaskScheduledEventAttributes.activityType?.name] : [],
+    );
+    expect(scheduled).toEqual([PACKED_ACTIVITY, PACKED_ACTIVITY, PACKED_ACTIVITY, PACKED_ACTIVITY]);
+  }, 120_000);
 });

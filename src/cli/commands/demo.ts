@@ -8,7 +8,7 @@ import { loadConfig } from '../../config';
 import { startDevServer, isPortOpen, type DevServerHandle } from '../../devserver/dev-server';
 import { createLogger } from '../../logger';
 import { runBurst } from '../../scaling/burst';
-import { TIERS, type Tier } from '../../shared/constants';
+import { MAX_PACK, TIERS, type Tier } from '../../shared/constants';
 import { installRuntime, type SetExit } from '../context';
 import { ExitCode, info, printJson } from '../output';
 
@@ -29,6 +29,12 @@ export function registerDemoCommands(program: Command, setExit: SetExit): void {
     .description('a burst of short sub-jobs: watch the local autoscaler scale up, drain and scale down')
     .option('--jobs <n>', 'sub-jobs in the burst', positiveInt('jobs', 1000), 500)
     .option('--ms <n>', 'duration of each sub-job, ms', positiveInt('ms', 600_000), 200)
+    .option(
+      '--pack <n>',
+      'sub-jobs per activity task, run one after another (1: a task each)',
+      positiveInt('pack', MAX_PACK),
+      1,
+    )
     .addOption(new Option('--tier <tier>', 'tier of the burst').choices([...TIERS]).default('critical'))
     .option('--max <n>', 'most worker processes', positiveInt('max', 64), 4)
     .option(
@@ -43,6 +49,7 @@ export function registerDemoCommands(program: Command, setExit: SetExit): void {
       async (opts: {
         jobs: number;
         ms: number;
+        pack: number;
         tier: Tier;
         max: number;
         targetSeconds: number;
@@ -84,6 +91,7 @@ export function registerDemoCommands(program: Command, setExit: SetExit): void {
             tier: opts.tier,
             jobs: opts.jobs,
             ms: opts.ms,
+            pack: opts.pack,
             print: info,
           });
           const summary = {
