@@ -20,7 +20,6 @@
  *   npm run soak [-- --count 2000 --in-flight 40 --max-minutes 60]
  */
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,7 +30,7 @@ import { SluiceClient } from '../src/client';
 import { generateOrders } from '../src/data/generate';
 import { freePort } from '../src/devserver/dev-server';
 import { TIERS } from '../src/shared/constants';
-import { REPO, numberArg, saveFigures, startBenchEnv } from './harness';
+import { REPO, numberArg, rssOf, saveFigures, startBenchEnv } from './harness';
 import { workerProcessEnv } from '../src/shared/node-options';
 
 const COUNT = numberArg('count', 2000);
@@ -39,10 +38,6 @@ const IN_FLIGHT = numberArg('in-flight', 40);
 const MAX_MINUTES = numberArg('max-minutes', 60);
 const WARMUP = Math.ceil(COUNT / 10);
 const SAMPLE_EVERY = 100;
-
-function rssMb(pid: number): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-}
 
 /** One scrape of /metrics (prom-client resets the event-loop histogram on each collect). */
 async function scrape(port: number): Promise<(metric: string) => number | undefined> {
@@ -104,6 +99,7 @@ async function main(): Promise<void> {
     env: workerProcessEnv({ ...process.env, ...env }),
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  const workerRssMb = () => rssOf(worker.pid ?? 0).currentMB;
   const client = await SluiceClient.connect({ config });
   for (let i = 0; i < 100; i++) {
     const up = await fetch(`http://127.0.0.1:${metricsPort}/readyz`).then(
@@ -171,9 +167,9 @@ async function main(): Promise<void> {
       if ((await runOne(i)) === true) completed++;
       else failed++;
       const done = completed + failed;
-      if (done === WARMUP) rssStart = rssMb(worker.pid ?? 0);
+      if (done === WARMUP) rssStart = workerRssMb();
       if (done % SAMPLE_EVERY === 0) {
-        const rss = rssMb(worker.pid ?? 0);
+        const rss = workerRssMb();
         samples.push([done, rss]);
         process.stderr.write(`  ${done}/${COUNT} (${failed} failed), worker RSS ${rss.toFixed(0)} MB\n`);
       }
@@ -182,7 +178,7 @@ async function main(): Promise<void> {
   try {
     await Promise.all(lanes);
     const seconds = (performance.now() - t0) / 1000;
-    const rssEnd = rssMb(worker.pid ?? 0);
+    const rssEnd = workerRssMb();
     const metric = await scrape(metricsPort);
     const lagP99 = metric('sluice_nodejs_eventloop_lag_p99_seconds');
     const lagMax = metric('sluice_nodejs_eventloop_lag_max_seconds');
