@@ -8,14 +8,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import fs from 'node:fs';
-import {
-  DefaultLogger,
-  NativeConnection,
-  Worker,
-  bundleWorkflowCode,
-  type InjectedSinks,
-  type WorkflowBundleOption,
-} from '@temporalio/worker';
+import { NativeConnection, Worker, type InjectedSinks, type WorkflowBundleOption } from '@temporalio/worker';
 import type { Context } from '@temporalio/activity';
 import Bottleneck from 'bottleneck';
 import { createActivities } from '../activities';
@@ -36,6 +29,7 @@ import { dataConverterFor } from '../security/codec';
 import type { Logger } from '../logger';
 import { taskQueueFor, type Tier } from '../shared/constants';
 import { BacklogExporter } from '../scaling/exporter';
+import { bundleWorkflows } from './bundle';
 import { ActivityMetricsInterceptor, createWorkerMetrics, metricTotal, type WorkerMetrics } from './metrics';
 
 export interface WorkerHostOptions {
@@ -63,7 +57,7 @@ const QUIESCE_MAX_MS = 2_000;
 /** The workflow bundle: prebuilt if present next to the compiled code, else bundled now. */
 export async function loadWorkflowBundle(): Promise<WorkflowBundleOption> {
   if (WORKFLOWS_PATH.endsWith('.js') && fs.existsSync(PREBUILT_BUNDLE)) return { codePath: PREBUILT_BUNDLE };
-  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+  return bundleWorkflows(WORKFLOWS_PATH);
 }
 
 export class WorkerHost {
