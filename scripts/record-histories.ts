@@ -147,6 +147,21 @@ async function main(): Promise<void> {
         jobs: Array.from({ length: 10 }, (_, index) => ({ activity: 'burstSleep', input: { index, ms: 20 } })),
       }),
     );
+    // Sub-jobs that fail for good under the partial policy, each dead-lettered (the DLQ path),
+    // between sub-jobs that succeed; a window of 3 so that launches and dead letters interleave.
+    await record('jobs-dead-letter', () =>
+      client.startJobsPipeline({
+        tenant: 'replay',
+        idempotencyKey: 'jobs-dead-letter',
+        window: 3,
+        policy: { kind: 'partial' },
+        jobs: Array.from({ length: 8 }, (_, index) =>
+          index % 3 === 1
+            ? { activity: 'aggregatePartition', input: { month: 'not-a-month' } }
+            : { activity: 'burstSleep', input: { index, ms: 20 } },
+        ),
+      }),
+    );
     // Replay needs the real workflow IDs: child IDs are built from the parent's.
     fs.writeFileSync(indexFile, JSON.stringify(index, null, 2) + '\n');
   } finally {

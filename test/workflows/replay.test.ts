@@ -8,6 +8,7 @@ import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
+import { bundleWorkflows } from '../../src/workers/bundle';
 
 const DIR = path.resolve(__dirname, '..', 'histories');
 /** Recorded file → the workflow ID it was recorded under. */
@@ -15,8 +16,9 @@ const index = JSON.parse(fs.readFileSync(path.join(DIR, 'index.json'), 'utf8')) 
 const files = Object.keys(index).sort();
 
 describe('recorded histories replay deterministically', () => {
-  it('has the recorded histories: video completed, failed, batched parent and batch child; report with a webhook, report batched; packed sub-jobs', () => {
+  it('has the recorded histories: video completed, failed, batched parent and batch child; report with a webhook, report batched; packed sub-jobs; dead-lettered sub-jobs', () => {
     expect(files).toEqual([
+      'jobs-dead-letter.json',
       'jobs-packed.json',
       'report-batched.json',
       'report-webhook.json',
@@ -27,16 +29,25 @@ describe('recorded histories replay deterministically', () => {
     ]);
   });
 
+  it('covers the dead-letter path: three sub-jobs fail for good, each followed by a recordDeadLetter activity', () => {
+    const { events } = JSON.parse(fs.readFileSync(path.join(DIR, 'jobs-dead-letter.json'), 'utf8')) as {
+      events: { eventType: string; activityTaskScheduledEventAttributes?: { activityType: { name: string } } }[];
+    };
+    const scheduled = events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType.name ?? []);
+    expect(events.filter((e) => e.eventType === 'EVENT_TYPE_ACTIVITY_TASK_FAILED')).toHaveLength(3);
+    expect(scheduled.filter((name) => name === 'recordDeadLetter')).toHaveLength(3);
+    expect(scheduled.filter((name) => name === 'burstSleep')).toHaveLength(5);
+  });
+
   it('replays each of them without a nondeterminism error', async () => {
     const histories = files.map((f) => ({
       workflowId: index[f] as string,
       history: historyFromJSON(JSON.parse(fs.readFileSync(path.join(DIR, f), 'utf8'))),
     }));
     const results: { workflowId: string; error?: unknown }[] = [];
-    for await (const r of Worker.runReplayHistories(
-      { workflowsPath: path.resolve(__dirname, '..', '..', 'src', 'workflows', 'index.ts') },
-      histories,
-    )) {
+    // The bundle as worker hosts and `npm run build` make it.
+    const workflowBundle = await bundleWorkflows(path.resolve(__dirname, '..', '..', 'src', 'workflows', 'index.ts'));
+    for await (const r of Worker.runReplayHistories({ workflowBundle }, histories)) {
       results.push({ workflowId: r.workflowId, error: r.error });
     }
     expect(results.map((r) => r.workflowId).sort()).toEqual(Object.values(index).sort());
