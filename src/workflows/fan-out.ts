@@ -14,6 +14,7 @@ import {
   type ActivityOptions,
   type RetryPolicy,
 } from '@temporalio/workflow';
+import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { FailureType, MAX_PACK, NON_RETRYABLE_FAILURE_TYPES, PACKED_ACTIVITY, VIDEO_LIMITS } from '../shared/constants';
 import type { FailurePolicy, FanOutOutcome, PackInput, PackOutcome, PackResult, SubJob } from '../shared/fan-out';
@@ -62,9 +63,36 @@ const RETRY_OVERRIDES: Record<string, Partial<RetryPolicy>> = {
   deliverWebhook: { maximumAttempts: 12, maximumInterval: '5 minutes' },
 };
 
+/** Durations in milliseconds: the SDK then skips parsing '30 minutes' for every activity it schedules. */
+function inMs<T extends object>(options: T, keys: readonly (keyof T)[]): T {
+  const out = { ...options };
+  for (const key of keys) {
+    const value = out[key];
+    if (value !== undefined) out[key] = msToNumber(value as Duration) as T[keyof T];
+  }
+  return out;
+}
+
+/** Built once per activity type and run (module state is per run in the sandbox); callers copy, never mutate. */
+const optionsByActivity = new Map<string, ActivityOptions>();
+
 /** Options for the activity named `name`, with the shared retry policy (and its per-type overrides). */
 export function activityOptionsFor(name: string): ActivityOptions {
-  return { ...(ACTIVITY_OPTIONS[name] ?? DEFAULT_ACTIVITY_OPTIONS), retry: { ...RETRY, ...RETRY_OVERRIDES[name] } };
+  let options = optionsByActivity.get(name);
+  if (!options) {
+    const retry = inMs({ ...RETRY, ...RETRY_OVERRIDES[name] }, ['initialInterval', 'maximumInterval']);
+    options = {
+      ...inMs(ACTIVITY_OPTIONS[name] ?? DEFAULT_ACTIVITY_OPTIONS, [
+        'startToCloseTimeout',
+        'scheduleToCloseTimeout',
+        'scheduleToStartTimeout',
+        'heartbeatTimeout',
+      ]),
+      retry,
+    };
+    optionsByActivity.set(name, options);
+  }
+  return options;
 }
 
 /**
@@ -153,25 +181,21 @@ function subJobRunner<R>(pack: number | undefined): (job: SubJob) => Promise<R> 
   return pack !== undefined && pack > 1 ? packedRunner<R>(Math.min(pack, MAX_PACK)) : runSubJob;
 }
 
-/** `run` over a sub-job, recording a dead letter when it fails for good and `deadLetter` is set. */
-function runSubJobRecorded<R>(
-  job: SubJob,
-  index: number,
-  deadLetter: boolean,
-  run: (job: SubJob) => Promise<R> = runSubJob,
-): Promise<R> {
-  const attempt = run(job);
-  if (!deadLetter) return attempt;
-  return attempt.catch(async (err: unknown) => {
-    await recordDeadLetter(err, {
+/**
+ * Records the dead letter of `jobs[index]` (sub-job `baseIndex + index` of the fan-out) when it
+ * failed for good; never throws. The fan-out waits for it before it counts the failure.
+ */
+function deadLetterOf(jobs: readonly SubJob[], baseIndex: number): (err: unknown, index: number) => Promise<void> {
+  return (err, index) => {
+    const job = jobs[index] as SubJob;
+    return recordDeadLetter(err, {
       kind: 'sub-job',
       activityType: job.activity,
-      subJobIndex: index,
+      subJobIndex: baseIndex + index,
       input: job.input,
       maximumAttempts: activityOptionsFor(job.activity).retry?.maximumAttempts,
     });
-    throw err;
-  });
+  };
 }
 
 function describeFailure(err: unknown): { message: string; type?: string } {
@@ -200,7 +224,10 @@ export interface FanOutOptions {
 export async function fanOut<T, R>(
   items: readonly T[],
   run: (item: T, index: number) => Promise<R>,
-  opts: FanOutOptions,
+  opts: FanOutOptions & {
+    /** Awaited before a sub-job's failure (or cancellation) counts: the dead letter is written first. */
+    beforeFailure?: (err: unknown, index: number) => Promise<void>;
+  },
 ): Promise<FanOutOutcome<R>> {
   const outcome: FanOutOutcome<R> = {
     results: new Array<R | undefined>(items.length),
@@ -244,6 +271,22 @@ export async function fanOut<T, R>(
         // A sub-job that throws before it starts still settles (and frees its place in the window).
         attempt = Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
+      const failed = (err: unknown) => {
+        settled();
+        if (isCancellation(err)) {
+          outcome.cancelled.push(index);
+          if (!stop) externalCancel ??= err as Error;
+          return;
+        }
+        failedThisRound.push({ index, ...describeFailure(err) });
+        firstError ??= err instanceof Error ? err : undefined;
+        opts.onSettled?.(index, false);
+        if (opts.policy.kind === 'fail-fast' && !stop) {
+          stop = 'fail-fast';
+          scope.cancel();
+        }
+      };
+      const { beforeFailure } = opts;
       void attempt.then(
         (result) => {
           settled();
@@ -255,21 +298,12 @@ export async function fanOut<T, R>(
             scope.cancel();
           }
         },
-        (err: unknown) => {
-          settled();
-          if (isCancellation(err)) {
-            outcome.cancelled.push(index);
-            if (!stop) externalCancel ??= err as Error;
-            return;
-          }
-          failedThisRound.push({ index, ...describeFailure(err) });
-          firstError ??= err instanceof Error ? err : undefined;
-          opts.onSettled?.(index, false);
-          if (opts.policy.kind === 'fail-fast' && !stop) {
-            stop = 'fail-fast';
-            scope.cancel();
-          }
-        },
+        beforeFailure
+          ? (err: unknown) => {
+              const after = () => failed(err);
+              return beforeFailure(err, index).then(after, after);
+            }
+          : failed,
       );
     };
 
@@ -386,9 +420,10 @@ export async function runBatch(
   while (offset < input.jobs.length) {
     const slice = input.jobs.slice(offset, offset + BATCH_SLICE);
     const base = (input.baseIndex ?? 0) + offset;
-    const part = await fanOut(slice, (job, i) => runSubJobRecorded(job, base + i, input.deadLetter === true, run), {
+    const part = await fanOut(slice, run, {
       window: input.window,
       policy: input.policy,
+      ...(input.deadLetter === true ? { beforeFailure: deadLetterOf(slice, base) } : {}),
     });
     part.results.forEach((r, i) => (merged.results[offset + i] = r));
     merged.succeeded += part.succeeded;
@@ -437,8 +472,10 @@ export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOpt
   const threshold = opts.batchThreshold ?? VIDEO_LIMITS.childBatchThreshold;
   const deadLetter = opts.policy.kind === 'partial';
   if (jobs.length <= threshold) {
-    const run = subJobRunner<R>(opts.pack);
-    return fanOut(jobs, (job, i) => runSubJobRecorded<R>(job, i, deadLetter, run), opts);
+    return fanOut(jobs, subJobRunner<R>(opts.pack), {
+      ...opts,
+      ...(deadLetter ? { beforeFailure: deadLetterOf(jobs, 0) } : {}),
+    });
   }
 
   const size = opts.batchSize ?? VIDEO_LIMITS.childBatchSize;
