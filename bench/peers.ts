@@ -5,9 +5,10 @@
  *    weighted slots, metrics, the fan-out helper) versus a bare `@temporalio/worker` Worker
  *    running a minimal windowed fan-out workflow, on the same dev server with the same window,
  *    slots and activity body, and the same workflow shape (one workflow: N ≤ the burst's batch
- *    threshold of 1,000). Runs rotate, REPS times each; medians. Throughput ratio Sluice / bare
- *    (target ≥ 0.95). Also reported: 2 × N sub-jobs, where Sluice switches to batched child
- *    workflows (its design for fan-outs up to 10,000) and the bare workflow does not.
+ *    threshold of 1,000). After one untimed run of N on each side, runs rotate, REPS times each;
+ *    medians, with the CPU each run used. Throughput ratio Sluice / bare (target ≥ 0.95). Also
+ *    reported: 2 × N sub-jobs, where Sluice switches to batched child workflows (its design for
+ *    fan-outs up to 10,000) and the bare workflow does not.
  * 2. Peer comparison, at each concurrency of `--io-concurrency`: the same fan-out/fan-in of 1,000
  *    sub-jobs through BullMQ's FlowProducer on the local Redis (the parent job completes when all
  *    children have, every child enqueued at once). Every side runs at most that many sub-jobs at
@@ -22,7 +23,7 @@
  *    wall-time ratio Sluice / BullMQ (target ≤ 1.10). With no-op sub-jobs: the ratio, reported
  *    as the cost of durability.
  *
- *   npm run bench:peers [-- --jobs 1000 --concurrency 50 --io-concurrency 10,50 --overhead-jobs 1000 --reps 7
+ *   npm run bench:peers [-- --jobs 1000 --concurrency 50 --io-concurrency 10,50 --overhead-jobs 1000 --reps 11
  *                      --io-reps 3 --io-window 4 --io-pack 10]
  */
 import fs from 'node:fs';
@@ -43,7 +44,7 @@ import { listArg, numberArg, saveFigures, startBenchEnv, type BenchEnv } from '.
 const JOBS = numberArg('jobs', 1000);
 const CONCURRENCY = numberArg('concurrency', 50);
 const OVERHEAD_JOBS = numberArg('overhead-jobs', 1000);
-const REPS = numberArg('reps', 7);
+const REPS = numberArg('reps', 11);
 const IO_CONCURRENCY = listArg('io-concurrency', [10, CONCURRENCY]);
 const IO_REPS = numberArg('io-reps', 3);
 /** Sluice's window in the peer comparison, in multiples of the concurrency. */
@@ -221,14 +222,31 @@ async function main(): Promise<void> {
     // 1. Framework overhead: same window, slots and body on both sides.
     const sluice = await start(startSluice(bench, client, CONCURRENCY));
     const bare = await start(startBare(bench, client, CONCURRENCY));
-    // Warm-up: bundles loaded, connections open, caches warm.
-    await sluice.run(50, 0, CONCURRENCY);
-    await bare.run(50, 0, CONCURRENCY);
+    // Warm-up: one untimed run of the full size on each side, so that the timed runs find bundles
+    // loaded, connections open and the code of a 1,000-sub-job run compiled (after a 50-sub-job
+    // warm-up, each side's first timed run was often its slowest).
+    await sluice.run(OVERHEAD_JOBS, 0, CONCURRENCY);
+    await bare.run(OVERHEAD_JOBS, 0, CONCURRENCY);
+    // CPU of each timed run: this process (worker, client) and the Temporal server.
+    const overheadCpu = { a: { process: [] as number[], server: [] as number[] }, b: { process: [], server: [] } };
+    const meteredOverhead = (side: Side, cpu: (typeof overheadCpu)['a']) => async () => {
+      const p0 = process.cpuUsage();
+      const s0 = processCpuSeconds(bench.server.pid);
+      const wall = await side.run(OVERHEAD_JOBS, 0, CONCURRENCY);
+      const p = process.cpuUsage(p0);
+      cpu.process.push((p.user + p.system) / 1e6);
+      cpu.server.push(processCpuSeconds(bench.server.pid) - s0);
+      return wall;
+    };
     const [overheadA, overheadB] = await rotate(REPS, [
-      () => sluice.run(OVERHEAD_JOBS, 0, CONCURRENCY),
-      () => bare.run(OVERHEAD_JOBS, 0, CONCURRENCY),
+      meteredOverhead(sluice, overheadCpu.a),
+      meteredOverhead(bare, overheadCpu.b),
     ]);
     const overhead = { a: overheadA!, b: overheadB! };
+    const overheadCpuSec = (k: 'a' | 'b') => ({
+      process: round(median(overheadCpu[k].process)),
+      server: round(median(overheadCpu[k].server)),
+    });
     const overheadSluice = median(overhead.a);
     const overheadBare = median(overhead.b);
     const batchedSluice = await sluice.run(2 * OVERHEAD_JOBS, 0, CONCURRENCY);
@@ -329,6 +347,7 @@ async function main(): Promise<void> {
         reps: REPS,
         sluiceRunsSec: overhead.a.map((x) => round(x)),
         bareRunsSec: overhead.b.map((x) => round(x)),
+        cpuPerRunSec: { sluice: overheadCpuSec('a'), bare: overheadCpuSec('b') },
       },
       batched: {
         jobs: 2 * OVERHEAD_JOBS,
@@ -343,7 +362,8 @@ async function main(): Promise<void> {
     const out = [
       `bench:peers  ${figures.cores} cores`,
       `  framework overhead, ${OVERHEAD_JOBS} no-op sub-jobs, window/slots ${CONCURRENCY}: Sluice ${overheadSluice.toFixed(2)} s (${(OVERHEAD_JOBS / overheadSluice).toFixed(0)}/s), bare SDK worker ${overheadBare.toFixed(2)} s (${(OVERHEAD_JOBS / overheadBare).toFixed(0)}/s)`,
-      `    throughput ratio Sluice/bare: ${throughputRatio.toFixed(3)}  (target ≥ 0.95)  ${throughputRatio >= 0.95 ? 'MET' : 'NOT MET'}  (medians of ${REPS}: Sluice ${overhead.a.map((x) => x.toFixed(2)).join(', ')} s; bare ${overhead.b.map((x) => x.toFixed(2)).join(', ')} s)`,
+      `    throughput ratio Sluice/bare: ${throughputRatio.toFixed(3)}  (target ≥ 0.95)  ${throughputRatio >= 0.95 ? 'MET' : 'NOT MET'}  (medians of ${REPS} after one untimed run each: Sluice ${overhead.a.map((x) => x.toFixed(2)).join(', ')} s; bare ${overhead.b.map((x) => x.toFixed(2)).join(', ')} s)`,
+      `    CPU per run (median; this process + Temporal server, ${os.availableParallelism()} cores): Sluice ${figures.overhead.cpuPerRunSec.sluice.process.toFixed(2)} + ${figures.overhead.cpuPerRunSec.sluice.server.toFixed(2)} s, bare ${figures.overhead.cpuPerRunSec.bare.process.toFixed(2)} + ${figures.overhead.cpuPerRunSec.bare.server.toFixed(2)} s`,
       `  ${2 * OVERHEAD_JOBS} no-op sub-jobs (Sluice batches into child workflows): Sluice ${batchedSluice.toFixed(2)} s, bare ${batchedBare.toFixed(2)} s — ratio ${(batchedBare / batchedSluice).toFixed(3)}`,
       `  fan-out/fan-in of ${JOBS} sub-jobs vs BullMQ FlowProducer (every child enqueued at once), same concurrency on every side, medians of ${IO_REPS}:`,
     ];
