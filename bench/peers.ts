@@ -5,7 +5,7 @@
  *    weighted slots, metrics, the fan-out helper) versus a bare `@temporalio/worker` Worker
  *    running a minimal windowed fan-out workflow, on the same dev server with the same window,
  *    slots and activity body, and the same workflow shape (one workflow: N ≤ the burst's batch
- *    threshold of 1,000). After one untimed run of N on each side, runs rotate, REPS times each;
+ *    threshold of 1,000). After WARMUP untimed runs of N on each side, runs rotate, REPS times each;
  *    medians, with the CPU each run used. Throughput ratio Sluice / bare (target ≥ 0.95). Also
  *    reported: 2 × N sub-jobs, where Sluice switches to batched child workflows (its design for
  *    fan-outs up to 10,000) and the bare workflow does not.
@@ -24,7 +24,7 @@
  *    as the cost of durability.
  *
  *   npm run bench:peers [-- --jobs 1000 --concurrency 50 --io-concurrency 10,50 --overhead-jobs 1000 --reps 11
- *                      --io-reps 3 --io-window 4 --io-pack 10]
+ *                      --warmup 2 --io-reps 3 --io-window 4 --io-pack 10]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -45,6 +45,8 @@ const JOBS = numberArg('jobs', 1000);
 const CONCURRENCY = numberArg('concurrency', 50);
 const OVERHEAD_JOBS = numberArg('overhead-jobs', 1000);
 const REPS = numberArg('reps', 11);
+/** Untimed full-size runs per side before the overhead is timed. */
+const WARMUP = numberArg('warmup', 2);
 const IO_CONCURRENCY = listArg('io-concurrency', [10, CONCURRENCY]);
 const IO_REPS = numberArg('io-reps', 3);
 /** Sluice's window in the peer comparison, in multiples of the concurrency. */
@@ -222,11 +224,14 @@ async function main(): Promise<void> {
     // 1. Framework overhead: same window, slots and body on both sides.
     const sluice = await start(startSluice(bench, client, CONCURRENCY));
     const bare = await start(startBare(bench, client, CONCURRENCY));
-    // Warm-up: one untimed run of the full size on each side, so that the timed runs find bundles
-    // loaded, connections open and the code of a 1,000-sub-job run compiled (after a 50-sub-job
-    // warm-up, each side's first timed run was often its slowest).
-    await sluice.run(OVERHEAD_JOBS, 0, CONCURRENCY);
-    await bare.run(OVERHEAD_JOBS, 0, CONCURRENCY);
+    // Warm-up: WARMUP untimed runs of the full size on each side, alternating, so that the timed
+    // runs measure the steady state of a long-running worker: bundles loaded, connections open, the
+    // code of a 1,000-sub-job run compiled on both sides, and the fresh dev server's own start-up
+    // cost spread over both. With shorter warm-ups Sluice's first timed runs were its slowest.
+    for (let w = 0; w < WARMUP; w++) {
+      await sluice.run(OVERHEAD_JOBS, 0, CONCURRENCY);
+      await bare.run(OVERHEAD_JOBS, 0, CONCURRENCY);
+    }
     // CPU of each timed run: this process (worker, client) and the Temporal server.
     const overheadCpu = { a: { process: [] as number[], server: [] as number[] }, b: { process: [], server: [] } };
     const meteredOverhead = (side: Side, cpu: (typeof overheadCpu)['a']) => async () => {
@@ -345,6 +350,7 @@ async function main(): Promise<void> {
         throughputRatio: round(throughputRatio, 3),
         target: '≥ 0.95',
         reps: REPS,
+        warmupRuns: WARMUP,
         sluiceRunsSec: overhead.a.map((x) => round(x)),
         bareRunsSec: overhead.b.map((x) => round(x)),
         cpuPerRunSec: { sluice: overheadCpuSec('a'), bare: overheadCpuSec('b') },
@@ -362,7 +368,7 @@ async function main(): Promise<void> {
     const out = [
       `bench:peers  ${figures.cores} cores`,
       `  framework overhead, ${OVERHEAD_JOBS} no-op sub-jobs, window/slots ${CONCURRENCY}: Sluice ${overheadSluice.toFixed(2)} s (${(OVERHEAD_JOBS / overheadSluice).toFixed(0)}/s), bare SDK worker ${overheadBare.toFixed(2)} s (${(OVERHEAD_JOBS / overheadBare).toFixed(0)}/s)`,
-      `    throughput ratio Sluice/bare: ${throughputRatio.toFixed(3)}  (target ≥ 0.95)  ${throughputRatio >= 0.95 ? 'MET' : 'NOT MET'}  (medians of ${REPS} after one untimed run each: Sluice ${overhead.a.map((x) => x.toFixed(2)).join(', ')} s; bare ${overhead.b.map((x) => x.toFixed(2)).join(', ')} s)`,
+      `    throughput ratio Sluice/bare: ${throughputRatio.toFixed(3)}  (target ≥ 0.95)  ${throughputRatio >= 0.95 ? 'MET' : 'NOT MET'}  (medians of ${REPS} after ${WARMUP} untimed runs each: Sluice ${overhead.a.map((x) => x.toFixed(2)).join(', ')} s; bare ${overhead.b.map((x) => x.toFixed(2)).join(', ')} s)`,
       `    CPU per run (median; this process + Temporal server, ${os.availableParallelism()} cores): Sluice ${figures.overhead.cpuPerRunSec.sluice.process.toFixed(2)} + ${figures.overhead.cpuPerRunSec.sluice.server.toFixed(2)} s, bare ${figures.overhead.cpuPerRunSec.bare.process.toFixed(2)} + ${figures.overhead.cpuPerRunSec.bare.server.toFixed(2)} s`,
       `  ${2 * OVERHEAD_JOBS} no-op sub-jobs (Sluice batches into child workflows): Sluice ${batchedSluice.toFixed(2)} s, bare ${batchedBare.toFixed(2)} s — ratio ${(batchedBare / batchedSluice).toFixed(3)}`,
       `  fan-out/fan-in of ${JOBS} sub-jobs vs BullMQ FlowProducer (every child enqueued at once), same concurrency on every side, medians of ${IO_REPS}:`,
