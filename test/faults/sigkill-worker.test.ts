@@ -8,13 +8,14 @@
  * The next worker sends it again with the same Idempotency-Key, so the receiver, deduplicating
  * by that key as the contract asks, applies exactly one delivery.
  */
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TranscodeChunkResult } from '../../src/activities/media';
 import { signWebhook } from '../../src/activities/notify';
 import type { SluiceClient } from '../../src/client';
 import type { VideoPipelineResult } from '../../src/shared/video';
-import { connectClient, listFiles, makeTestEnv, sampleVideo, startHost, type TestEnv } from '../helpers/env';
+import { connectClient, makeTestEnv, sampleVideo, startHost, type TestEnv } from '../helpers/env';
 import { spawnWorker, until, type WorkerProcess } from '../helpers/processes';
 import { startReceiver, type Receiver } from '../flow/helpers';
 
@@ -62,12 +63,15 @@ describe('SIGKILL in the middle of a chunk', () => {
       webhook: { url: receiver.url },
     });
     const chunkDir = path.join(t.outputDir, workflowId, '.work', '480p', 'chunk-00000');
-    await until(
-      'the first segment',
-      () => listFiles(chunkDir),
-      (f) => f.includes('seg-00000.ts'),
-      90_000,
-    );
+    // Killed once the first segment is checkpointed (progress.json, written right after each
+    // segment and before its heartbeat), not the moment its file appears: a kill between the two
+    // leaves nothing to resume from.
+    const checkpointed = () =>
+      fsp.readFile(path.join(chunkDir, 'progress.json'), 'utf8').then(
+        (text) => (JSON.parse(text) as { segments: unknown[] }).segments.length,
+        () => 0,
+      );
+    await until('the first segment checkpointed', checkpointed, (n) => n >= 1, 90_000);
     victim.child.kill('SIGKILL');
     expect(await victim.exited).toBeNull();
 
