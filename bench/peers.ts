@@ -233,24 +233,16 @@ async function main(): Promise<void> {
       await bare.run(OVERHEAD_JOBS, 0, CONCURRENCY);
     }
     // CPU of each timed run: this process (worker, client) and the Temporal server.
-    const overheadCpu = { a: { process: [] as number[], server: [] as number[] }, b: { process: [], server: [] } };
-    const meteredOverhead = (side: Side, cpu: (typeof overheadCpu)['a']) => async () => {
-      const p0 = process.cpuUsage();
-      const s0 = processCpuSeconds(bench.server.pid);
-      const wall = await side.run(OVERHEAD_JOBS, 0, CONCURRENCY);
-      const p = process.cpuUsage(p0);
-      cpu.process.push((p.user + p.system) / 1e6);
-      cpu.server.push(processCpuSeconds(bench.server.pid) - s0);
-      return wall;
-    };
+    const serverCpu = () => processCpuSeconds(bench.server.pid);
+    const overheadCpu = { a: newCpuRecord(), b: newCpuRecord() };
     const [overheadA, overheadB] = await rotate(REPS, [
-      meteredOverhead(sluice, overheadCpu.a),
-      meteredOverhead(bare, overheadCpu.b),
+      () => meteredRun(() => sluice.run(OVERHEAD_JOBS, 0, CONCURRENCY), serverCpu, overheadCpu.a),
+      () => meteredRun(() => bare.run(OVERHEAD_JOBS, 0, CONCURRENCY), serverCpu, overheadCpu.b),
     ]);
     const overhead = { a: overheadA!, b: overheadB! };
     const overheadCpuSec = (k: 'a' | 'b') => ({
       process: round(median(overheadCpu[k].process)),
-      server: round(median(overheadCpu[k].server)),
+      server: round(median(overheadCpu[k].backend)),
     });
     const overheadSluice = median(overhead.a);
     const overheadBare = median(overhead.b);
@@ -296,20 +288,9 @@ async function main(): Promise<void> {
         bullmq: (ms) => q.run(JOBS, ms, JOBS),
       };
       // CPU of each run: this process (workers, client, BullMQ) plus the Temporal server or Redis.
-      const cpu = Object.fromEntries(
-        SIDES.map((k) => [k, { process: [] as number[], backend: [] as number[] }]),
-      ) as Record<SideKey, { process: number[]; backend: number[] }>;
-      const server = () => Promise.resolve(processCpuSeconds(bench.server.pid));
-      const metered = (k: SideKey) => async () => {
-        const backend = k === 'bullmq' ? () => redisCpuSeconds(redis) : server;
-        const p0 = process.cpuUsage();
-        const b0 = await backend();
-        const wall = await runs[k](100);
-        const p = process.cpuUsage(p0);
-        cpu[k].process.push((p.user + p.system) / 1e6);
-        cpu[k].backend.push((await backend()) - b0);
-        return wall;
-      };
+      const cpu = Object.fromEntries(SIDES.map((k) => [k, newCpuRecord()])) as Record<SideKey, CpuRecord>;
+      const metered = (k: SideKey) => () =>
+        meteredRun(() => runs[k](100), k === 'bullmq' ? () => redisCpuSeconds(redis) : serverCpu, cpu[k]);
       const ioRuns = await rotate(IO_REPS, SIDES.map(metered));
       const byKey = <T>(f: (k: SideKey, i: number) => T) =>
         Object.fromEntries(SIDES.map((k, i) => [k, f(k, i)])) as Record<SideKey, T>;
@@ -409,6 +390,31 @@ async function redisCpuSeconds(redis: IORedis): Promise<number> {
   const info = await redis.info('cpu');
   const field = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
   return field('used_cpu_user') + field('used_cpu_sys');
+}
+
+/** CPU seconds of each run: this process, and the backend (Temporal server or Redis). */
+interface CpuRecord {
+  process: number[];
+  backend: number[];
+}
+
+function newCpuRecord(): CpuRecord {
+  return { process: [], backend: [] };
+}
+
+/** Runs `run` (which resolves with its wall time) and records the CPU it used in `into`. */
+async function meteredRun(
+  run: () => Promise<number>,
+  backendCpuSeconds: () => number | Promise<number>,
+  into: CpuRecord,
+): Promise<number> {
+  const p0 = process.cpuUsage();
+  const b0 = await backendCpuSeconds();
+  const wall = await run();
+  const p = process.cpuUsage(p0);
+  into.process.push((p.user + p.system) / 1e6);
+  into.backend.push((await backendCpuSeconds()) - b0);
+  return wall;
 }
 
 function median(xs: number[]): number {

@@ -262,6 +262,7 @@ export async function fanOut<T, R>(
       w?.();
     };
     let next = 0;
+    const { beforeFailure } = opts;
     const launch = (index: number) => {
       running++;
       let attempt: Promise<R>;
@@ -286,7 +287,6 @@ export async function fanOut<T, R>(
           scope.cancel();
         }
       };
-      const { beforeFailure } = opts;
       void attempt.then(
         (result) => {
           settled();

@@ -11,7 +11,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TranscodeChunkResult } from '../../src/activities/media';
+import type { TranscodeChunkResult, TranscodeHeartbeat } from '../../src/activities/media';
 import { signWebhook } from '../../src/activities/notify';
 import type { SluiceClient } from '../../src/client';
 import type { VideoPipelineResult } from '../../src/shared/video';
@@ -68,7 +68,7 @@ describe('SIGKILL in the middle of a chunk', () => {
     // leaves nothing to resume from.
     const checkpointed = () =>
       fsp.readFile(path.join(chunkDir, 'progress.json'), 'utf8').then(
-        (text) => (JSON.parse(text) as { segments: unknown[] }).segments.length,
+        (text) => (JSON.parse(text) as TranscodeHeartbeat).segments.length,
         () => 0,
       );
     await until('the first segment checkpointed', checkpointed, (n) => n >= 1, 90_000);
