@@ -11,10 +11,9 @@
  * Redirects are not followed (a 3xx is the answer).
  */
 import dns from 'node:dns';
-import http from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
 import { ApplicationFailure } from '@temporalio/common';
+import { Agent, request, type Dispatcher } from 'undici';
 import { FailureType } from '../shared/constants';
 
 /** A parsed IP address: family and value as a 32- or 128-bit integer. */
@@ -273,56 +272,138 @@ export async function assertSafeWebhookUrl(input: string | URL, opts: SsrfOption
   return { url, host, address: first.address, family: first.family === 6 ? 6 : 4 };
 }
 
-/** Request options of {@link fetchPinned} (the subset of fetch's that webhooks use). */
+/** Request options of {@link fetchPinned} (the subset that webhooks use). */
 export interface PinnedRequestInit {
   method?: string;
   headers?: Record<string, string>;
   body?: string | Uint8Array;
+  /** Ends the request (connect, headers or body) with the signal's reason. */
   signal?: AbortSignal;
+  /** Longest wait for the response headers after the request is sent. @default 10000 */
+  headersTimeoutMs?: number;
+  /** Longest silence between two chunks of the response body. @default 10000 */
+  bodyTimeoutMs?: number;
+  /** Bytes of the response body kept; the rest is discarded and the connection closed. @default 65536 */
+  maxBodyBytes?: number;
 }
 
+/** A response of {@link fetchPinned}: status, headers and at most `maxBodyBytes` of body. */
+export interface PinnedResponse {
+  status: number;
+  /** Response headers, names lower-cased. */
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The first `maxBodyBytes` of the body. */
+  body: Buffer;
+  /** True when the body was longer than `maxBodyBytes` and the rest was discarded. */
+  truncated: boolean;
+}
+
+/** Raised by {@link fetchPinned} when the peer's answer is not a usable HTTP response. */
+export class BadResponseError extends Error {
+  override readonly name = 'BadResponseError';
+}
+
+/** Body bytes a webhook response may occupy in memory. */
+export const MAX_RESPONSE_BODY_BYTES = 64 * 1024;
+
 /**
- * Sends a request to a {@link SafeTarget}'s checked address — the host name is not resolved
- * again — with the URL's host in `Host` and, for https, in SNI and certificate checks. Resolves
- * to a fetch `Response` (body buffered); rejects with the signal's reason when aborted.
+ * Sends a request to a {@link SafeTarget}'s checked address (the host name is not resolved
+ * again) with undici, Node's own HTTP engine: the URL's host goes in `Host` and, for https, in
+ * SNI and the certificate check. Redirects are not followed.
+ *
+ * Nothing a peer sends can take the process down or fill its memory: at most `maxBodyBytes` of
+ * the body is kept (the rest is discarded by closing the connection), headers and body have
+ * their own timeouts, and a status outside 200–599, a 1xx or upgrade as the final answer, or a
+ * garbled response rejects with {@link BadResponseError}. Rejects with the signal's reason when
+ * aborted, and with undici's error for a network failure or a timeout.
  */
-export function fetchPinned(target: SafeTarget, init: PinnedRequestInit = {}): Promise<Response> {
+export async function fetchPinned(target: SafeTarget, init: PinnedRequestInit = {}): Promise<PinnedResponse> {
   const { url, address, family } = target;
+  const maxBody = init.maxBodyBytes ?? MAX_RESPONSE_BODY_BYTES;
   const lookup: net.LookupFunction = (_host, options, callback) => {
     // Node asks for all addresses when it may race IPv4 and IPv6 (autoSelectFamily).
     if ((options as dns.LookupAllOptions).all) {
       (callback as unknown as (e: null, a: dns.LookupAddress[]) => void)(null, [{ address, family }]);
     } else callback(null, address, family);
   };
-  const mod = url.protocol === 'https:' ? https : http;
-  return new Promise<Response>((resolve, reject) => {
-    const signal = init.signal;
-    if (signal?.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    const req = mod.request(url, { method: init.method ?? 'GET', headers: init.headers, lookup }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => {
-        signal?.removeEventListener('abort', onAbort);
-        const headers = new Headers();
-        for (const [name, value] of Object.entries(res.headers)) {
-          if (Array.isArray(value)) for (const v of value) headers.append(name, v);
-          else if (value !== undefined) headers.set(name, value);
-        }
-        const status = res.statusCode ?? 0;
-        const body = status === 204 || status === 304 || chunks.length === 0 ? null : Buffer.concat(chunks);
-        resolve(new Response(body, { status, statusText: res.statusMessage, headers }));
-      });
-    });
-    const onAbort = () => req.destroy(signal?.reason as Error);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    req.on('error', (err) => {
-      signal?.removeEventListener('abort', onAbort);
-      reject(err);
-    });
-    req.end(init.body);
+  // One agent per request: it is pinned to this target's address, and closing it frees the socket.
+  const agent = new Agent({
+    connect: { lookup, timeout: init.headersTimeoutMs ?? 10_000 },
+    headersTimeout: init.headersTimeoutMs ?? 10_000,
+    bodyTimeout: init.bodyTimeoutMs ?? 10_000,
+    connections: 1,
+    pipelining: 0,
   });
+  try {
+    init.signal?.throwIfAborted();
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, {
+        dispatcher: agent,
+        method: (init.method ?? 'GET'),
+        headers: init.headers,
+        body: init.body,
+        signal: init.signal,
+      });
+    } catch (err) {
+      throw classifyTransportError(err, init.signal);
+    }
+    // Destroying the body stream below emits 'error' (RequestAbortedError): without a listener,
+    // that is an uncaught exception that takes the whole worker down.
+    res.body.on('error', () => undefined);
+    const status = res.statusCode;
+    if (!Number.isInteger(status) || status < 200 || status > 599) {
+      res.body.destroy();
+      throw new BadResponseError(`answered with status ${status}, outside 200-599`);
+    }
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    let truncated = false;
+    try {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        const room = maxBody - kept;
+        if (chunk.length > room) {
+          if (room > 0) chunks.push(chunk.subarray(0, room));
+          kept = maxBody;
+          truncated = true;
+          break;
+        }
+        chunks.push(chunk);
+        kept += chunk.length;
+      }
+    } catch (err) {
+      throw classifyTransportError(err, init.signal);
+    } finally {
+      // Leaving the loop early (or on an error) must not leave the rest of the body streaming in.
+      if (!res.body.destroyed) res.body.destroy();
+    }
+    return { status, headers: res.headers, body: Buffer.concat(chunks), truncated };
+  } finally {
+    agent.destroy().catch(() => undefined);
+  }
+}
+
+/** undici error codes of answers that are not usable HTTP. */
+const BAD_RESPONSE_CODES: Readonly<Record<string, string>> = {
+  UND_ERR_HEADERS_OVERFLOW: 'sent headers larger than 16 KiB',
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'sent a body that does not match its Content-Length',
+  UND_ERR_RES_EXCEEDED_MAX_SIZE: 'sent a body over the size limit',
+};
+
+/** Maps an undici failure: garbled answers and unexpected 1xx or upgrades become {@link BadResponseError}. */
+function classifyTransportError(err: unknown, signal: AbortSignal | undefined): unknown {
+  if (signal?.aborted) return signal.reason ?? err;
+  const e = err as { name?: string; code?: string; message?: string };
+  if (e.name === 'HTTPParserError')
+    return new BadResponseError(`sent a malformed HTTP response: ${e.message}`, { cause: err });
+  const known = e.code ? BAD_RESPONSE_CODES[e.code] : undefined;
+  if (known) return new BadResponseError(known, { cause: err });
+  // undici's words for a 101 nobody asked for, and for a 1xx that is not followed by an answer.
+  if (e.code === 'UND_ERR_SOCKET' && e.message === 'bad upgrade') {
+    return new BadResponseError('answered with a protocol upgrade (101) that was not asked for', { cause: err });
+  }
+  if (e.code === 'UND_ERR_SOCKET' && e.message === 'bad response') {
+    return new BadResponseError('answered with an informational (1xx) status as its answer', { cause: err });
+  }
+  return err;
 }

@@ -103,6 +103,11 @@ export const FailureType = {
   DownstreamRejected: 'DownstreamRejected',
   /** A downstream answered 5xx (other than 503) or the connection failed: worth a retry. */
   DownstreamError: 'DownstreamError',
+  /**
+   * A downstream's answer was not usable HTTP: a status outside 200-599, a 1xx or protocol
+   * upgrade as the final answer, or a garbled response. Retried: the receiver may be fixed.
+   */
+  BadResponse: 'BadResponse',
   /** An attempt ran out of time (for example an HTTP request timeout): worth a retry. */
   Timeout: 'Timeout',
   /** The per-activity retry budget from config is spent: the last failure is attached as the cause. */

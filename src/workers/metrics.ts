@@ -132,9 +132,13 @@ export function isRetryableFailure(err: unknown): boolean {
   return true;
 }
 
-/** The message of a RetriesExhausted failure: the type, the budget spent and the last failure. */
+/**
+ * The message of a RetriesExhausted failure: the activity type, the budget spent and the last
+ * failure, with that failure's own type when it has one (`last (Timeout): …`).
+ */
 export function retriesExhaustedMessage(activityType: string, attempts: number, budget: number, err: unknown): string {
-  return `${activityType}: ${attempts} of ${budget} attempts failed; last: ${err instanceof Error ? err.message : String(err)}`;
+  const lastType = err instanceof ApplicationFailure && err.type ? ` (${err.type})` : '';
+  return `${activityType}: ${attempts} of ${budget} attempts failed; last${lastType}: ${err instanceof Error ? err.message : String(err)}`;
 }
 
 function failureType(err: unknown): string {

@@ -14,7 +14,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { DeadLetter, DeadLetterInput, DlqStore } from '../../dlq/store';
 import { parseRetryAfter, type WebhookLimiter } from '../../ratelimit/webhook-limiter';
 import { FailureType } from '../../shared/constants';
-import { assertSafeWebhookUrl, fetchPinned, parseAllowList } from '../../security/ssrf';
+import { BadResponseError, assertSafeWebhookUrl, fetchPinned, parseAllowList } from '../../security/ssrf';
 
 /** Dependencies of the notify activities. */
 export interface NotifyDeps {
@@ -66,9 +66,48 @@ function failureForStatus(status: number, retryAfterMs: number | undefined, url:
   if (status === 404 || status === 410)
     return ApplicationFailure.create({ type: FailureType.NotFound, message, nonRetryable: true });
   if (status === 408) return ApplicationFailure.create({ type: FailureType.Timeout, message });
+  if (status >= 300 && status < 400) {
+    return ApplicationFailure.create({
+      type: FailureType.DownstreamRejected,
+      message: `${message} (a redirect; webhooks do not follow redirects: configure the final URL)`,
+      nonRetryable: true,
+    });
+  }
   if (status >= 400 && status < 500)
     return ApplicationFailure.create({ type: FailureType.DownstreamRejected, message, nonRetryable: true });
   return ApplicationFailure.create({ type: FailureType.DownstreamError, message, details: [{ status }] });
+}
+
+function headerValue(value: string | string[] | undefined): string | null {
+  return (Array.isArray(value) ? value[0] : value) ?? null;
+}
+
+/** undici error codes of a request that ran out of time (connect, headers or body). */
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/**
+ * A failed request as a typed, retryable failure: `BadResponse` when the receiver's answer was
+ * not usable HTTP, `Timeout` when connect, headers, body or the whole request ran out of time,
+ * `DownstreamError` for any other network failure.
+ */
+function deliveryFailure(err: unknown, origin: string, timeoutMs: number): ApplicationFailure {
+  const e = err as Error & { code?: string };
+  if (e instanceof BadResponseError) {
+    return ApplicationFailure.create({
+      type: FailureType.BadResponse,
+      message: `webhook ${origin} ${e.message}`,
+      cause: e,
+    });
+  }
+  if (e.name === 'TimeoutError' || TIMEOUT_CODES.has(e.code ?? '')) {
+    const what = e.name === 'TimeoutError' ? `no complete answer within ${timeoutMs} ms` : e.message;
+    return ApplicationFailure.create({ type: FailureType.Timeout, message: `webhook ${origin}: ${what}`, cause: e });
+  }
+  return ApplicationFailure.create({
+    type: FailureType.DownstreamError,
+    message: `webhook ${origin}: ${e.code ? `${e.code} ` : ''}${e.message}`,
+    cause: e,
+  });
 }
 
 /** Creates the notify activities. */
@@ -137,27 +176,22 @@ export function createNotifyActivities(deps: NotifyDeps) {
               },
               body,
               signal: AbortSignal.any([ctx.cancellationSignal, AbortSignal.timeout(timeoutMs)]),
+              headersTimeoutMs: timeoutMs,
+              bodyTimeoutMs: timeoutMs,
             });
           } catch (err) {
             if (ctx.cancellationSignal.aborted) throw err;
-            const timedOut = (err as Error).name === 'TimeoutError';
-            throw ApplicationFailure.create({
-              type: timedOut ? FailureType.Timeout : FailureType.DownstreamError,
-              message: `webhook ${url.origin}: ${timedOut ? `no answer within ${timeoutMs} ms` : (err as Error).message}`,
-              cause: err as Error,
-            });
+            throw deliveryFailure(err, url.origin, timeoutMs);
           }
         },
         // Waiting for the limiter can take a while under load: keep the heartbeat going.
         { signal: ctx.cancellationSignal, onWait: () => ctx.heartbeat({ waiting: true }) },
       );
-      // Drain the body so the connection can be reused.
-      await response.arrayBuffer().catch(() => undefined);
-      if (response.ok) {
+      if (response.status >= 200 && response.status < 300) {
         ctx.log.debug('webhook delivered', { url: url.origin, status: response.status, attempt });
         return { status: response.status, attempt, idempotencyKey };
       }
-      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
+      const retryAfterMs = parseRetryAfter(headerValue(response.headers['retry-after']));
       if ((response.status === 429 || response.status === 503) && retryAfterMs !== undefined) {
         deps.limiter.penalize(retryAfterMs);
       }
