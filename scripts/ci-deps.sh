@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
-# System tools the test suite needs beyond npm packages. Idempotent and quiet; run as root in CI
-# (`bash scripts/ci-deps.sh`) before `npm test`. Each section installs one tool if it is missing.
+# System tools the test suite needs beyond npm packages. Idempotent and quiet: `npm test` runs it
+# first (pretest), and so does `.ci/run`. Each section installs or starts one tool if it is
+# missing and says what it does; with everything present it prints one line. Debian packages need
+# root: without it, a missing package fails here with its name and the command to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step="start"
 say() { step="$*"; echo "ci-deps: $*"; }
 trap 'echo "ci-deps: FAILED while: $step" >&2' ERR
 
+# apt-get as root, or a clear failure naming the package when this user cannot install it.
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "ci-deps: the tests need the Debian package(s) $*, which only root can install:" >&2
+    echo "ci-deps:   sudo apt-get update && sudo apt-get install -y $*" >&2
+    echo "ci-deps: (or run 'sudo bash scripts/ci-deps.sh' once)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # promtool (Debian's `prometheus` package): `promtool check rules` / `promtool test rules` on deploy/prometheus/.
 if ! command -v promtool >/dev/null 2>&1; then
   say "installing promtool (apt: prometheus)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt_install prometheus
   # The package starts a Prometheus server where services run; tests only need the binary.
   (systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true)
 fi
@@ -30,9 +43,7 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   say "starting Redis on 127.0.0.1:6379"
   if ! command -v redis-server >/dev/null 2>&1; then
     say "installing Redis (apt: redis-server)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    apt_install redis-server
   fi
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
@@ -41,9 +52,7 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   say "starting PostgreSQL on 127.0.0.1:5432"
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     say "installing PostgreSQL (apt: postgresql)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    apt_install postgresql
     # Trust auth on loopback, as the tests expect (a throwaway CI database).
     for hba in /etc/postgresql/*/main/pg_hba.conf; do
       sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/; s/^(local\s+all\s+(postgres|all)\s+)\S+/\1trust/' "$hba"
@@ -58,8 +67,6 @@ fi
 # /usr/bin/chromium; no browser download).
 if [ ! -x /usr/bin/chromium ]; then
   say "installing Chromium (apt: chromium)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  apt_install chromium
 fi
 echo "ci-deps: ready (promtool, kustomize, Redis, PostgreSQL, Chromium)"
