@@ -29,7 +29,7 @@ describe('scripts/ci-deps.sh', () => {
     const asNobody =
       process.getuid?.() === 0 ? [which('setpriv'), '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
     const [cmd, ...args] = [...asNobody, path.join(bin, 'bash'), path.join(REPO_ROOT, 'scripts', 'ci-deps.sh')];
-    const run = spawnSync(cmd!, args, { env: { PATH: bin }, encoding: 'utf8', timeout: 30_000 });
+    const run = spawnSync(cmd, args, { env: { PATH: bin }, encoding: 'utf8', timeout: 30_000 });
     expect(run.status).toBe(1);
     expect(run.stderr).toContain('the Debian package(s) prometheus, which only root can install');
     expect(run.stderr).toContain('sudo apt-get update && sudo apt-get install -y prometheus');
