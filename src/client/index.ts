@@ -115,6 +115,17 @@ export interface StartVideoOptions {
   webhook?: WebhookTarget;
 }
 
+/** A cancel (or other change) asked of a run that has already closed. */
+export class PipelineClosedError extends Error {
+  constructor(
+    readonly workflowId: string,
+    readonly status: PipelineStatus,
+  ) {
+    super(`${workflowId} is already ${status.toLowerCase().replace(/_/g, ' ')}: nothing to cancel`);
+    this.name = 'PipelineClosedError';
+  }
+}
+
 export interface StartedPipeline {
   workflowId: string;
   runId: string | undefined;
@@ -475,9 +486,24 @@ export class SluiceClient {
     return this.temporal.workflow.getHandle(workflowId).result() as Promise<R>;
   }
 
-  /** Requests cancellation; the pipeline stops its sub-jobs and removes partial outputs. */
+  /**
+   * Requests cancellation; the pipeline stops its sub-jobs and removes partial outputs. Throws
+   * {@link PipelineClosedError} when the run has already closed (nothing to cancel).
+   */
   async cancel(workflowId: string): Promise<void> {
-    await this.temporal.workflow.getHandle(workflowId).cancel();
+    const handle = this.temporal.workflow.getHandle(workflowId);
+    const closed = async () => {
+      const status = (await handle.describe()).status.name as PipelineStatus;
+      return status === 'RUNNING' ? undefined : new PipelineClosedError(workflowId, status);
+    };
+    const before = await closed();
+    if (before) throw before;
+    try {
+      await handle.cancel();
+    } catch (err) {
+      // It closed between the describe and the request.
+      throw (await closed()) ?? err;
+    }
   }
 
   /** True when a workflow with this ID exists. */
