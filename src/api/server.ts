@@ -4,7 +4,7 @@
  *   POST   /v1/videos          JSON body + `Idempotency-Key` header → 202 {workflowId, runId}
  *   POST   /v1/reports         JSON body + `Idempotency-Key` header → 202 {workflowId, runId}
  *   GET    /v1/pipelines/:id   → 200 status, stage and progress
- *   DELETE /v1/pipelines/:id   → 202 cancellation requested
+ *   DELETE /v1/pipelines/:id   → 202 cancellation requested; 409 when the run has already closed
  *
  * The same key (per tenant) always names the same workflow. Invalid input gets 400 with the
  * issues, each naming its field; a body over the limit gets 413; nothing starts in either case.
@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import {
   InvalidInputError,
+  PipelineClosedError,
   REPORT_OPTION_KEYS,
   VIDEO_OPTION_KEYS,
   type SluiceClient,
@@ -132,6 +133,8 @@ export function createApiServer(opts: ApiServerOptions): http.Server {
       } catch (err) {
         if (err instanceof WorkflowNotFoundError)
           throw new HttpError(404, { error: 'no such pipeline', workflowId: id });
+        if (err instanceof PipelineClosedError)
+          throw new HttpError(409, { error: err.message, workflowId: id, status: err.status });
         throw err;
       }
       throw new HttpError(405, { error: 'method not allowed', allowed: ['GET', 'DELETE'] });

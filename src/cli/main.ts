@@ -86,11 +86,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .command('video')
     .description('transcode a video into renditions, thumbnails and a manifest')
     .argument('<path>', 'input file, inside SLUICE_MEDIA_ROOT')
-    .option('--renditions <list>', 'comma-separated renditions', '360p,720p')
-    .option('--chunk-seconds <n>', 'seconds of source per transcode chunk', parseNumber('chunk-seconds'), 30)
-    .option('--thumbnails <n>', 'number of thumbnails', parseNumber('thumbnails'), 3)
-    .addOption(new Option('--priority <tier>', 'tier').choices([...TIERS]).default('default'))
-    .option('--tenant <tenant>', 'tenant', 'default')
+    // No defaults here: the pipeline's input schema owns them (the help text names them).
+    .option('--renditions <list>', 'comma-separated renditions (default: 360p,720p)')
+    .option('--chunk-seconds <n>', 'seconds of source per transcode chunk (default: 30)', parseNumber('chunk-seconds'))
+    .option('--thumbnails <n>', 'number of thumbnails (default: 3)', parseNumber('thumbnails'))
+    .addOption(new Option('--priority <tier>', 'tier (default: default)').choices([...TIERS]))
+    .option('--tenant <tenant>', 'tenant (default: default)')
     .option('--id <key>', 'idempotency key (default: derived from the file and options)')
     .option('--webhook <url>', 'completion callback: a signed POST once the outputs are written')
     .option('--wait', 'wait for the result')
@@ -99,14 +100,17 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const json = Boolean(opts.json);
       const start: StartVideoOptions = {
         source,
-        renditions: String(opts.renditions)
-          .split(',')
-          .map((r) => r.trim())
-          .filter(Boolean),
-        chunkSeconds: opts.chunkSeconds as number,
-        thumbnails: opts.thumbnails as number,
-        tier: opts.priority as Tier,
-        tenant: opts.tenant as string,
+        renditions:
+          typeof opts.renditions !== 'string'
+            ? undefined
+            : opts.renditions
+                .split(',')
+                .map((r) => r.trim())
+                .filter(Boolean),
+        chunkSeconds: opts.chunkSeconds as number | undefined,
+        thumbnails: opts.thumbnails as number | undefined,
+        tier: opts.priority as Tier | undefined,
+        tenant: opts.tenant as string | undefined,
         idempotencyKey: opts.id as string | undefined,
         ...(opts.webhook !== undefined ? { webhook: { url: opts.webhook as string } } : {}),
       };

@@ -31,7 +31,6 @@ import {
   PRIORITY_KEY_BY_TIER,
   PipelineKind,
   Tier,
-  VIDEO_LIMITS,
   pipelineWorkflowId,
   taskQueueFor,
 } from '../shared/constants';
@@ -48,7 +47,7 @@ import {
   type ValidVideoPipelineInput,
   type VideoPipelineResult,
 } from '../shared/video';
-import { parseFailurePolicy, type FailurePolicy } from '../shared/fan-out';
+import type { FailurePolicy } from '../shared/fan-out';
 import {
   ReportPipelineInputSchema,
   type ReportFormat,
@@ -128,6 +127,17 @@ export interface StartVideoOptions {
   webhook?: WebhookTarget;
 }
 
+/** A cancel (or other change) asked of a run that has already closed. */
+export class PipelineClosedError extends Error {
+  constructor(
+    readonly workflowId: string,
+    readonly status: PipelineStatus,
+  ) {
+    super(`${workflowId} is already ${status.toLowerCase().replace(/_/g, ' ')}: nothing to cancel`);
+    this.name = 'PipelineClosedError';
+  }
+}
+
 export interface StartedPipeline {
   workflowId: string;
   runId: string | undefined;
@@ -186,6 +196,11 @@ export const REPORT_OPTION_KEYS = [
  * Issues with the options object itself: not an object, or fields that are not options. Apps in
  * plain JavaScript (and the HTTP API) can send anything; a misspelt option must not be ignored.
  */
+/** The options among `keys` that are set (undefined means "use the schema's default"). */
+function definedOptions(opts: object, keys: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(opts).filter(([k, v]) => keys.includes(k) && v !== undefined));
+}
+
 function shapeIssues(opts: unknown, allowed: readonly string[]): InputIssue[] {
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts))
     return [{ path: '(input)', message: 'must be an object' }];
@@ -246,18 +261,11 @@ export class SluiceClient {
     if (opts.source !== undefined && typeof opts.source !== 'string')
       issues.push({ path: 'source', message: 'must be a string' });
     const source = typeof opts.source === 'string' ? this.checkSource(opts.source, issues) : undefined;
-    const tier = opts.tier ?? Tier.default;
+    // The schema owns every default (the workflow applies the same ones to any client's input).
     const candidate = {
+      ...definedOptions(opts, VIDEO_OPTION_KEYS),
       source: source ?? (typeof opts.source === 'string' && opts.source ? opts.source : ''),
-      renditions: opts.renditions ?? ['360p', '720p'],
-      chunkSeconds: opts.chunkSeconds ?? VIDEO_LIMITS.defaultChunkSeconds,
-      thumbnails: opts.thumbnails ?? VIDEO_LIMITS.defaultThumbnails,
-      tier,
-      tenant: opts.tenant ?? 'default',
       idempotencyKey: opts.idempotencyKey ?? 'pending',
-      ...(opts.window !== undefined ? { window: opts.window } : {}),
-      ...(opts.priorityKey !== undefined ? { priorityKey: opts.priorityKey } : {}),
-      ...(opts.webhook !== undefined ? { webhook: opts.webhook } : {}),
     };
     const parsed = VideoPipelineInputSchema.safeParse(candidate);
     if (!parsed.success) {
@@ -437,30 +445,8 @@ export class SluiceClient {
   validateReport(opts: StartReportOptions): ValidReportPipelineInput {
     const issues = shapeIssues(opts, REPORT_OPTION_KEYS);
     if (typeof opts !== 'object' || opts === null) throw new InvalidInputError(issues);
-    let policy: FailurePolicy | undefined;
-    const rawPolicy = opts.policy ?? 'fail-fast';
-    if (typeof rawPolicy === 'string') {
-      const p = parseFailurePolicy(rawPolicy);
-      if ('error' in p) issues.push({ path: 'policy', message: p.error });
-      else policy = p;
-    } else policy = rawPolicy;
-    const candidate = {
-      ...(opts.from !== undefined ? { from: opts.from } : {}),
-      ...(opts.to !== undefined ? { to: opts.to } : {}),
-      ...(opts.lastMonths !== undefined ? { lastMonths: opts.lastMonths } : {}),
-      measures: opts.measures ?? ['orders', 'revenue'],
-      groupBy: opts.groupBy ?? ['month'],
-      format: opts.format ?? 'html',
-      tier: opts.tier ?? Tier.default,
-      tenant: opts.tenant ?? 'default',
-      ...(opts.tenantFilter !== undefined ? { tenantFilter: opts.tenantFilter } : {}),
-      idempotencyKey: opts.idempotencyKey ?? 'pending',
-      policy: policy ?? { kind: 'fail-fast' },
-      ...(opts.window !== undefined ? { window: opts.window } : {}),
-      ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
-      ...(opts.priorityKey !== undefined ? { priorityKey: opts.priorityKey } : {}),
-      ...(opts.webhook !== undefined ? { webhook: opts.webhook } : {}),
-    };
+    // The schema owns every default and parses the policy's CLI spelling.
+    const candidate = { ...definedOptions(opts, REPORT_OPTION_KEYS), idempotencyKey: opts.idempotencyKey ?? 'pending' };
     const parsed = ReportPipelineInputSchema.safeParse(candidate);
     if (!parsed.success) issues.push(...zodIssues(parsed.error));
     if (issues.length > 0 || !parsed.success) throw new InvalidInputError(issues);
@@ -606,9 +592,24 @@ export class SluiceClient {
     return this.withFreshUrls((await this.temporal.workflow.getHandle(workflowId).result()) as R);
   }
 
-  /** Requests cancellation; the pipeline stops its sub-jobs and removes partial outputs. */
+  /**
+   * Requests cancellation; the pipeline stops its sub-jobs and removes partial outputs. Throws
+   * {@link PipelineClosedError} when the run has already closed (nothing to cancel).
+   */
   async cancel(workflowId: string): Promise<void> {
-    await this.temporal.workflow.getHandle(workflowId).cancel();
+    const handle = this.temporal.workflow.getHandle(workflowId);
+    const closed = async () => {
+      const status = (await handle.describe()).status.name as PipelineStatus;
+      return status === 'RUNNING' ? undefined : new PipelineClosedError(workflowId, status);
+    };
+    const before = await closed();
+    if (before) throw before;
+    try {
+      await handle.cancel();
+    } catch (err) {
+      // It closed between the describe and the request.
+      throw (await closed()) ?? err;
+    }
   }
 
   /** True when a workflow with this ID exists. */

@@ -6,7 +6,6 @@ import fs from 'node:fs';
 import { LineCounter, isNode, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { IDEMPOTENCY_KEY_PATTERN, TIERS, type Tier } from '../shared/constants';
-import { parseFailurePolicy } from '../shared/fan-out';
 import { ReportPipelineInputSchema, type ValidReportPipelineInput } from '../shared/report';
 
 /** Overlap policies of the Temporal schedule API. */
@@ -122,30 +121,8 @@ export function parseSchedules(text: string, file = 'schedules.yaml'): ScheduleD
     if (seen.has(s.id))
       problems.push({ line: lineOf(doc, lc, at('id')), path: at('id').join('.'), message: `duplicate id ${s.id}` });
     seen.add(s.id);
-    const raw = s.input;
-    let policy: unknown = raw.policy ?? 'fail-fast';
-    if (typeof policy === 'string') {
-      const p = parseFailurePolicy(policy);
-      if ('error' in p) {
-        problems.push({
-          line: lineOf(doc, lc, at('input', 'policy')),
-          path: at('input', 'policy').join('.'),
-          message: p.error,
-        });
-        return;
-      }
-      policy = p;
-    }
-    const candidate = {
-      measures: ['orders', 'revenue'],
-      groupBy: ['month'],
-      format: 'html',
-      tenant: 'default',
-      ...raw,
-      policy,
-      tier: s.tier,
-      idempotencyKey: s.id,
-    };
+    // The pipeline's input schema owns the defaults and the policy's CLI spelling.
+    const candidate = { ...s.input, tier: s.tier, idempotencyKey: s.id };
     const input = ReportPipelineInputSchema.safeParse(candidate);
     if (!input.success) {
       for (const i of input.error.issues) {

@@ -248,3 +248,21 @@ export interface FlowMemo {
    */
   promoteAfterSeconds?: Partial<Record<Tier, number>>;
 }
+
+/** Tier of a pipeline whose input names none. */
+export const DEFAULT_TIER: Tier = Tier.default;
+
+/** Tenant of a pipeline whose input names none. */
+export const DEFAULT_TENANT = 'default';
+
+/** Defaults of the video input that are not limits. */
+export const VIDEO_DEFAULTS = {
+  /** @default ['360p', '720p'] */
+  renditions: ['360p', '720p'] as readonly RenditionName[],
+} as const;
+
+/**
+ * Promotion ages a pipeline uses when its start carries no flow memo and its input none: the
+ * same as SLUICE_PROMOTION_AGE_SECONDS' default, so a run started by any client promotes alike.
+ */
+export const DEFAULT_PROMOTE_AFTER_SECONDS: Readonly<Partial<Record<Tier, number>>> = { low: 1800 };

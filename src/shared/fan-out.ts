@@ -60,6 +60,26 @@ export function parseFailurePolicy(text: string): FailurePolicy | { error: strin
   }
 }
 
+/**
+ * A failure policy as pipelines accept it: the CLI spelling (`partial`, `quorum:3`,
+ * `retry-failed:2`, …) or the object form. A string that does not parse fails with the parser's
+ * message, so the issue names `policy` and says what is allowed.
+ */
+export const FailurePolicyInputSchema = z.union([
+  z
+    .string()
+    .describe('fail-fast | retry-failed[:N] | partial | deadline-partial[:SECONDS] | quorum:K')
+    .transform((text, ctx): FailurePolicy => {
+      const p = parseFailurePolicy(text);
+      if ('error' in p) {
+        ctx.addIssue({ code: 'custom', message: p.error });
+        return z.NEVER;
+      }
+      return p;
+    }),
+  FailurePolicySchema,
+]);
+
 /** A sub-job as data: which activity to run with which input. Serializable, so batches can go to child workflows. */
 export interface SubJob {
   activity: string;

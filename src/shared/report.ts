@@ -5,8 +5,9 @@
  */
 import type { Artifact } from './artifact';
 import { z } from 'zod';
-import { IDEMPOTENCY_KEY_PATTERN, TENANT_PATTERN, TIERS, type Tier } from './constants';
-import { FailurePolicySchema } from './fan-out';
+import { DEFAULT_TENANT, DEFAULT_TIER, IDEMPOTENCY_KEY_PATTERN, TENANT_PATTERN, TIERS, type Tier } from './constants';
+import { FailurePolicyInputSchema } from './fan-out';
+import { PromoteAfterSecondsSchema } from './flow';
 import { WebhookTargetSchema, type WebhookOutcome } from './webhook';
 
 /**
@@ -50,6 +51,16 @@ export type ReportFormat = (typeof REPORT_FORMATS)[number];
 export const REPORT_SOURCES = ['duckdb', 'postgres'] as const;
 export type ReportSource = (typeof REPORT_SOURCES)[number];
 
+/** Defaults of the report input (the schema applies them; clients need not). */
+export const REPORT_DEFAULTS = {
+  /** @default ['orders', 'revenue'] */
+  measures: ['orders', 'revenue'] as readonly Measure[],
+  /** @default ['month'] */
+  groupBy: ['month'] as readonly GroupBy[],
+  /** @default 'html' */
+  format: 'html' as ReportFormat,
+} as const;
+
 /** `YYYY-MM`, months 01-12. */
 export const MONTH_PATTERN = /^\d{4}-(0[1-9]|1[0-2])$/;
 
@@ -83,11 +94,12 @@ export function addMonths(month: string, n: number): string {
 }
 
 const month = z.string().regex(MONTH_PATTERN, 'must be a month as YYYY-MM');
-const measure = z.string().refine((v): v is Measure => (MEASURE_NAMES as string[]).includes(v), {
-  message: `unknown measure; expected one of ${MEASURE_NAMES.join(', ')}`,
+// Enums (not refined strings) so the generated JSON Schema lists the names.
+const measure = z.enum(MEASURE_NAMES as [Measure, ...Measure[]], {
+  errorMap: () => ({ message: `unknown measure; expected one of ${MEASURE_NAMES.join(', ')}` }),
 });
-const groupBy = z.string().refine((v): v is GroupBy => (GROUP_BY_NAMES as string[]).includes(v), {
-  message: `not an allowed group-by column; expected some of ${GROUP_BY_NAMES.join(', ')}`,
+const groupBy = z.enum(GROUP_BY_NAMES as [GroupBy, ...GroupBy[]], {
+  errorMap: () => ({ message: `not an allowed group-by column; expected some of ${GROUP_BY_NAMES.join(', ')}` }),
 });
 
 /** Schema of {@link ReportPipelineInput}. */
@@ -102,23 +114,36 @@ export const ReportPipelineInputSchema = z
      * schedules, whose arguments are fixed).
      */
     lastMonths: z.number().int().min(1).max(REPORT_LIMITS.maxMonths).optional(),
+    /** Measures to compute. @default ['orders', 'revenue'] */
     measures: z
       .array(measure)
       .min(1, 'at least one measure')
-      .refine((l) => new Set(l).size === l.length, 'measures must not repeat'),
+      .refine((l) => new Set(l).size === l.length, 'measures must not repeat')
+      .default([...REPORT_DEFAULTS.measures]),
+    /** Group-by columns (empty: one total row). @default ['month'] */
     groupBy: z
       .array(groupBy)
       .max(GROUP_BY_NAMES.length)
-      .refine((l) => new Set(l).size === l.length, 'group-by columns must not repeat'),
-    format: z.enum(REPORT_FORMATS),
-    tier: z.enum(TIERS as [Tier, ...Tier[]]),
+      .refine((l) => new Set(l).size === l.length, 'group-by columns must not repeat')
+      .default([...REPORT_DEFAULTS.groupBy]),
+    /** Primary artifact (all three are written). @default 'html' */
+    format: z.enum(REPORT_FORMATS).default(REPORT_DEFAULTS.format),
+    /** Priority tier; the run must be started on this tier's task queue. @default 'default' */
+    tier: z.enum(TIERS as [Tier, ...Tier[]]).default(DEFAULT_TIER),
+    /** Tenant: the second part of the workflow ID and the fairness key. @default 'default' */
     tenant: z
       .string()
-      .regex(TENANT_PATTERN, 'must be 1-63 characters of a-z, 0-9, _ or -, starting with a letter or digit'),
+      .regex(TENANT_PATTERN, 'must be 1-63 characters of a-z, 0-9, _ or -, starting with a letter or digit')
+      .default(DEFAULT_TENANT),
     /** Only rows of this data tenant (bound as a query parameter). @default all tenants */
     tenantFilter: z.string().regex(TENANT_PATTERN, 'must be a tenant name').optional(),
+    /** The third part of the workflow ID (`report:<tenant>:<idempotencyKey>`). */
     idempotencyKey: z.string().regex(IDEMPOTENCY_KEY_PATTERN, 'must be 1-128 characters of A-Z, a-z, 0-9, ., _ or -'),
-    policy: FailurePolicySchema,
+    /**
+     * Fan-in failure policy: `fail-fast`, `retry-failed[:N]`, `partial`, `deadline-partial[:S]`,
+     * `quorum:K`, or the object form (`{"kind":"quorum","k":3}`). @default 'fail-fast'
+     */
+    policy: FailurePolicyInputSchema.default('fail-fast'),
     /** Sub-jobs in flight at once (activities, or child batches for large fan-outs). @default 12 */
     window: z.number().int().min(1).max(500).default(REPORT_LIMITS.defaultWindow),
     /** Split each partition into this many sub-jobs (by `order_id % shards`). @default 1 */
@@ -127,6 +152,8 @@ export const ReportPipelineInputSchema = z
     priorityKey: z.number().int().min(1).max(5).optional(),
     /** Completion callback, POSTed once the report's artifacts are written. */
     webhook: WebhookTargetSchema.optional(),
+    /** Promotion ages by tier, used when the start carries no flow memo. @default { low: 1800 } */
+    promoteAfterSeconds: PromoteAfterSecondsSchema.optional(),
   })
   .strict()
   .superRefine((v, ctx) => {

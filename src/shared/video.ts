@@ -4,20 +4,25 @@
  */
 import { z } from 'zod';
 import {
+  DEFAULT_TENANT,
+  DEFAULT_TIER,
   IDEMPOTENCY_KEY_PATTERN,
   RENDITION_NAMES,
   TENANT_PATTERN,
   TIERS,
   MAX_SOURCE_LENGTH,
+  VIDEO_DEFAULTS,
   VIDEO_LIMITS,
   type RenditionName,
   type Tier,
 } from './constants';
 import type { Artifact } from './artifact';
+import { PromoteAfterSecondsSchema } from './flow';
 import { WebhookTargetSchema, type WebhookOutcome } from './webhook';
 
-const renditionName = z.string().refine((v): v is RenditionName => (RENDITION_NAMES as string[]).includes(v), {
-  message: `unknown rendition; expected one of ${RENDITION_NAMES.join(', ')}`,
+// An enum (not a refined string) so the generated JSON Schema lists the names.
+const renditionName = z.enum(RENDITION_NAMES as [RenditionName, ...RenditionName[]], {
+  errorMap: () => ({ message: `unknown rendition; expected one of ${RENDITION_NAMES.join(', ')}` }),
 });
 
 /** Schema of {@link VideoPipelineInput}. `source` is only checked for shape here; the file checks need Node. */
@@ -28,25 +33,35 @@ export const VideoPipelineInputSchema = z
       .min(1, 'must not be empty')
       .max(MAX_SOURCE_LENGTH, `must be at most ${MAX_SOURCE_LENGTH} characters`)
       .refine((v) => !v.includes('\0'), 'must not contain NUL'),
+    /** Renditions to make. @default ['360p', '720p'] */
     renditions: z
       .array(renditionName)
       .min(1, 'at least one rendition')
       .max(RENDITION_NAMES.length)
-      .refine((list) => new Set(list).size === list.length, 'renditions must not repeat'),
+      .refine((list) => new Set(list).size === list.length, 'renditions must not repeat')
+      .default([...VIDEO_DEFAULTS.renditions]),
+    /** Seconds of source per transcode chunk. @default 30 */
     chunkSeconds: z
       .number({ invalid_type_error: 'must be a number' })
       .finite()
       .min(VIDEO_LIMITS.minChunkSeconds, `must be at least ${VIDEO_LIMITS.minChunkSeconds}`)
-      .max(VIDEO_LIMITS.maxChunkSeconds, `must be at most ${VIDEO_LIMITS.maxChunkSeconds}`),
+      .max(VIDEO_LIMITS.maxChunkSeconds, `must be at most ${VIDEO_LIMITS.maxChunkSeconds}`)
+      .default(VIDEO_LIMITS.defaultChunkSeconds),
+    /** Thumbnails to extract. @default 3 */
     thumbnails: z
       .number({ invalid_type_error: 'must be a number' })
       .int('must be a whole number')
       .min(0, 'must not be negative')
-      .max(VIDEO_LIMITS.maxThumbnails, `must be at most ${VIDEO_LIMITS.maxThumbnails}`),
-    tier: z.enum(TIERS as [Tier, ...Tier[]]),
+      .max(VIDEO_LIMITS.maxThumbnails, `must be at most ${VIDEO_LIMITS.maxThumbnails}`)
+      .default(VIDEO_LIMITS.defaultThumbnails),
+    /** Priority tier; the run must be started on this tier's task queue. @default 'default' */
+    tier: z.enum(TIERS as [Tier, ...Tier[]]).default(DEFAULT_TIER),
+    /** Tenant: the second part of the workflow ID and the fairness key. @default 'default' */
     tenant: z
       .string()
-      .regex(TENANT_PATTERN, 'must be 1-63 characters of a-z, 0-9, _ or -, starting with a letter or digit'),
+      .regex(TENANT_PATTERN, 'must be 1-63 characters of a-z, 0-9, _ or -, starting with a letter or digit')
+      .default(DEFAULT_TENANT),
+    /** The third part of the workflow ID (`video:<tenant>:<idempotencyKey>`). */
     idempotencyKey: z.string().regex(IDEMPOTENCY_KEY_PATTERN, 'must be 1-128 characters of A-Z, a-z, 0-9, ., _ or -'),
     /** Sub-jobs in flight at once (activities, or child batches for large fan-outs). @default 16 */
     window: z.number().int().min(1).max(500).default(16),
@@ -54,6 +69,8 @@ export const VideoPipelineInputSchema = z
     priorityKey: z.number().int().min(1).max(5).optional(),
     /** Completion callback, POSTed once the renditions and manifest are written. */
     webhook: WebhookTargetSchema.optional(),
+    /** Promotion ages by tier, used when the start carries no flow memo. @default { low: 1800 } */
+    promoteAfterSeconds: PromoteAfterSecondsSchema.optional(),
   })
   .strict();
 

@@ -16,9 +16,16 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
-import { FailureType, MAX_PACK, NON_RETRYABLE_FAILURE_TYPES, PACKED_ACTIVITY, VIDEO_LIMITS } from '../shared/constants';
+import {
+  FLOW_MEMO_KEY,
+  FailureType,
+  MAX_PACK,
+  NON_RETRYABLE_FAILURE_TYPES,
+  PACKED_ACTIVITY,
+  VIDEO_LIMITS,
+} from '../shared/constants';
 import type { FailurePolicy, FanOutOutcome, PackInput, PackOutcome, PackResult, SubJob } from '../shared/fan-out';
-import { dispatchSubJob, recordDeadLetter, runPriority } from './flow-control';
+import { dispatchSubJob, flowMemo, ownsRunFlow, recordDeadLetter, runPriority } from './flow-control';
 
 /** Per-activity options: long activities heartbeat, short ones just time out. */
 const ACTIVITY_OPTIONS: Record<string, ActivityOptions> = {
@@ -515,6 +522,8 @@ export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOpt
         parentClosePolicy: 'TERMINATE',
         // Children inherit nothing by accident: same priority key, fairness key and weight as the run.
         priority: runPriority(),
+        // A pipeline that set its own flow settings hands them to its batches (they read the memo).
+        ...(ownsRunFlow() ? { memo: { [FLOW_MEMO_KEY]: flowMemo() } } : {}),
       }) as Promise<FanOutOutcome<R>>,
     {
       window: parallelChildren,

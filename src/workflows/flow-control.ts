@@ -50,8 +50,31 @@ const dlq = proxyActivities<{ recordDeadLetter(entry: DeadLetterInput): Promise<
   summary: 'dead-letter',
 });
 
+/**
+ * Priority and flow settings a pipeline took from its own input at its first workflow task
+ * (see ./contract.ts). Module state is per workflow run in the sandbox. Unset in runs whose
+ * history predates that (replays) and in batch children, which read their start instead.
+ */
+let owned: { priority: Priority; flow: FlowMemo } | undefined;
+
+/** Called once by a pipeline, before any activity or child starts. */
+export function adoptRunFlow(settings: { priority: Priority; flow: FlowMemo }): void {
+  owned = settings;
+}
+
+/** True once the pipeline set its own priority and flow settings ({@link adoptRunFlow}). */
+export function ownsRunFlow(): boolean {
+  return owned !== undefined;
+}
+
+/** `options` with the run's own priority once the pipeline owns it; unchanged before (replays). */
+export function withRunPriority<T extends ActivityOptions>(options: T): T {
+  return owned ? { ...options, priority: runPriority() } : options;
+}
+
 /** The flow memo the client set at start (promotion ages); empty when started some other way. */
 export function flowMemo(): FlowMemo {
+  if (owned) return owned.flow;
   const memo = workflowInfo().memo?.[FLOW_MEMO_KEY];
   return memo && typeof memo === 'object' ? memo : {};
 }
@@ -62,7 +85,7 @@ export function flowMemo(): FlowMemo {
  * key while keeping the tenant's fairness key and weight.
  */
 export function runPriority(overrideKey?: number): Priority | undefined {
-  const p = workflowInfo().priority;
+  const p = owned?.priority ?? workflowInfo().priority;
   if (!p && overrideKey === undefined) return undefined;
   return { ...(p ?? {}), ...(overrideKey !== undefined ? { priorityKey: overrideKey } : {}) };
 }

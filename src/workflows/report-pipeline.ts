@@ -12,7 +12,7 @@ import {
   patched,
   workflowInfo,
 } from '@temporalio/workflow';
-import { FailureType } from '../shared/constants';
+import { FailureType, PipelineKind } from '../shared/constants';
 import type { SubJob } from '../shared/fan-out';
 import {
   ReportPipelineInputSchema,
@@ -30,19 +30,23 @@ import type { ReportActivities } from '../activities/reports';
 import { activityOptionsFor, runSubJobs } from './fan-out';
 import { trackProgress } from './progress';
 import { deliverCompletion } from './webhook';
+import { ownContract } from './contract';
+import { withRunPriority } from './flow-control';
 
-const plan = proxyActivities<Pick<ReportActivities, 'listPartitions'>>({
-  ...activityOptionsFor('listPartitions'),
-  summary: 'list partitions',
-});
-const merge = proxyActivities<Pick<ReportActivities, 'mergeReport'>>({
-  ...activityOptionsFor('mergeReport'),
-  summary: 'merge report',
-});
-const cleanup = proxyActivities<Pick<ReportActivities, 'cleanupReport'>>({
-  ...activityOptionsFor('cleanupReport'),
-  summary: 'clean up',
-});
+/** The pipeline's own activities, with the run's priority once it owns it (see ./contract.ts). */
+function reportActivities() {
+  return {
+    plan: proxyActivities<Pick<ReportActivities, 'listPartitions'>>(
+      withRunPriority({ ...activityOptionsFor('listPartitions'), summary: 'list partitions' }),
+    ),
+    merge: proxyActivities<Pick<ReportActivities, 'mergeReport'>>(
+      withRunPriority({ ...activityOptionsFor('mergeReport'), summary: 'merge report' }),
+    ),
+    cleanup: proxyActivities<Pick<ReportActivities, 'cleanupReport'>>(
+      withRunPriority({ ...activityOptionsFor('cleanupReport'), summary: 'clean up' }),
+    ),
+  };
+}
 
 function fail(type: FailureType, message: string, details?: unknown): never {
   throw ApplicationFailure.create({ type, nonRetryable: true, message, details: details ? [details] : undefined });
@@ -66,6 +70,8 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
     fail(FailureType.InvalidInput, issues.map((i) => `${i.path}: ${i.message}`).join('; '), issues);
   }
   const input = parsed.data;
+  ownContract(PipelineKind.report, input);
+  const { plan, merge, cleanup } = reportActivities();
   const { workflowId: pipelineId, runId } = workflowInfo();
   // Every run writes under its own prefix: a later run with the same workflow ID never touches it.
   const output = `${pipelineId}/${runId}`;

@@ -9,7 +9,7 @@ import {
   proxyActivities,
   workflowInfo,
 } from '@temporalio/workflow';
-import { FailureType } from '../shared/constants';
+import { FailureType, PipelineKind } from '../shared/constants';
 import type { SubJob } from '../shared/fan-out';
 import {
   VideoPipelineInputSchema,
@@ -21,20 +21,24 @@ import {
 import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput, TranscodeChunkResult } from '../activities/media';
 import { activityOptionsFor, runSubJobs } from './fan-out';
 import { trackProgress } from './progress';
-import { recordDeadLetter } from './flow-control';
+import { recordDeadLetter, withRunPriority } from './flow-control';
+import { ownContract } from './contract';
 import { deliverCompletion } from './webhook';
 
-const probe = proxyActivities<Pick<MediaActivities, 'probeMedia'>>({
-  ...activityOptionsFor('probeMedia'),
-  summary: 'probe source',
-});
-const finish = proxyActivities<Pick<MediaActivities, 'concatRendition' | 'writeManifest'>>(
-  activityOptionsFor('concatRendition'),
-);
-const cleanup = proxyActivities<Pick<MediaActivities, 'cleanupPipeline'>>({
-  ...activityOptionsFor('cleanupPipeline'),
-  summary: 'clean up',
-});
+/** The pipeline's own activities, with the run's priority once it owns it (see ./contract.ts). */
+function mediaActivities() {
+  return {
+    probe: proxyActivities<Pick<MediaActivities, 'probeMedia'>>(
+      withRunPriority({ ...activityOptionsFor('probeMedia'), summary: 'probe source' }),
+    ),
+    finish: proxyActivities<Pick<MediaActivities, 'concatRendition' | 'writeManifest'>>(
+      withRunPriority(activityOptionsFor('concatRendition')),
+    ),
+    cleanup: proxyActivities<Pick<MediaActivities, 'cleanupPipeline'>>(
+      withRunPriority({ ...activityOptionsFor('cleanupPipeline'), summary: 'clean up' }),
+    ),
+  };
+}
 
 /** Chunk boundaries: `[start, duration]` pairs covering `durationSec`. */
 export function planChunks(durationSec: number, chunkSeconds: number): { startSec: number; durationSec: number }[] {
@@ -71,6 +75,8 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     });
   }
   const input = parsed.data;
+  ownContract(PipelineKind.video, input);
+  const { probe, finish, cleanup } = mediaActivities();
   const { workflowId: pipelineId, runId } = workflowInfo();
   // Every run writes under its own prefix: a later run with the same workflow ID never touches it.
   const output = `${pipelineId}/${runId}`;

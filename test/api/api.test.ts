@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiServer, listen } from '../../src/api/server';
 import type { SluiceClient } from '../../src/client';
-import { DuckDbSource } from '../../src/data/duckdb';
+import type { DuckDbSource } from '../../src/data/duckdb';
 import type { WorkerHost } from '../../src/workers/host';
 import {
   REPO_ROOT,

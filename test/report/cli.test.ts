@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DuckDbSource } from '../../src/data/duckdb';
+import type { DuckDbSource } from '../../src/data/duckdb';
 import type { WorkerHost } from '../../src/workers/host';
 import { oneJson, runSluice } from '../helpers/cli';
 import { makeTestEnv, startHost, type TestEnv, duckDbSource, storageOf } from '../helpers/env';

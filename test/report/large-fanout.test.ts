@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
-import { DuckDbSource } from '../../src/data/duckdb';
+import type { DuckDbSource } from '../../src/data/duckdb';
 import { VIDEO_LIMITS } from '../../src/shared/constants';
 import type { WorkerHost } from '../../src/workers/host';
 import { connectClient, makeTestEnv, startHost, type TestEnv, duckDbSource, storageOf } from '../helpers/env';

@@ -8,7 +8,6 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
 import { ConfigError, loadConfig } from '../../src/config';
-import { DuckDbSource } from '../../src/data/duckdb';
 import { loadPostgres } from '../../src/data/load-postgres';
 import { PostgresSource } from '../../src/data/postgres';
 import { freePort } from '../../src/devserver/dev-server';

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
-import { DuckDbSource } from '../../src/data/duckdb';
+import type { DuckDbSource } from '../../src/data/duckdb';
 import { findTemporalCli } from '../../src/devserver/cli-binary';
 import { applySchedules } from '../../src/schedules/apply';
 import { ScheduleFileError, loadSchedulesFile, parseSchedules } from '../../src/schedules/file';

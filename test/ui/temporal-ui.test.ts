@@ -10,7 +10,7 @@ import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
-import { DuckDbSource } from '../../src/data/duckdb';
+import type { DuckDbSource } from '../../src/data/duckdb';
 import type { WorkerHost } from '../../src/workers/host';
 import {
   REPO_ROOT,

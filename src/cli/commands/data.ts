@@ -7,7 +7,7 @@ import { loadConfig } from '../../config';
 import { generateOrders } from '../../data/generate';
 import { loadPostgres } from '../../data/load-postgres';
 import { describePgUrl } from '../../data/postgres';
-import { MONTH_PATTERN } from '../../shared/report';
+import { MONTH_PATTERN, addMonths } from '../../shared/report';
 import type { SetExit } from '../context';
 import { ExitCode, UsageError, info, printJson } from '../output';
 
@@ -39,13 +39,19 @@ export function registerDataCommands(program: Command, setExit: SetExit): void {
   data
     .command('generate')
     .description('write deterministic monthly orders partitions (Parquet) under SLUICE_DATA_DIR/orders')
-    .requiredOption('--start <YYYY-MM>', 'first month')
+    .option(
+      '--start <YYYY-MM>',
+      'first month (default: --months before the current month, so the partitions are the last complete months that lastMonths schedules read)',
+    )
     .option('--months <n>', 'number of months', '12')
     .requiredOption('--rows-per-month <n>', 'rows in each partition')
     .option('--seed <n>', 'seed of the generator', '42')
     .option('--json', 'print one JSON object on stdout')
     .action(async (opts: Record<string, unknown>) => {
-      const start = String(opts.start);
+      const count = wholeNumber('months', opts.months, 1, 240);
+      const now = new Date();
+      const thisMonth = `${now.getUTCFullYear()}-${String(now.getUTCMonth() + 1).padStart(2, '0')}`;
+      const start = typeof opts.start === 'string' ? opts.start : addMonths(thisMonth, -count);
       if (!MONTH_PATTERN.test(start))
         throw new UsageError('start', `must be a month as YYYY-MM, got ${JSON.stringify(start)}`);
       const config = loadConfig();
@@ -53,7 +59,7 @@ export function registerDataCommands(program: Command, setExit: SetExit): void {
       const parts = await generateOrders({
         dir: config.reports.partitionsDir,
         start,
-        months: wholeNumber('months', opts.months, 1, 240),
+        months: count,
         rowsPerMonth: wholeNumber('rows-per-month', opts.rowsPerMonth, 1, 100_000_000),
         seed: wholeNumber('seed', opts.seed, 0, 2 ** 31),
         threads: config.reports.duckdbThreads,

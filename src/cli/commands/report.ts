@@ -4,6 +4,7 @@
  * printing exactly one JSON object on stdout.
  */
 import { Option, type Command } from 'commander';
+import type { Artifact } from '../../shared/artifact';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { SluiceClient, StartReportOptions } from '../../client';
 import { TIERS, type Tier } from '../../shared/constants';
@@ -44,8 +45,9 @@ export async function waitForReport(client: SluiceClient, workflowId: string, js
     if (json) printJson({ workflowId, status: 'COMPLETED', result });
     else {
       info(`completed ${workflowId}${result.partial ? ' (partial)' : ''}`);
-      info(`  ${result.rows} rows: ${result.primary}`);
-      info(`  csv ${result.csv}\n  json ${result.json}\n  html ${result.html}`);
+      const where = (a: Artifact) => a.path ?? a.uri;
+      info(`  ${result.rows} rows: ${where(result.primary)}`);
+      info(`  csv ${where(result.csv)}\n  json ${where(result.json)}\n  html ${where(result.html)}`);
       info(`  used: ${result.used.join(', ') || 'none'}`);
       if (result.missing.length) info(`  missing: ${result.missing.map((m) => `${m.month} (${m.reason})`).join(', ')}`);
       if (result.webhook) info(`  ${describeWebhook(result.webhook)}`);
@@ -71,16 +73,16 @@ export function registerReportCommands(program: Command, setExit: SetExit): void
     .option('--from <YYYY-MM>', 'first month')
     .option('--to <YYYY-MM>', 'last month (inclusive)')
     .option('--last-months <n>', 'instead of --from/--to: the last N complete months')
-    .option('--measures <list>', `comma-separated: ${MEASURE_NAMES.join(', ')}`, 'orders,revenue')
-    .option('--group-by <list>', `comma-separated: ${GROUP_BY_NAMES.join(', ')}`, 'month')
-    .addOption(new Option('--format <format>', 'primary artifact').choices([...REPORT_FORMATS]).default('html'))
+    // No defaults here: the pipeline's input schema owns them (the help text names them).
+    .option('--measures <list>', `comma-separated: ${MEASURE_NAMES.join(', ')} (default: orders,revenue)`)
+    .option('--group-by <list>', `comma-separated: ${GROUP_BY_NAMES.join(', ')} (default: month)`)
+    .addOption(new Option('--format <format>', 'primary artifact (default: html)').choices([...REPORT_FORMATS]))
     .option(
       '--policy <policy>',
-      'fail-fast | retry-failed[:N] | partial | deadline-partial[:S] | quorum:K',
-      'fail-fast',
+      'fail-fast | retry-failed[:N] | partial | deadline-partial[:S] | quorum:K (default: fail-fast)',
     )
-    .addOption(new Option('--priority <tier>', 'tier').choices([...TIERS]).default('default'))
-    .option('--tenant <tenant>', 'tenant', 'default')
+    .addOption(new Option('--priority <tier>', 'tier (default: default)').choices([...TIERS]))
+    .option('--tenant <tenant>', 'tenant (default: default)')
     .option('--tenant-filter <tenant>', "only this data tenant's orders")
     .option('--shards <n>', 'sub-jobs per partition')
     .option('--window <n>', 'sub-jobs in flight')
@@ -96,10 +98,10 @@ export function registerReportCommands(program: Command, setExit: SetExit): void
         lastMonths: count('last-months', opts.lastMonths),
         measures: list(opts.measures),
         groupBy: list(opts.groupBy),
-        format: opts.format as ReportFormat,
-        policy: String(opts.policy),
-        tier: opts.priority as Tier,
-        tenant: opts.tenant as string,
+        format: opts.format as ReportFormat | undefined,
+        policy: opts.policy as string | undefined,
+        tier: opts.priority as Tier | undefined,
+        tenant: opts.tenant as string | undefined,
         tenantFilter: opts.tenantFilter as string | undefined,
         shards: count('shards', opts.shards),
         window: count('window', opts.window),
