@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { IDEMPOTENCY_KEY_PATTERN, TENANT_PATTERN, TIERS, type Tier } from './constants';
-import { FailurePolicySchema } from './fan-out';
+import { FailurePolicySchema, type DeadLetterStatus } from './fan-out';
 import { WebhookTargetSchema, type WebhookOutcome } from './webhook';
 
 /**
@@ -232,6 +232,8 @@ export interface ReportPipelineResult extends ReportArtifacts {
   subJobs: number;
   /** The completion webhook, when one was given. */
   webhook?: WebhookOutcome;
+  /** Set when a dead letter of this run could not be written (the record is lost). */
+  deadLetter?: DeadLetterStatus;
 }
 
 /** One row of a finished report: group values then measures. */

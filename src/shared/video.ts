@@ -13,6 +13,7 @@ import {
   type RenditionName,
   type Tier,
 } from './constants';
+import type { DeadLetterStatus } from './fan-out';
 import { WebhookTargetSchema, type WebhookOutcome } from './webhook';
 
 const renditionName = z.string().refine((v): v is RenditionName => (RENDITION_NAMES as string[]).includes(v), {
@@ -86,6 +87,8 @@ export interface VideoPipelineResult {
   thumbnails: ThumbnailArtifact[];
   /** The completion webhook, when one was given. */
   webhook?: WebhookOutcome;
+  /** Set when a dead letter of this run could not be written (the record is lost). */
+  deadLetter?: DeadLetterStatus;
 }
 
 /** What the `progress` query returns. */

@@ -14,7 +14,7 @@ import Bottleneck from 'bottleneck';
 import { createActivities } from '../activities';
 import { createNotifyActivities, type NotifyDeps } from '../activities/notify';
 import { createPackActivities } from '../activities/pack';
-import { registerDlqDepthGauge } from '../dlq/metrics';
+import { registerDlqDepthGauge, registerDlqWriteFailureCounter } from '../dlq/metrics';
 import { openDlqStore } from '../dlq/store';
 import { RunGate, RunGateInterceptor } from '../ratelimit/run-gate';
 import { WeightedSlotPool, splitSlots } from '../ratelimit/slot-pool';
@@ -100,6 +100,7 @@ export class WorkerHost {
     // can record its dead letter, also on hosts given their own activities (tests).
     this.notify = this.notifyDeps();
     registerDlqDepthGauge(this.metrics.registry, this.notify.deadLetters!);
+    const dlqWriteFailures = registerDlqWriteFailureCounter(this.metrics.registry);
     registerRateLimiterMetrics(this.metrics.registry, this.notify.limiter);
     const registered = this.opts.activities
       ? { ...createNotifyActivities(this.notify), ...this.opts.activities }
@@ -125,6 +126,10 @@ export class WorkerHost {
         promoted: {
           fn: (_info, e) =>
             this.metrics.promotions.inc({ from_tier: e.from, to_tier: e.to, activity_type: e.activityType }),
+          callDuringReplay: false,
+        },
+        deadLetterLost: {
+          fn: (_info, e) => dlqWriteFailures.inc({ kind: e.kind, workflow_type: e.workflowType }),
           callDuringReplay: false,
         },
       },

@@ -28,6 +28,7 @@ import { zodIssues } from '../shared/video';
 import type { ReportActivities } from '../activities/reports';
 import { activityOptionsFor, runSubJobs } from './fan-out';
 import { trackProgress } from './progress';
+import { withDeadLetterStatus } from './flow-control';
 import { deliverCompletion } from './webhook';
 
 const plan = proxyActivities<Pick<ReportActivities, 'listPartitions'>>({
@@ -193,5 +194,5 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
     });
   }
   setStage('done', `${result.rows} rows → ${result.primary}${result.partial ? ' (partial)' : ''}`);
-  return result;
+  return withDeadLetterStatus(result);
 }

@@ -21,7 +21,7 @@ import {
 import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput } from '../activities/media';
 import { activityOptionsFor, runSubJobs } from './fan-out';
 import { trackProgress } from './progress';
-import { recordDeadLetter } from './flow-control';
+import { recordDeadLetter, withDeadLetterStatus } from './flow-control';
 import { deliverCompletion } from './webhook';
 
 const probe = proxyActivities<Pick<MediaActivities, 'probeMedia'>>({
@@ -170,5 +170,5 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     });
   }
   setStage('done', result.manifestPath);
-  return result;
+  return withDeadLetterStatus(result);
 }
