@@ -26,7 +26,14 @@ import {
 import { PipelineKindKey, StageKey, TenantKey, TierKey } from '../shared/search-attributes';
 import type { WebhookTarget } from '../shared/webhook';
 import { assertSafeWebhookUrl, parseAllowList, type AllowList } from '../security/ssrf';
-import { FLOW_MEMO_KEY, IDEMPOTENCY_KEY_PATTERN, MAX_PACK, TENANT_PATTERN, type FlowMemo } from '../shared/constants';
+import {
+  FLOW_MEMO_KEY,
+  IDEMPOTENCY_KEY_PATTERN,
+  MAX_PACK,
+  REQUEST_MEMO_KEY,
+  TENANT_PATTERN,
+  type FlowMemo,
+} from '../shared/constants';
 import type { JobsPipelineInput, JobsPipelineResult } from '../workflows/jobs-pipeline';
 import {
   VideoPipelineInputSchema,
@@ -116,6 +123,22 @@ export interface StartVideoOptions {
   webhook?: WebhookTarget;
 }
 
+/** What an edge (the HTTP API) records with a start: the request's fingerprint, in the memo. */
+export interface StartRequestMeta {
+  requestHash?: string;
+}
+
+/** See {@link SluiceClient.describePipeline}. */
+export interface PipelineDescription {
+  workflowId: string;
+  runId: string;
+  workflowType: string;
+  status: PipelineStatus;
+  kind: string | undefined;
+  tenant: string | undefined;
+  requestHash: string | undefined;
+}
+
 export interface StartedPipeline {
   workflowId: string;
   runId: string | undefined;
@@ -181,6 +204,9 @@ function shapeIssues(opts: unknown, allowed: readonly string[]): InputIssue[] {
     .filter((k) => !allowed.includes(k))
     .map((k) => ({ path: k, message: `unknown field; expected one of ${allowed.join(', ')}` }));
 }
+
+/** The one message for a source that is missing or resolves outside the media root. */
+const notInMediaRoot = (source: string) => `${source} is not a file in the media root`;
 
 export class SluiceClient {
   private constructor(
@@ -278,11 +304,13 @@ export class SluiceClient {
     try {
       real = fs.realpathSync(abs);
     } catch {
-      issues.push({ path: 'source', message: `${source} does not exist` });
+      issues.push({ path: 'source', message: notInMediaRoot(source) });
       return undefined;
     }
+    // The same words as a missing file, and no root path: the answer must not tell an outside
+    // caller whether a path exists outside the media root, nor where the root is.
     if (real !== root && !real.startsWith(root + path.sep)) {
-      issues.push({ path: 'source', message: `${source} resolves outside the media root ${root}` });
+      issues.push({ path: 'source', message: notInMediaRoot(source) });
       return undefined;
     }
     const stat = fs.statSync(real);
@@ -315,12 +343,13 @@ export class SluiceClient {
    * Starts a video pipeline on its tier's queue. A duplicate (same tenant and idempotency key)
    * returns the existing run, running or finished; it never starts a second one.
    */
-  async startVideoPipeline(opts: StartVideoOptions): Promise<StartedPipeline> {
+  async startVideoPipeline(opts: StartVideoOptions, request?: StartRequestMeta): Promise<StartedPipeline> {
     const input = this.validateVideo(opts);
     await this.checkWebhook(input.webhook);
     const workflowId = pipelineWorkflowId(PipelineKind.video, input.tenant, input.idempotencyKey);
     return this.startPipeline(PipelineKind.video, 'videoPipelineWorkflow', workflowId, input, {
       summary: `video ${input.source} → ${input.renditions.join(', ')} (${input.tier}, ${input.tenant})`,
+      ...request,
     });
   }
 
@@ -370,13 +399,14 @@ export class SluiceClient {
    * Starts a report pipeline on its tier's queue. A duplicate (same tenant and idempotency key)
    * returns the existing run, running or finished.
    */
-  async startReportPipeline(opts: StartReportOptions): Promise<StartedPipeline> {
+  async startReportPipeline(opts: StartReportOptions, request?: StartRequestMeta): Promise<StartedPipeline> {
     const input = this.validateReport(opts);
     await this.checkWebhook(input.webhook);
     const workflowId = pipelineWorkflowId(PipelineKind.report, input.tenant, input.idempotencyKey);
     const range = input.lastMonths ? `last ${input.lastMonths} months` : `${input.from} … ${input.to}`;
     return this.startPipeline(PipelineKind.report, 'reportPipelineWorkflow', workflowId, input, {
       summary: `report ${range}: ${input.measures.join(', ')} by ${input.groupBy.join(', ') || 'all'} (${input.policy.kind}, ${input.tier}, ${input.tenant})`,
+      ...request,
     });
   }
 
@@ -405,8 +435,9 @@ export class SluiceClient {
     workflowType: string,
     workflowId: string,
     input: { tier: Tier; tenant: string; priorityKey?: number },
-    meta: { summary: string },
+    meta: { summary: string } & StartRequestMeta,
   ): Promise<StartedPipeline> {
+    const flow = flowStartOptions(this.config, input.tier, input.tenant, input.priorityKey);
     try {
       const handle = await this.temporal.workflow.start(workflowType, {
         workflowId,
@@ -422,7 +453,8 @@ export class SluiceClient {
         ],
         // Priority and fairness go with the run; the workflow passes them on to every activity
         // and child, and the memo carries the flow settings workflows cannot read from config.
-        ...flowStartOptions(this.config, input.tier, input.tenant, input.priorityKey),
+        ...flow,
+        memo: { ...flow.memo, ...(meta.requestHash ? { [REQUEST_MEMO_KEY]: meta.requestHash } : {}) },
         staticSummary: meta.summary,
       });
       return { workflowId, runId: handle.firstExecutionRunId };
@@ -503,6 +535,30 @@ export class SluiceClient {
   /** Requests cancellation; the pipeline stops its sub-jobs and removes partial outputs. */
   async cancel(workflowId: string): Promise<void> {
     await this.temporal.workflow.getHandle(workflowId).cancel();
+  }
+
+  /**
+   * What the HTTP API checks before it answers for a run: type, status, the kind and tenant the
+   * run was started with (search attributes) and its request fingerprint. Undefined when no
+   * workflow has this ID.
+   */
+  async describePipeline(workflowId: string): Promise<PipelineDescription | undefined> {
+    try {
+      const d = await this.temporal.workflow.getHandle(workflowId).describe();
+      const hash = d.memo?.[REQUEST_MEMO_KEY];
+      return {
+        workflowId,
+        runId: d.runId,
+        workflowType: d.type,
+        status: d.status.name as PipelineStatus,
+        kind: d.typedSearchAttributes.get(PipelineKindKey),
+        tenant: d.typedSearchAttributes.get(TenantKey),
+        requestHash: typeof hash === 'string' ? hash : undefined,
+      };
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
+    }
   }
 
   /** True when a workflow with this ID exists. */

@@ -31,18 +31,22 @@ describe('sluice video: invalid input exits 2, names the field, starts nothing',
   });
 
   const cases: { name: string; args: string[]; field: RegExp }[] = [
-    { name: 'a missing file', args: ['missing.mp4'], field: /source: missing\.mp4 does not exist/ },
+    { name: 'a missing file', args: ['missing.mp4'], field: /source: missing\.mp4 is not a file in the media root/ },
     { name: 'a directory', args: ['folder'], field: /source: folder is a directory/ },
-    { name: 'a .. path outside the media root', args: ['../outside.mp4'], field: /source: .*outside the media root/ },
+    {
+      name: 'a .. path outside the media root',
+      args: ['../outside.mp4'],
+      field: /source: .* is not a file in the media root/,
+    },
     {
       name: 'an absolute path outside the media root',
       args: ['/etc/hostname'],
-      field: /source: .*outside the media root/,
+      field: /source: .* is not a file in the media root/,
     },
     {
       name: 'a symlink leading outside the media root',
       args: ['link-out.mp4'],
-      field: /source: .*outside the media root/,
+      field: /source: .* is not a file in the media root/,
     },
     {
       name: 'an unknown rendition',
