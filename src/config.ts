@@ -206,7 +206,8 @@ const EnvSchema = z.object({
   /** Browser origins allowed to call the codec server (CORS), comma-separated; `sluice up` adds its own UI. @default none */
   SLUICE_CODEC_CORS_ORIGINS: z.string().optional(),
   /**
-   * Webhook hosts, IPs and CIDRs exempt from the SSRF guard, comma-separated (`127.0.0.1,localhost,10.1.0.0/16`).
+   * Webhook hosts, IPs and CIDRs exempt from the SSRF guard, comma-separated (`127.0.0.1,localhost,10.1.0.0/16`);
+   * an entry with a port (`hooks.internal:8443`, `127.0.0.1:8080`, `[::1]:9000`) allows that port only.
    * @default none — loopback, link-local, metadata and private addresses are refused
    */
   SLUICE_WEBHOOK_ALLOW: z.string().optional(),
