@@ -125,6 +125,17 @@ describe('sluice video: invalid input exits 2, names the field, starts nothing',
     expect(run.stderr).toMatch(/unknown command/);
   });
 
+  it.each(['status', 'result', 'cancel'])(
+    '%s of an unknown pipeline ID exits 2 with "no such pipeline"',
+    async (command) => {
+      const id = `video:acme:never-${bad.suffix}`;
+      const run = await runSluice(bad, [command, id, '--json']);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(`no such pipeline: ${id}`);
+      expect(oneJson(run)).toEqual({ error: 'no such pipeline', workflowId: id });
+    },
+  );
+
   it('an invalid environment exits 2 and names the variable', async () => {
     const run = await runSluice(bad, ['status', 'x', '--json'], { env: { SLUICE_METRICS_PORT: 'many' } });
     expect(run.code).toBe(2);
