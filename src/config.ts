@@ -352,6 +352,16 @@ function parsePairs(variable: string, text: string | undefined, problems: string
   return out;
 }
 
+/** True for a `postgres://` or `postgresql://` URL (the value itself is never echoed: it may hold a password). */
+function isPostgresUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return url.protocol === 'postgres:' || url.protocol === 'postgresql:';
+  } catch {
+    return false;
+  }
+}
+
 /** Backlog exporter, capacity planner and local autoscaler settings (`SLUICE_SCALE_*`, `SLUICE_AUTOSCALE_*`). */
 export interface ScalingConfig {
   pollMs: number;
@@ -425,6 +435,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     problems.push('SLUICE_CODEC_KEYS_FILE: set either SLUICE_CODEC_KEYS or SLUICE_CODEC_KEYS_FILE, not both');
   } else if (e.SLUICE_CODEC_KEYS) parseCodecKeys('SLUICE_CODEC_KEYS', e.SLUICE_CODEC_KEYS, problems);
   if (e.SLUICE_API_KEYS) parseApiKeys('SLUICE_API_KEYS', e.SLUICE_API_KEYS, problems);
+  for (const [variable, value] of [
+    ['DATABASE_URL', e.DATABASE_URL],
+    ['SLUICE_PG_URL', e.SLUICE_PG_URL],
+  ] as const) {
+    if (value !== undefined && !isPostgresUrl(value))
+      problems.push(`${variable}: not a PostgreSQL URL (expected postgres://user[:password]@host[:port]/database)`);
+  }
   const corsOrigins = splitList(e.SLUICE_CODEC_CORS_ORIGINS);
   for (const origin of corsOrigins) {
     let parsed: URL | undefined;

@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
-import { loadConfig, type SluiceConfig } from '../config';
+import { ConfigError, loadConfig, type SluiceConfig } from '../config';
 import { connectionSettings } from '../connection';
 import { dataConverterFor } from '../security/codec';
 import {
@@ -298,7 +298,7 @@ export class SluiceClient {
       issues.push({ path: 'source', message: `must be at most ${MAX_SOURCE_LENGTH} characters` });
       return undefined;
     }
-    const root = fs.realpathSync(this.config.mediaRoot);
+    const root = this.mediaRoot();
     const abs = path.resolve(root, source);
     let real: string;
     try {
@@ -322,6 +322,30 @@ export class SluiceClient {
       return undefined;
     }
     return path.relative(root, real);
+  }
+
+  /**
+   * The media root, resolved; a root that is missing, not a directory or not readable is a
+   * configuration error naming SLUICE_MEDIA_ROOT (exit 2), not a raw ENOENT, and never reported
+   * as the source not existing.
+   */
+  private mediaRoot(): string {
+    const configured = this.config.mediaRoot;
+    try {
+      const root = fs.realpathSync(configured);
+      if (!fs.statSync(root).isDirectory())
+        throw new ConfigError([`SLUICE_MEDIA_ROOT: ${configured} is not a directory`]);
+      fs.accessSync(root, fs.constants.R_OK | fs.constants.X_OK);
+      return root;
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new ConfigError([
+        code === 'ENOENT'
+          ? `SLUICE_MEDIA_ROOT: ${configured} does not exist`
+          : `SLUICE_MEDIA_ROOT: ${configured} is not readable (${code ?? (err as Error).message})`,
+      ]);
+    }
   }
 
   /** Same file (path, size, mtime) and same options → same key → same run. */

@@ -136,6 +136,31 @@ describe('sluice video: invalid input exits 2, names the field, starts nothing',
     },
   );
 
+  it.each([
+    {
+      name: 'a media root that does not exist',
+      env: () => ({ SLUICE_MEDIA_ROOT: '/nonexistent/media' }),
+      want: /SLUICE_MEDIA_ROOT: \/nonexistent\/media does not exist/,
+    },
+    {
+      name: 'a media root that is a file',
+      env: () => ({ SLUICE_MEDIA_ROOT: '/etc/hostname' }),
+      want: /SLUICE_MEDIA_ROOT: \/etc\/hostname is not a directory/,
+    },
+    {
+      name: 'a DATABASE_URL that does not parse',
+      env: () => ({ DATABASE_URL: 'notaurl' }),
+      want: /DATABASE_URL: not a PostgreSQL URL/,
+    },
+  ])('$name exits 2 naming the variable, and starts nothing', async ({ env, want }) => {
+    const run = await runSluice(bad, ['video', 'ok.mp4', '--id', 'cfg-err', '--json'], { env: env() });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(want);
+    expect(run.stderr).not.toMatch(/ENOENT|getaddrinfo|\n\s+at /);
+    oneJson(run);
+    expect(await client.exists(`video:default:cfg-err`)).toBe(false);
+  });
+
   it('an invalid environment exits 2 and names the variable', async () => {
     const run = await runSluice(bad, ['status', 'x', '--json'], { env: { SLUICE_METRICS_PORT: 'many' } });
     expect(run.code).toBe(2);
