@@ -335,7 +335,8 @@ const RetryPoliciesSchema = z.record(
 
 /** Parses `key=number,…`; problems are pushed with the variable's name. */
 function parsePairs(variable: string, text: string | undefined, problems: string[]): Record<string, number> {
-  const out: Record<string, number> = {};
+  // No prototype: keys are tenant names, and `constructor` or `__proto__` are valid tenants.
+  const out = Object.create(null) as Record<string, number>;
   if (!text) return out;
   for (const part of text
     .split(',')

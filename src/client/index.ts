@@ -619,7 +619,8 @@ export function flowStartOptions(
   tenant: string,
   priorityKey?: number,
 ): { priority: { priorityKey: number; fairnessKey: string; fairnessWeight?: number }; memo: Record<string, FlowMemo> } {
-  const weight = config.fairnessWeights[tenant];
+  // Own keys only: a tenant named `constructor` or `toString` must not find Object's members.
+  const weight = Object.hasOwn(config.fairnessWeights, tenant) ? config.fairnessWeights[tenant] : undefined;
   return {
     priority: {
       priorityKey: priorityKey ?? PRIORITY_KEY_BY_TIER[tier],
