@@ -112,6 +112,8 @@ export const FailureType = {
   Timeout: 'Timeout',
   /** The per-activity retry budget from config is spent: the last failure is attached as the cause. */
   RetriesExhausted: 'RetriesExhausted',
+  /** A data file is corrupt or not what it claims (a Parquet partition DuckDB cannot read): a retry reads the same bytes. */
+  InvalidData: 'InvalidData',
 } as const;
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
 
@@ -125,6 +127,7 @@ export const NON_RETRYABLE_FAILURE_TYPES: readonly FailureType[] = [
   FailureType.Unauthorized,
   FailureType.DownstreamRejected,
   FailureType.RetriesExhausted,
+  FailureType.InvalidData,
 ];
 
 /** True when no retry can fix a failure of this `type`. */

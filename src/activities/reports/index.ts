@@ -19,7 +19,12 @@ import type {
   PartialGroup,
   ReportArtifacts,
 } from '../../shared/report';
-import { PartitionNotFoundError, SourceUnavailableError, type ReportDataSource } from '../../data/source';
+import {
+  InvalidDataError,
+  PartitionNotFoundError,
+  SourceUnavailableError,
+  type ReportDataSource,
+} from '../../data/source';
 import { mergePartials, renderCsv, renderHtml, type MonthPartials } from './render';
 
 /** Test hooks: called inside the activity (so `Context.current()` works) before the work starts. */
@@ -83,6 +88,14 @@ function toFailure(err: unknown): unknown {
       nonRetryable: true,
       message: err.message,
       details: [{ month: err.month }],
+    });
+  }
+  if (err instanceof InvalidDataError) {
+    return ApplicationFailure.create({
+      type: FailureType.InvalidData,
+      nonRetryable: true,
+      message: err.message,
+      cause: err,
     });
   }
   if (err instanceof SourceUnavailableError) {
