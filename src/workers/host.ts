@@ -44,6 +44,8 @@ export interface WorkerHostOptions {
   serveHttp?: boolean;
   /** Publish task-queue backlog gauges on this host's /metrics (SLUICE_SCALE_POLL_MS > 0). @default true */
   exportBacklog?: boolean;
+  /** A dependency that must be up for /readyz to answer 200 (`sluice up`: its dev server). @default none */
+  dependencyReady?: () => boolean;
 }
 
 /** The workflows entry next to this file: `.ts` under vitest/tsx, `.js` when compiled. */
@@ -235,7 +237,10 @@ export class WorkerHost {
   /** Ready: connected, and every tier's worker is polling. False while draining. */
   isReady(): boolean {
     return (
-      !this.draining && this.workers.length > 0 && this.workers.every(({ worker }) => worker.getState() === 'RUNNING')
+      !this.draining &&
+      this.workers.length > 0 &&
+      this.workers.every(({ worker }) => worker.getState() === 'RUNNING') &&
+      (this.opts.dependencyReady?.() ?? true)
     );
   }
 
