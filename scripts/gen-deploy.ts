@@ -307,6 +307,16 @@ export function ruleGroups(): object[] {
           },
         },
         {
+          alert: 'SluiceDLQWriteFailing',
+          expr: 'sum(increase(sluice_dlq_write_failures_total[15m])) > 0',
+          labels: { severity: 'critical' },
+          annotations: {
+            summary: 'Dead letters are being lost: the dead-letter store refused writes after their retries',
+            description:
+              'The dead-letter store (DATABASE_URL or SLUICE_DATA_DIR) refused them after their retries; the records are lost and each run result carries deadLetter.written=false. Fix the store, then replay those runs from their inputs.',
+          },
+        },
+        {
           alert: 'SluiceActivityErrorRateHigh',
           expr: 'sum by (tier) (rate(sluice_activities_failed_total[5m])) / sum by (tier) (rate(sluice_activities_started_total[5m])) > 0.05',
           for: '10m',

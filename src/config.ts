@@ -7,6 +7,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { DEFAULT_SLOT_WEIGHTS, TIERS, isTier, type Tier } from './shared/constants';
+import { parseApiKeys } from './security/api-keys';
 import { parseCodecKeys } from './security/keys';
 import { Secret } from './security/secret';
 import { parseAllowList } from './security/ssrf';
@@ -182,6 +183,14 @@ const EnvSchema = z.object({
   /** Largest request body `sluice api` accepts, in bytes; larger gets 413. @default 65536 */
   SLUICE_API_BODY_LIMIT_BYTES: int(1, 100 * 1024 * 1024).default(65_536),
   /**
+   * API keys of `sluice api`, `tenant:key` or `*:key` (admin), comma-separated; a key is 16+
+   * characters or `sha256:<hex digest>`. Kept only as SHA-256 digests.
+   * @default unset — no authentication, and `sluice api` binds to loopback only
+   */
+  SLUICE_API_KEYS: z.string().optional(),
+  /** File of API keys instead or as well: one `tenant:key` a line, `#` comments. @default unset */
+  SLUICE_API_KEYS_FILE: z.string().min(1).optional(),
+  /**
    * Payload encryption keys, `id:base64key,…` (32-byte AES-256 keys in base64). The first one
    * encrypts; every listed one decrypts, so old key IDs stay readable after a rotation.
    * @default unset — payloads are stored unencrypted
@@ -198,7 +207,8 @@ const EnvSchema = z.object({
   /** Browser origins allowed to call the codec server (CORS), comma-separated; `sluice up` adds its own UI. @default none */
   SLUICE_CODEC_CORS_ORIGINS: z.string().optional(),
   /**
-   * Webhook hosts, IPs and CIDRs exempt from the SSRF guard, comma-separated (`127.0.0.1,localhost,10.1.0.0/16`).
+   * Webhook hosts, IPs and CIDRs exempt from the SSRF guard, comma-separated (`127.0.0.1,localhost,10.1.0.0/16`);
+   * an entry with a port (`hooks.internal:8443`, `127.0.0.1:8080`, `[::1]:9000`) allows that port only.
    * @default none — loopback, link-local, metadata and private addresses are refused
    */
   SLUICE_WEBHOOK_ALLOW: z.string().optional(),
@@ -327,8 +337,8 @@ export interface SluiceConfig {
     /** DuckDB memory_limit per worker process; undefined = DuckDB's own. */
     duckdbMemoryLimit: string | undefined;
   };
-  /** `sluice api`: port and request-body limit. */
-  api: { port: number; bodyLimitBytes: number };
+  /** `sluice api`: port, request-body limit and API keys (SLUICE_API_KEYS, SLUICE_API_KEYS_FILE). */
+  api: { port: number; bodyLimitBytes: number; keys: Secret | undefined; keysFile: string | undefined };
   /** SDK (core) Prometheus metrics port; undefined = off. */
   sdkMetricsPort: number | undefined;
   /** Drain and exit after this many finished activities; 0 = never. */
@@ -403,7 +413,8 @@ const RetryPoliciesSchema = z.record(
 
 /** Parses `key=number,…`; problems are pushed with the variable's name. */
 function parsePairs(variable: string, text: string | undefined, problems: string[]): Record<string, number> {
-  const out: Record<string, number> = {};
+  // No prototype: keys are tenant names, and `constructor` or `__proto__` are valid tenants.
+  const out = Object.create(null) as Record<string, number>;
   if (!text) return out;
   for (const part of text
     .split(',')
@@ -418,6 +429,16 @@ function parsePairs(variable: string, text: string | undefined, problems: string
     out[key] = n;
   }
   return out;
+}
+
+/** True for a `postgres://` or `postgresql://` URL (the value itself is never echoed: it may hold a password). */
+function isPostgresUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return url.protocol === 'postgres:' || url.protocol === 'postgresql:';
+  } catch {
+    return false;
+  }
 }
 
 /** Backlog exporter, capacity planner and local autoscaler settings (`SLUICE_SCALE_*`, `SLUICE_AUTOSCALE_*`). */
@@ -492,6 +513,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   if (e.SLUICE_CODEC_KEYS && e.SLUICE_CODEC_KEYS_FILE) {
     problems.push('SLUICE_CODEC_KEYS_FILE: set either SLUICE_CODEC_KEYS or SLUICE_CODEC_KEYS_FILE, not both');
   } else if (e.SLUICE_CODEC_KEYS) parseCodecKeys('SLUICE_CODEC_KEYS', e.SLUICE_CODEC_KEYS, problems);
+  if (e.SLUICE_API_KEYS) parseApiKeys('SLUICE_API_KEYS', e.SLUICE_API_KEYS, problems);
+  for (const [variable, value] of [
+    ['DATABASE_URL', e.DATABASE_URL],
+    ['SLUICE_PG_URL', e.SLUICE_PG_URL],
+  ] as const) {
+    if (value !== undefined && !isPostgresUrl(value))
+      problems.push(`${variable}: not a PostgreSQL URL (expected postgres://user[:password]@host[:port]/database)`);
+  }
   const corsOrigins = splitList(e.SLUICE_CODEC_CORS_ORIGINS);
   for (const origin of corsOrigins) {
     let parsed: URL | undefined;
@@ -566,7 +595,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       duckdbThreads: e.SLUICE_DUCKDB_THREADS,
       duckdbMemoryLimit: e.SLUICE_DUCKDB_MEMORY_LIMIT,
     },
-    api: { port: e.SLUICE_API_PORT, bodyLimitBytes: e.SLUICE_API_BODY_LIMIT_BYTES },
+    api: {
+      port: e.SLUICE_API_PORT,
+      bodyLimitBytes: e.SLUICE_API_BODY_LIMIT_BYTES,
+      keys: e.SLUICE_API_KEYS ? new Secret(e.SLUICE_API_KEYS) : undefined,
+      keysFile: e.SLUICE_API_KEYS_FILE ? path.resolve(cwd, e.SLUICE_API_KEYS_FILE) : undefined,
+    },
     sdkMetricsPort: e.SLUICE_SDK_METRICS_PORT,
     workerMaxTasks: e.SLUICE_WORKER_MAX_TASKS,
     scaling: {

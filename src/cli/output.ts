@@ -1,9 +1,9 @@
 /**
  * CLI output contract: `--json` prints exactly one JSON object on stdout; everything else
  * (human lines, progress bars, logs) goes to stderr. Exit codes: 0 ok, 1 pipeline failed,
- * 2 invalid input or usage.
+ * 2 invalid input or usage (an unknown pipeline ID included).
  */
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { ConfigError } from '../config';
 import { InvalidInputError } from '../client';
@@ -60,6 +60,13 @@ export function reportError(err: unknown, json: boolean): number {
     info(
       `error: invalid input\n${issues.map((i) => `  ${i.path}: ${i.message.replace(`${i.path}: `, '')}`).join('\n')}`,
     );
+    return ExitCode.invalid;
+  }
+  if (err instanceof WorkflowNotFoundError) {
+    // An ID that names no run is a usage error (2); 1 is kept for a pipeline that failed.
+    const workflowId = err.workflowId;
+    if (json) printJson({ error: 'no such pipeline', workflowId });
+    info(`error: no such pipeline: ${workflowId}`);
     return ExitCode.invalid;
   }
   if (err instanceof WorkflowFailedError) {

@@ -5,7 +5,8 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { resolveFfmpeg } from '../activities/media/ffmpeg';
 import { SluiceClient } from '../client';
 import type { SluiceConfig } from '../config';
-import { startDevServer, type DevServerHandle } from '../devserver/dev-server';
+import type { DevServerHandle } from '../devserver/dev-server';
+import { DevServerSupervisor } from '../devserver/supervisor';
 import { startLocalCodecServer } from '../security/codec-server';
 import type { Logger } from '../logger';
 import { TIERS, Tier, type Tier as TierName } from '../shared/constants';
@@ -62,6 +63,7 @@ export async function runUp(
 ): Promise<number> {
   const stop = untilSignal();
   let server: DevServerHandle | undefined;
+  let supervisor: DevServerSupervisor | undefined;
   let codec: Awaited<ReturnType<typeof startLocalCodecServer>>;
   let host: WorkerHost | undefined;
   let scaler: { autoscaler: LocalAutoscaler; client: SluiceClient } | undefined;
@@ -73,7 +75,7 @@ export async function runUp(
       // With payload encryption on, a codec server runs in this process and the UI decodes through it.
       codec = await startLocalCodecServer(config, log);
       if (codec) info(`codec server for the UI on 127.0.0.1:${codec.server.port} (payloads are encrypted)`);
-      server = await startDevServer({
+      supervisor = await DevServerSupervisor.start({
         port: config.devServer.port,
         uiPort: config.devServer.uiPort,
         dbFile: config.devServer.dbFile,
@@ -82,6 +84,7 @@ export async function runUp(
         extraArgs: codec?.devServerArgs,
         log: info,
       });
+      server = supervisor.server;
       info(`Temporal UI: ${server.uiUrl}  (server from ${server.source})`);
     }
     if (opts.autoscale) {
@@ -102,7 +105,13 @@ export async function runUp(
       await autoscaler.start();
       info(`autoscaler running workers per tier; metrics on http://127.0.0.1:${autoscaler.port}/metrics`);
     } else {
-      host = await WorkerHost.start({ config, tiers: TIERS, log });
+      const dev = supervisor;
+      host = await WorkerHost.start({
+        config,
+        tiers: TIERS,
+        log,
+        ...(dev ? { dependencyReady: () => dev.healthy } : {}),
+      });
       info(`workers polling ${host.taskQueues.join(', ')}; metrics on http://127.0.0.1:${host.port}/metrics`);
     }
 
@@ -122,7 +131,7 @@ export async function runUp(
     await host?.shutdown();
     await scaler?.autoscaler.stop();
     await scaler?.client.close();
-    await server?.stop();
+    await supervisor?.stop();
     await codec?.server.close();
   }
 }

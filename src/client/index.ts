@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { fileURLToPath } from 'node:url';
-import { loadConfig, type SluiceConfig } from '../config';
+
 import {
   ObjectNotFoundError,
   StorageAccessError,
@@ -24,6 +24,7 @@ import {
   type Storage,
 } from '../storage';
 import { S3Store } from '../storage/s3';
+import { ConfigError, loadConfig, type SluiceConfig } from '../config';
 import { connectionSettings } from '../connection';
 import { dataConverterFor } from '../security/codec';
 import {
@@ -37,7 +38,14 @@ import {
 import { PipelineKindKey, StageKey, TenantKey, TierKey } from '../shared/search-attributes';
 import type { WebhookTarget } from '../shared/webhook';
 import { assertSafeWebhookUrl, parseAllowList, type AllowList } from '../security/ssrf';
-import { FLOW_MEMO_KEY, IDEMPOTENCY_KEY_PATTERN, MAX_PACK, TENANT_PATTERN, type FlowMemo } from '../shared/constants';
+import {
+  FLOW_MEMO_KEY,
+  IDEMPOTENCY_KEY_PATTERN,
+  MAX_PACK,
+  REQUEST_MEMO_KEY,
+  TENANT_PATTERN,
+  type FlowMemo,
+} from '../shared/constants';
 import type { JobsPipelineInput, JobsPipelineResult } from '../workflows/jobs-pipeline';
 import {
   VideoPipelineInputSchema,
@@ -138,6 +146,22 @@ export class PipelineClosedError extends Error {
   }
 }
 
+/** What an edge (the HTTP API) records with a start: the request's fingerprint, in the memo. */
+export interface StartRequestMeta {
+  requestHash?: string;
+}
+
+/** See {@link SluiceClient.describePipeline}. */
+export interface PipelineDescription {
+  workflowId: string;
+  runId: string;
+  workflowType: string;
+  status: PipelineStatus;
+  kind: string | undefined;
+  tenant: string | undefined;
+  requestHash: string | undefined;
+}
+
 export interface StartedPipeline {
   workflowId: string;
   runId: string | undefined;
@@ -208,6 +232,9 @@ function shapeIssues(opts: unknown, allowed: readonly string[]): InputIssue[] {
     .filter((k) => !allowed.includes(k))
     .map((k) => ({ path: k, message: `unknown field; expected one of ${allowed.join(', ')}` }));
 }
+
+/** The one message for a source that is missing or resolves outside the media root. */
+const notInMediaRoot = (source: string) => `${source} is not a file in the media root`;
 
 export class SluiceClient {
   private constructor(
@@ -312,17 +339,19 @@ export class SluiceClient {
       issues.push({ path: 'source', message: `must be at most ${MAX_SOURCE_LENGTH} characters` });
       return undefined;
     }
-    const root = fs.realpathSync(this.config.mediaRoot);
+    const root = this.mediaRoot();
     const abs = path.resolve(root, source);
     let real: string;
     try {
       real = fs.realpathSync(abs);
     } catch {
-      issues.push({ path: 'source', message: `${source} does not exist` });
+      issues.push({ path: 'source', message: notInMediaRoot(source) });
       return undefined;
     }
+    // The same words as a missing file, and no root path: the answer must not tell an outside
+    // caller whether a path exists outside the media root, nor where the root is.
     if (real !== root && !real.startsWith(root + path.sep)) {
-      issues.push({ path: 'source', message: `${source} resolves outside the media root ${root}` });
+      issues.push({ path: 'source', message: notInMediaRoot(source) });
       return undefined;
     }
     const stat = fs.statSync(real);
@@ -399,6 +428,30 @@ export class SluiceClient {
     return result;
   }
 
+  /**
+   * The media root, resolved; a root that is missing, not a directory or not readable is a
+   * configuration error naming SLUICE_MEDIA_ROOT (exit 2), not a raw ENOENT, and never reported
+   * as the source not existing.
+   */
+  private mediaRoot(): string {
+    const configured = this.config.mediaRoot;
+    try {
+      const root = fs.realpathSync(configured);
+      if (!fs.statSync(root).isDirectory())
+        throw new ConfigError([`SLUICE_MEDIA_ROOT: ${configured} is not a directory`]);
+      fs.accessSync(root, fs.constants.R_OK | fs.constants.X_OK);
+      return root;
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new ConfigError([
+        code === 'ENOENT'
+          ? `SLUICE_MEDIA_ROOT: ${configured} does not exist`
+          : `SLUICE_MEDIA_ROOT: ${configured} is not readable (${code ?? (err as Error).message})`,
+      ]);
+    }
+  }
+
   /** Same file (path, size, mtime) and same options → same key → same run. */
   private defaultKey(input: ValidVideoPipelineInput): string {
     if (isObjectUri(input.source)) {
@@ -428,13 +481,14 @@ export class SluiceClient {
    * Starts a video pipeline on its tier's queue. A duplicate (same tenant and idempotency key)
    * returns the existing run, running or finished; it never starts a second one.
    */
-  async startVideoPipeline(opts: StartVideoOptions): Promise<StartedPipeline> {
+  async startVideoPipeline(opts: StartVideoOptions, request?: StartRequestMeta): Promise<StartedPipeline> {
     const input = this.validateVideo(opts);
     await this.checkWebhook(input.webhook);
     input.source = await this.checkObjectSource(input.source);
     const workflowId = pipelineWorkflowId(PipelineKind.video, input.tenant, input.idempotencyKey);
     return this.startPipeline(PipelineKind.video, 'videoPipelineWorkflow', workflowId, input, {
       summary: `video ${input.source} → ${input.renditions.join(', ')} (${input.tier}, ${input.tenant})`,
+      ...request,
     });
   }
 
@@ -462,13 +516,14 @@ export class SluiceClient {
    * Starts a report pipeline on its tier's queue. A duplicate (same tenant and idempotency key)
    * returns the existing run, running or finished.
    */
-  async startReportPipeline(opts: StartReportOptions): Promise<StartedPipeline> {
+  async startReportPipeline(opts: StartReportOptions, request?: StartRequestMeta): Promise<StartedPipeline> {
     const input = this.validateReport(opts);
     await this.checkWebhook(input.webhook);
     const workflowId = pipelineWorkflowId(PipelineKind.report, input.tenant, input.idempotencyKey);
     const range = input.lastMonths ? `last ${input.lastMonths} months` : `${input.from} … ${input.to}`;
     return this.startPipeline(PipelineKind.report, 'reportPipelineWorkflow', workflowId, input, {
       summary: `report ${range}: ${input.measures.join(', ')} by ${input.groupBy.join(', ') || 'all'} (${input.policy.kind}, ${input.tier}, ${input.tenant})`,
+      ...request,
     });
   }
 
@@ -497,8 +552,9 @@ export class SluiceClient {
     workflowType: string,
     workflowId: string,
     input: { tier: Tier; tenant: string; priorityKey?: number },
-    meta: { summary: string },
+    meta: { summary: string } & StartRequestMeta,
   ): Promise<StartedPipeline> {
+    const flow = flowStartOptions(this.config, input.tier, input.tenant, input.priorityKey);
     try {
       const handle = await this.temporal.workflow.start(workflowType, {
         workflowId,
@@ -514,7 +570,8 @@ export class SluiceClient {
         ],
         // Priority and fairness go with the run; the workflow passes them on to every activity
         // and child, and the memo carries the flow settings workflows cannot read from config.
-        ...flowStartOptions(this.config, input.tier, input.tenant, input.priorityKey),
+        ...flow,
+        memo: { ...flow.memo, ...(meta.requestHash ? { [REQUEST_MEMO_KEY]: meta.requestHash } : {}) },
         staticSummary: meta.summary,
       });
       return { workflowId, runId: handle.firstExecutionRunId };
@@ -612,6 +669,30 @@ export class SluiceClient {
     }
   }
 
+  /**
+   * What the HTTP API checks before it answers for a run: type, status, the kind and tenant the
+   * run was started with (search attributes) and its request fingerprint. Undefined when no
+   * workflow has this ID.
+   */
+  async describePipeline(workflowId: string): Promise<PipelineDescription | undefined> {
+    try {
+      const d = await this.temporal.workflow.getHandle(workflowId).describe();
+      const hash = d.memo?.[REQUEST_MEMO_KEY];
+      return {
+        workflowId,
+        runId: d.runId,
+        workflowType: d.type,
+        status: d.status.name as PipelineStatus,
+        kind: d.typedSearchAttributes.get(PipelineKindKey),
+        tenant: d.typedSearchAttributes.get(TenantKey),
+        requestHash: typeof hash === 'string' ? hash : undefined,
+      };
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
+    }
+  }
+
   /** True when a workflow with this ID exists. */
   async exists(workflowId: string): Promise<boolean> {
     try {
@@ -646,7 +727,8 @@ export function flowStartOptions(
   tenant: string,
   priorityKey?: number,
 ): { priority: { priorityKey: number; fairnessKey: string; fairnessWeight?: number }; memo: Record<string, FlowMemo> } {
-  const weight = config.fairnessWeights[tenant];
+  // Own keys only: a tenant named `constructor` or `toString` must not find Object's members.
+  const weight = Object.hasOwn(config.fairnessWeights, tenant) ? config.fairnessWeights[tenant] : undefined;
   return {
     priority: {
       priorityKey: priorityKey ?? PRIORITY_KEY_BY_TIER[tier],

@@ -16,7 +16,9 @@ import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { ResultGarbage } from './gc';
 import { aggregateQuery, columnGroups } from './queries';
 import {
+  InvalidDataError,
   PartitionNotFoundError,
+  isCorruptDataError,
   toGroup,
   type AggregateRequest,
   type ReportDataSource,
@@ -157,6 +159,13 @@ export class DuckDbSource implements ReportDataSource {
       // An interrupted or failed connection is not reused.
       healthy = false;
       conn.closeSync();
+      if (!req.signal?.aborted && isCorruptDataError(err))
+        throw new InvalidDataError(
+          `partition ${req.month} is not readable Parquet: ${(err as Error).message.split('\n')[0]}`,
+          {
+            cause: err,
+          },
+        );
       throw err;
     } finally {
       req.signal?.removeEventListener('abort', onAbort);

@@ -46,6 +46,24 @@ export class SourceUnavailableError extends Error {
   }
 }
 
+/** Raised when a partition's data cannot be read as what it claims to be (corrupt Parquet): not worth retrying. */
+export class InvalidDataError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'InvalidDataError';
+  }
+}
+
+/**
+ * True for DuckDB's answers to a file that is not valid Parquet ("Invalid Input Error: No magic
+ * bytes found…", a corrupt footer or page). The query text is Sluice's own, so an invalid-input
+ * error from it means the data, not the request.
+ */
+export function isCorruptDataError(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : String(err);
+  return /^Invalid Input Error:|magic bytes|corrupt|not a parquet file/i.test(message);
+}
+
 /** Converts a row `{g0…, n, s, lo, hi}` (bigints, numeric strings or numbers) to a {@link SourceGroup}. */
 export function toGroup(row: Record<string, unknown>, keys: number): SourceGroup {
   const num = (v: unknown) => (typeof v === 'bigint' ? Number(v) : Number(v ?? 0));

@@ -42,6 +42,8 @@ export interface DevServerHandle {
   source: FoundCli['source'] | 'sdk download';
   /** Process ID of the server (undefined when the SDK runs it). */
   pid: number | undefined;
+  /** Resolves when the server process exits, for whatever reason (undefined when the SDK runs it). */
+  exited?: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -135,7 +137,12 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServerH
   const child: ChildProcess = spawn(cli.path, devServerArgs(opts), { stdio: ['ignore', out, out], detached: false });
   if (typeof out === 'number') fs.closeSync(out);
   let exited = false;
-  child.once('exit', () => (exited = true));
+  const exitedPromise = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
   try {
     await waitForFrontend(address, 60_000, () => !exited);
   } catch (err) {
@@ -147,6 +154,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServerH
     uiUrl: `http://127.0.0.1:${opts.uiPort}`,
     source: cli.source,
     pid: child.pid,
+    exited: exitedPromise,
     stop: () => stopChild(child, () => exited),
   };
 }

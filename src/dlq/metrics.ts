@@ -1,4 +1,7 @@
-/** The `sluice_dlq_depth` gauge: dead letters not yet replayed, read from the store at scrape time. */
+/**
+ * Dead-letter metrics: the `sluice_dlq_depth` gauge (dead letters not yet replayed, read from the
+ * store at scrape time) and `sluice_dlq_write_failures_total` (dead letters lost).
+ */
 import client from 'prom-client';
 import type { DlqStore } from './store';
 
@@ -16,5 +19,18 @@ export function registerDlqDepthGauge(registry: client.Registry, store: DlqStore
         // An unreachable store leaves the last value; the scrape itself must not fail.
       }
     },
+  });
+}
+
+/**
+ * Registers `sluice_dlq_write_failures_total` on `registry`: dead letters that could not be written
+ * within the pipeline's retry budget, by record kind and workflow type. Any increase is an alert.
+ */
+export function registerDlqWriteFailureCounter(registry: client.Registry): client.Counter<'kind' | 'workflow_type'> {
+  return new client.Counter({
+    name: 'sluice_dlq_write_failures_total',
+    help: 'Dead letters that could not be written after their retries (the record is lost; the run result says so)',
+    labelNames: ['kind', 'workflow_type'],
+    registers: [registry],
   });
 }

@@ -58,6 +58,12 @@ export type GlobalRoute = 'cluster' | 'local' | 'fallback';
 const spacing = (perSecond: number) => Math.max(0, Math.ceil(1000 / perSecond));
 const MAX_SLOWDOWN = 16;
 
+/**
+ * Prefix of a tenant's key in the Bottleneck group: the group keeps its limiters in a plain
+ * object, where the tenant `constructor` would find `Object` and `__proto__` the prototype.
+ */
+const TENANT_KEY_PREFIX = 'tenant:';
+
 /** Local, global (Redis) and per-tenant limits with adaptive slow-down. */
 export class WebhookLimiter {
   private readonly local: Bottleneck;
@@ -85,9 +91,14 @@ export class WebhookLimiter {
     this.local = new Bottleneck({ maxConcurrent: opts.concurrency, minTime: spacing(opts.localRatePerSecond) });
     this.fallback = new Bottleneck({ maxConcurrent: opts.concurrency, minTime: spacing(opts.fallbackRatePerSecond) });
     this.tenants = new Bottleneck.Group({ maxConcurrent: opts.concurrency });
-    this.tenants.on('created', (limiter, tenant) => {
+    this.tenants.on('created', (limiter, key) => {
+      const tenant = key.slice(TENANT_KEY_PREFIX.length);
       limiter.updateSettings({
-        minTime: spacing(opts.tenantRates[tenant] ?? opts.defaultTenantRatePerSecond),
+        minTime: spacing(
+          Object.hasOwn(opts.tenantRates, tenant)
+            ? (opts.tenantRates[tenant] as number)
+            : opts.defaultTenantRatePerSecond,
+        ),
       });
     });
     if (opts.redisUrl) {
@@ -161,7 +172,7 @@ export class WebhookLimiter {
     let sent = false;
     this.queued++;
     try {
-      return await this.tenants.key(tenant).schedule(async () => {
+      return await this.tenants.key(TENANT_KEY_PREFIX + tenant).schedule(async () => {
         // A penalty holds requests before they take a place in the global limiter, so that when
         // the hold ends they leave at its pace instead of all at once.
         await this.waitForHold(opts.signal);

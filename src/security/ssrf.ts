@@ -105,6 +105,7 @@ const V4_BLOCKED = [
   range('172.16.0.0/12', 'private'),
   range('192.0.0.0/24', 'IETF protocol assignment'),
   range('192.0.2.0/24', 'documentation'),
+  range('192.88.99.0/24', '6to4 relay anycast (deprecated)'),
   range('192.168.0.0/16', 'private'),
   range('198.18.0.0/15', 'benchmarking'),
   range('198.51.100.0/24', 'documentation'),
@@ -119,9 +120,12 @@ const V6_BLOCKED = [
   range('::/128', 'unspecified'),
   range('::1/128', 'loopback'),
   range('::ffff:0:0/96', 'IPv4-mapped'),
+  range('::ffff:0:0:0/96', 'IPv4-translated'),
   range('::/96', 'IPv4-compatible (deprecated)'),
   range('64:ff9b:1::/48', 'local-use NAT64'),
   range('100::/64', 'discard-only'),
+  range('2001::/32', 'Teredo tunnelling'),
+  range('2001:2::/48', 'benchmarking'),
   range('2001:db8::/32', 'documentation'),
   range('fc00::/7', 'unique local (private)'),
   range('fe80::/10', 'link-local'),
@@ -152,10 +156,36 @@ export function blockedReason(address: string): string | undefined {
   return undefined;
 }
 
-/** Parsed SLUICE_WEBHOOK_ALLOW: exact host names, and addresses or CIDRs. */
+/**
+ * Parsed SLUICE_WEBHOOK_ALLOW: exact host names, and addresses or CIDRs. An entry with a port
+ * (`host:8080`, `1.2.3.4:8080`, `[::1]:8080`) allows that port only; without one, any port.
+ */
 export interface AllowList {
-  hosts: ReadonlySet<string>;
-  cidrs: readonly Cidr[];
+  /** Host name → allowed ports (undefined: any port). */
+  hosts: ReadonlyMap<string, ReadonlySet<number> | undefined>;
+  cidrs: readonly (Cidr & { port?: number })[];
+}
+
+/** Splits `host:port`, `[v6]:port` and `1.2.3.4:port`; a bare IPv6 address or CIDR has no port. */
+function splitPort(entry: string): { host: string; port?: number } | undefined {
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(entry);
+  if (bracketed) return portOf(bracketed[1] as string, bracketed[2]);
+  const m = /^([^:]+):(\d{1,5})$/.exec(entry);
+  if (m) return portOf(m[1] as string, m[2]);
+  // One colon and no port after it (`host:`, `host:http`): not an entry. More colons: bare IPv6.
+  if (/^[^:]+:[^:]*$/.test(entry)) return undefined;
+  return { host: entry };
+}
+
+function portOf(host: string, port: string | undefined): { host: string; port?: number } | undefined {
+  if (port === undefined) return { host };
+  const n = Number(port);
+  return n >= 1 && n <= 65535 ? { host, port: n } : undefined;
+}
+
+/** The port a URL connects to (its own, or the scheme's default). */
+function urlPort(url: URL): number {
+  return url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
 }
 
 const HOSTNAME = /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
@@ -174,13 +204,23 @@ export function parseAllowList(
   variable = 'SLUICE_WEBHOOK_ALLOW',
 ): AllowList {
   const list = typeof entries === 'string' ? entries.split(',') : (entries ?? []);
-  const hosts = new Set<string>();
-  const cidrs: Cidr[] = [];
+  const hosts = new Map<string, Set<number> | undefined>();
+  const cidrs: (Cidr & { port?: number })[] = [];
   for (const raw of list.map((e) => e.trim()).filter(Boolean)) {
-    const cidr = parseCidr(raw);
-    if (cidr) cidrs.push(cidr);
-    else if (!raw.includes('/') && HOSTNAME.test(normalizeHost(raw))) hosts.add(normalizeHost(raw));
-    else problems.push(`${variable}: ${JSON.stringify(raw)} is not a host name, IP address or CIDR`);
+    const split = splitPort(raw);
+    const cidr = split ? parseCidr(split.host) : undefined;
+    if (split && cidr) cidrs.push(split.port === undefined ? cidr : { ...cidr, port: split.port });
+    else if (split && !split.host.includes('/') && HOSTNAME.test(normalizeHost(split.host))) {
+      const name = normalizeHost(split.host);
+      const ports = hosts.get(name);
+      // Any port wins over a list of ports; otherwise the ports add up.
+      if (hosts.has(name) && ports === undefined) continue;
+      if (split.port === undefined) hosts.set(name, undefined);
+      else hosts.set(name, new Set([...(ports ?? []), split.port]));
+    } else
+      problems.push(
+        `${variable}: ${JSON.stringify(raw)} is not a host name, IP address or CIDR (with an optional :port)`,
+      );
   }
   return { hosts, cidrs };
 }
@@ -234,7 +274,9 @@ export async function assertSafeWebhookUrl(input: string | URL, opts: SsrfOption
   }
   const allow = isAllowList(opts.allow) ? opts.allow : parseAllowList(opts.allow);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  const hostAllowed = allow.hosts.has(normalizeHost(host));
+  const port = urlPort(url);
+  const hostPorts = allow.hosts.get(normalizeHost(host));
+  const hostAllowed = allow.hosts.has(normalizeHost(host)) && (hostPorts === undefined || hostPorts.has(port));
   const literal = parseIp(host);
   let addresses: { address: string; family: number }[];
   if (literal) {
@@ -259,7 +301,7 @@ export async function assertSafeWebhookUrl(input: string | URL, opts: SsrfOption
   for (const { address } of addresses) {
     if (hostAllowed) break;
     const ip = parseIp(address);
-    if (ip && allow.cidrs.some((c) => inCidr(ip, c))) continue;
+    if (ip && allow.cidrs.some((c) => inCidr(ip, c) && (c.port === undefined || c.port === port))) continue;
     const reason = blockedReason(address);
     if (reason) {
       const via = literal ? '' : ` (resolved from ${host})`;

@@ -116,6 +116,8 @@ export const FailureType = {
   Timeout: 'Timeout',
   /** The per-activity retry budget from config is spent: the last failure is attached as the cause. */
   RetriesExhausted: 'RetriesExhausted',
+  /** A data file is corrupt or not what it claims (a Parquet partition DuckDB cannot read): a retry reads the same bytes. */
+  InvalidData: 'InvalidData',
 } as const;
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
 
@@ -130,6 +132,7 @@ export const NON_RETRYABLE_FAILURE_TYPES: readonly FailureType[] = [
   FailureType.Unauthorized,
   FailureType.DownstreamRejected,
   FailureType.RetriesExhausted,
+  FailureType.InvalidData,
 ];
 
 /** True when no retry can fix a failure of this `type`. */
@@ -191,6 +194,26 @@ export const MAX_SOURCE_LENGTH = 4096;
 export const TENANT_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** Idempotency keys: safe as workflow-ID parts and path parts. */
 export const IDEMPOTENCY_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Workflow type of each pipeline kind (the HTTP API refuses IDs whose run is of another type). */
+export const PIPELINE_WORKFLOW_TYPE: Readonly<Record<PipelineKind, string>> = {
+  video: 'videoPipelineWorkflow',
+  report: 'reportPipelineWorkflow',
+  jobs: 'jobsPipelineWorkflow',
+};
+
+/** Parses `<kind>:<tenant>:<idempotency key>`; undefined when `id` is not a pipeline's workflow ID. */
+export function parsePipelineWorkflowId(id: string): { kind: PipelineKind; tenant: string; key: string } | undefined {
+  const m = /^([a-z]+):([^:]+):([^:]+)$/.exec(id);
+  if (!m) return undefined;
+  const [, kind, tenant, key] = m as unknown as [string, string, string, string];
+  if (!Object.hasOwn(PIPELINE_WORKFLOW_TYPE, kind)) return undefined;
+  if (!TENANT_PATTERN.test(tenant) || !IDEMPOTENCY_KEY_PATTERN.test(key)) return undefined;
+  return { kind: kind as PipelineKind, tenant, key };
+}
+
+/** Memo key of the request fingerprint the HTTP API starts a run with (same key, other body → 422). */
+export const REQUEST_MEMO_KEY = 'sluiceRequest';
 
 /** Longest completion-webhook URL a pipeline accepts. */
 export const MAX_WEBHOOK_URL_LENGTH = 2048;

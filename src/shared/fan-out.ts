@@ -113,4 +113,18 @@ export interface FanOutOutcome<R> {
   failed: { index: number; message: string; type?: string }[];
   /** Indexes cancelled by the policy (quorum reached, deadline passed, fail-fast). */
   cancelled: number[];
+  /** Set by a batch child when a dead letter of its sub-jobs could not be written (the parent reports it). */
+  deadLetter?: DeadLetterStatus;
+}
+
+/**
+ * On a pipeline's result when a dead letter could not be written, after its retries: the record
+ * is lost, so the result says so (and `sluice_dlq_write_failures_total` counts it).
+ */
+export interface DeadLetterStatus {
+  written: false;
+  /** The last write failure (the first record that was lost). */
+  error: string;
+  /** Dead letters of this run that could not be written. */
+  lost: number;
 }

@@ -6,7 +6,7 @@
 import type { Artifact } from './artifact';
 import { z } from 'zod';
 import { DEFAULT_TENANT, DEFAULT_TIER, IDEMPOTENCY_KEY_PATTERN, TENANT_PATTERN, TIERS, type Tier } from './constants';
-import { FailurePolicyInputSchema } from './fan-out';
+import { FailurePolicyInputSchema, type DeadLetterStatus } from './fan-out';
 import { PromoteAfterSecondsSchema } from './flow';
 import { WebhookTargetSchema, type WebhookOutcome } from './webhook';
 
@@ -265,6 +265,8 @@ export interface ReportPipelineResult extends ReportArtifacts {
   subJobs: number;
   /** The completion webhook, when one was given. */
   webhook?: WebhookOutcome;
+  /** Set when a dead letter of this run could not be written (the record is lost). */
+  deadLetter?: DeadLetterStatus;
 }
 
 /** One row of a finished report: group values then measures. */

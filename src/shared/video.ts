@@ -18,6 +18,7 @@ import {
 } from './constants';
 import type { Artifact } from './artifact';
 import { PromoteAfterSecondsSchema } from './flow';
+import type { DeadLetterStatus } from './fan-out';
 import { WebhookTargetSchema, type WebhookOutcome } from './webhook';
 
 // An enum (not a refined string) so the generated JSON Schema lists the names.
@@ -109,6 +110,8 @@ export interface VideoPipelineResult {
   thumbnails: ThumbnailArtifact[];
   /** The completion webhook, when one was given. */
   webhook?: WebhookOutcome;
+  /** Set when a dead letter of this run could not be written (the record is lost). */
+  deadLetter?: DeadLetterStatus;
 }
 
 /** What the `progress` query returns. */

@@ -14,7 +14,7 @@ import Bottleneck from 'bottleneck';
 import { createActivities } from '../activities';
 import { createNotifyActivities, type NotifyDeps } from '../activities/notify';
 import { createPackActivities } from '../activities/pack';
-import { registerDlqDepthGauge } from '../dlq/metrics';
+import { registerDlqDepthGauge, registerDlqWriteFailureCounter } from '../dlq/metrics';
 import { openDlqStore } from '../dlq/store';
 import { RunGate, RunGateInterceptor } from '../ratelimit/run-gate';
 import { WeightedSlotPool, splitSlots } from '../ratelimit/slot-pool';
@@ -52,6 +52,8 @@ export interface WorkerHostOptions {
   serveHttp?: boolean;
   /** Publish task-queue backlog gauges on this host's /metrics (SLUICE_SCALE_POLL_MS > 0). @default true */
   exportBacklog?: boolean;
+  /** A dependency that must be up for /readyz to answer 200 (`sluice up`: its dev server). @default none */
+  dependencyReady?: () => boolean;
 }
 
 /** The workflows entry next to this file: `.ts` under vitest/tsx, `.js` when compiled. */
@@ -110,6 +112,7 @@ export class WorkerHost {
     // can record its dead letter, also on hosts given their own activities (tests).
     this.notify = this.notifyDeps();
     registerDlqDepthGauge(this.metrics.registry, this.notify.deadLetters!);
+    const dlqWriteFailures = registerDlqWriteFailureCounter(this.metrics.registry);
     registerRateLimiterMetrics(this.metrics.registry, this.notify.limiter);
     const registered = this.opts.activities
       ? { ...createNotifyActivities(this.notify), ...this.opts.activities }
@@ -135,6 +138,10 @@ export class WorkerHost {
         promoted: {
           fn: (_info, e) =>
             this.metrics.promotions.inc({ from_tier: e.from, to_tier: e.to, activity_type: e.activityType }),
+          callDuringReplay: false,
+        },
+        deadLetterLost: {
+          fn: (_info, e) => dlqWriteFailures.inc({ kind: e.kind, workflow_type: e.workflowType }),
           callDuringReplay: false,
         },
       },
@@ -253,7 +260,10 @@ export class WorkerHost {
   /** Ready: connected, and every tier's worker is polling. False while draining. */
   isReady(): boolean {
     return (
-      !this.draining && this.workers.length > 0 && this.workers.every(({ worker }) => worker.getState() === 'RUNNING')
+      !this.draining &&
+      this.workers.length > 0 &&
+      this.workers.every(({ worker }) => worker.getState() === 'RUNNING') &&
+      (this.opts.dependencyReady?.() ?? true)
     );
   }
 

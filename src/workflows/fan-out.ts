@@ -24,8 +24,25 @@ import {
   PACKED_ACTIVITY,
   VIDEO_LIMITS,
 } from '../shared/constants';
-import type { FailurePolicy, FanOutOutcome, PackInput, PackOutcome, PackResult, SubJob } from '../shared/fan-out';
-import { dispatchSubJob, flowMemo, ownsRunFlow, recordDeadLetter, runPriority } from './flow-control';
+import type {
+  DeadLetterStatus,
+  FailurePolicy,
+  FanOutOutcome,
+  PackInput,
+  PackOutcome,
+  PackResult,
+  SubJob,
+} from '../shared/fan-out';
+import {
+  PIPELINE_RETRY,
+  dispatchSubJob,
+  flowMemo,
+  lostDeadLetters,
+  noteLostDeadLetters,
+  ownsRunFlow,
+  recordDeadLetter,
+  runPriority,
+} from './flow-control';
 
 /** Per-activity options: long activities heartbeat, short ones just time out. */
 const ACTIVITY_OPTIONS: Record<string, ActivityOptions> = {
@@ -53,13 +70,7 @@ const ACTIVITY_OPTIONS: Record<string, ActivityOptions> = {
 // Webhooks wait in the rate limiters (heartbeating) and may be told to come back later.
 ACTIVITY_OPTIONS.deliverWebhook = { startToCloseTimeout: '2 minutes', heartbeatTimeout: '10 seconds' };
 const DEFAULT_ACTIVITY_OPTIONS: ActivityOptions = { startToCloseTimeout: '5 minutes', heartbeatTimeout: '30 seconds' };
-const RETRY: RetryPolicy = {
-  initialInterval: '1 second',
-  backoffCoefficient: 2,
-  maximumInterval: '30 seconds',
-  maximumAttempts: 5,
-  nonRetryableErrorTypes: [...NON_RETRYABLE_FAILURE_TYPES],
-};
+const RETRY: RetryPolicy = PIPELINE_RETRY;
 
 /**
  * Retry overrides by activity type. These are the workflow-side ceilings; the worker applies the
@@ -397,8 +408,14 @@ export interface SubJobBatchInput {
   baseIndex?: number;
   /** Sub-jobs per activity task (see {@link RunSubJobsOptions.pack}). */
   pack?: number;
-  /** Results of jobs done before a continue-as-new, by index. */
-  carried?: { results: unknown[]; failed: FanOutOutcome<unknown>['failed']; cancelled: number[]; offset: number };
+  /** Results of jobs done before a continue-as-new, by index (and dead letters lost so far). */
+  carried?: {
+    results: unknown[];
+    failed: FanOutOutcome<unknown>['failed'];
+    cancelled: number[];
+    offset: number;
+    deadLetter?: DeadLetterStatus;
+  };
 }
 
 /** History length at which a batch continues as new; well under the 10,240-event warning. */
@@ -416,6 +433,7 @@ export async function runBatch(
   continueAsNew: (next: SubJobBatchInput) => Promise<never>,
 ): Promise<FanOutOutcome<unknown>> {
   const carried = input.carried ?? { results: [], failed: [], cancelled: [], offset: 0 };
+  noteLostDeadLetters(carried.deadLetter);
   const merged: FanOutOutcome<unknown> = {
     results: carried.results,
     succeeded: carried.results.filter((r) => r !== undefined && r !== null).length,
@@ -442,13 +460,21 @@ export async function runBatch(
       offset < input.jobs.length &&
       (info.continueAsNewSuggested || info.historyLength > BATCH_HISTORY_LIMIT - 4 * BATCH_SLICE)
     ) {
+      const deadLetter = lostDeadLetters();
       return continueAsNew({
         ...input,
-        carried: { results: merged.results, failed: merged.failed, cancelled: merged.cancelled, offset },
+        carried: {
+          results: merged.results,
+          failed: merged.failed,
+          cancelled: merged.cancelled,
+          offset,
+          ...(deadLetter ? { deadLetter } : {}),
+        },
       });
     }
   }
-  return merged;
+  const deadLetter = lostDeadLetters();
+  return deadLetter ? { ...merged, deadLetter } : merged;
 }
 
 /** Patch ID of the rule that runs at most `VIDEO_LIMITS.childBatchParallelism` batch children at once. */
@@ -537,6 +563,8 @@ export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOpt
   );
   batchOutcome.results.forEach((part, b) => {
     const base = b * size;
+    // Dead letters a batch child could not write count as this run's (its result reports them).
+    noteLostDeadLetters(part?.deadLetter);
     if (!part) {
       const n = batches[b]?.length ?? 0;
       const why = batchOutcome.failed.find((f) => f.index === b);

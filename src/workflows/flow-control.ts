@@ -9,12 +9,14 @@ import {
   CancellationScope,
   TimeoutFailure,
   isCancellation,
+  log,
   patched,
   proxyActivities,
   proxySinks,
   scheduleActivity,
   workflowInfo,
   type ActivityOptions,
+  type RetryPolicy,
   type Sinks,
 } from '@temporalio/workflow';
 import type { Priority } from '@temporalio/common';
@@ -22,6 +24,7 @@ import type { DeadLetterInput, FailureLink } from '../dlq/store';
 import {
   FLOW_MEMO_KEY,
   FailureType,
+  NON_RETRYABLE_FAILURE_TYPES,
   PRIORITY_KEY_BY_TIER,
   nextTierUp,
   parseTaskQueue,
@@ -29,13 +32,15 @@ import {
   type FlowMemo,
   type Tier,
 } from '../shared/constants';
-import type { SubJob } from '../shared/fan-out';
+import type { DeadLetterStatus, SubJob } from '../shared/fan-out';
 
 /** Sinks the worker host implements (metrics the sandbox cannot touch itself). */
 export interface FlowSinks extends Sinks {
   flow: {
     /** A sub-job waited past its promotion age and was dispatched on `to`. */
     promoted(event: { from: Tier; to: Tier; activityType: string }): void;
+    /** A dead letter could not be written after its retries: the record is lost. */
+    deadLetterLost(event: { kind: DeadLetterInput['kind']; workflowType: string }): void;
   };
 }
 
@@ -44,7 +49,25 @@ const sinks = proxySinks<FlowSinks>();
 /** Patch ID guarding the dead-letter activity calls (histories recorded before it replay unchanged). */
 export const DLQ_PATCH = 'sluice-dlq-v1';
 
-const dlq = proxyActivities<{ recordDeadLetter(entry: DeadLetterInput): Promise<{ id: string }> }>({
+/**
+ * The pipelines' retry budget for their activities (sub-jobs, and dead letters since
+ * {@link DLQ_LOUD_PATCH}). The worker applies the per-type budget from SLUICE_RETRY_POLICIES under it.
+ */
+export const PIPELINE_RETRY: RetryPolicy = {
+  initialInterval: '1 second',
+  backoffCoefficient: 2,
+  maximumInterval: '30 seconds',
+  maximumAttempts: 5,
+  nonRetryableErrorTypes: [...NON_RETRYABLE_FAILURE_TYPES],
+};
+
+/** Patch ID of loud dead letters: the pipeline's retry budget, then a lost record is reported, never dropped. */
+export const DLQ_LOUD_PATCH = 'sluice-dlq-loud-v1';
+
+type DlqActivities = { recordDeadLetter(entry: DeadLetterInput): Promise<{ id: string }> };
+
+/** Runs started before {@link DLQ_LOUD_PATCH} keep the budget they were recorded with. */
+const dlqBefore = proxyActivities<DlqActivities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
   summary: 'dead-letter',
@@ -70,6 +93,32 @@ export function ownsRunFlow(): boolean {
 /** `options` with the run's own priority once the pipeline owns it; unchanged before (replays). */
 export function withRunPriority<T extends ActivityOptions>(options: T): T {
   return owned ? { ...options, priority: runPriority() } : options;
+}
+
+const dlq = proxyActivities<DlqActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: PIPELINE_RETRY,
+  summary: 'dead-letter',
+});
+
+/** Dead letters of this run that could not be written (module state is per run in the sandbox). */
+let lost: DeadLetterStatus | undefined;
+
+/** Adds lost dead letters (this run's, or a batch child's) to what the run's result reports. */
+export function noteLostDeadLetters(status: DeadLetterStatus | undefined): void {
+  if (!status) return;
+  lost = lost ? { ...lost, lost: lost.lost + status.lost } : { ...status };
+}
+
+/** Lost dead letters of this run so far; undefined when every record was written. */
+export function lostDeadLetters(): DeadLetterStatus | undefined {
+  return lost ? { ...lost } : undefined;
+}
+
+/** `result` with `deadLetter: { written: false, error, lost }` when any dead letter of the run was lost. */
+export function withDeadLetterStatus<T extends { deadLetter?: DeadLetterStatus }>(result: T): T {
+  const status = lostDeadLetters();
+  return status ? { ...result, deadLetter: status } : result;
 }
 
 /** The flow memo the client set at start (promotion ages); empty when started some other way. */
@@ -157,7 +206,9 @@ export function attemptsOf(err: unknown, maximumAttempts: number | undefined): n
 /**
  * Records a dead letter from the workflow's failure path. Runs in a non-cancellable scope (a
  * cancelled pipeline is not dead-lettered at all) and never throws: losing the record must not
- * change how the pipeline ends.
+ * change how the pipeline ends. It is never silent either: a record that cannot be written within
+ * the pipeline's retry budget is logged, counted (`sluice_dlq_write_failures_total`) and reported
+ * in the run's result (`deadLetter`, see {@link withDeadLetterStatus}).
  */
 export async function recordDeadLetter(
   err: unknown,
@@ -177,5 +228,18 @@ export async function recordDeadLetter(
     failure: failureChain(err),
     attempts: attemptsOf(err, maximumAttempts),
   };
-  await CancellationScope.nonCancellable(() => dlq.recordDeadLetter(record)).catch(() => undefined);
+  if (!patched(DLQ_LOUD_PATCH)) {
+    await CancellationScope.nonCancellable(() => dlqBefore.recordDeadLetter(record)).catch(() => undefined);
+    return;
+  }
+  try {
+    await CancellationScope.nonCancellable(() => dlq.recordDeadLetter(record));
+  } catch (writeErr) {
+    // The activity's own failure says it all (the ActivityFailure around it only says "failed").
+    const chain = failureChain(writeErr);
+    const error = (chain.find((l) => l.type !== 'ActivityFailure') ?? chain[0])?.message ?? String(writeErr);
+    noteLostDeadLetters({ written: false, error, lost: 1 });
+    log.error('dead letter not written', { kind: record.kind, subJobIndex: record.subJobIndex, error });
+    sinks.flow.deadLetterLost({ kind: record.kind, workflowType: info.workflowType });
+  }
 }

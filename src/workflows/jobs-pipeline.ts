@@ -6,9 +6,9 @@
 import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { DeliverWebhookInput, DeliverWebhookResult } from '../activities/notify';
 import { FailureType } from '../shared/constants';
-import type { FailurePolicy, FanOutOutcome, SubJob } from '../shared/fan-out';
+import type { DeadLetterStatus, FailurePolicy, FanOutOutcome, SubJob } from '../shared/fan-out';
 import { activityOptionsFor, runSubJobs } from './fan-out';
-import { recordDeadLetter } from './flow-control';
+import { recordDeadLetter, withDeadLetterStatus } from './flow-control';
 
 /** Input of {@link jobsPipelineWorkflow}. */
 export interface JobsPipelineInput {
@@ -38,6 +38,8 @@ export interface JobsPipelineResult {
   failed: FanOutOutcome<unknown>['failed'];
   results: unknown[];
   webhook?: DeliverWebhookResult;
+  /** Set when a dead letter of this run could not be written (the record is lost). */
+  deadLetter?: DeadLetterStatus;
 }
 
 const notify = proxyActivities<{ deliverWebhook(input: DeliverWebhookInput): Promise<DeliverWebhookResult> }>({
@@ -81,7 +83,7 @@ export async function jobsPipelineWorkflow(input: JobsPipelineInput): Promise<Jo
         data: { workflowId, succeeded: outcome.succeeded, failed: outcome.failed.length },
       });
     }
-    return result;
+    return withDeadLetterStatus(result);
   } catch (err) {
     await recordDeadLetter(err, {
       kind: 'pipeline',

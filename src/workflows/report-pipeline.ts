@@ -29,6 +29,7 @@ import { zodIssues } from '../shared/video';
 import type { ReportActivities } from '../activities/reports';
 import { activityOptionsFor, runSubJobs } from './fan-out';
 import { trackProgress } from './progress';
+import { withDeadLetterStatus } from './flow-control';
 import { deliverCompletion } from './webhook';
 import { ownContract } from './contract';
 import { withRunPriority } from './flow-control';
@@ -205,5 +206,5 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
     });
   }
   setStage('done', `${result.rows} rows → ${result.primary.uri}${result.partial ? ' (partial)' : ''}`);
-  return result;
+  return withDeadLetterStatus(result);
 }

@@ -21,7 +21,7 @@ import {
 import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput, TranscodeChunkResult } from '../activities/media';
 import { activityOptionsFor, runSubJobs } from './fan-out';
 import { trackProgress } from './progress';
-import { recordDeadLetter, withRunPriority } from './flow-control';
+import { recordDeadLetter, withDeadLetterStatus, withRunPriority } from './flow-control';
 import { ownContract } from './contract';
 import { deliverCompletion } from './webhook';
 
@@ -189,5 +189,5 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     });
   }
   setStage('done', result.manifest.uri);
-  return result;
+  return withDeadLetterStatus(result);
 }

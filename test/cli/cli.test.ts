@@ -31,18 +31,22 @@ describe('sluice video: invalid input exits 2, names the field, starts nothing',
   });
 
   const cases: { name: string; args: string[]; field: RegExp }[] = [
-    { name: 'a missing file', args: ['missing.mp4'], field: /source: missing\.mp4 does not exist/ },
+    { name: 'a missing file', args: ['missing.mp4'], field: /source: missing\.mp4 is not a file in the media root/ },
     { name: 'a directory', args: ['folder'], field: /source: folder is a directory/ },
-    { name: 'a .. path outside the media root', args: ['../outside.mp4'], field: /source: .*outside the media root/ },
+    {
+      name: 'a .. path outside the media root',
+      args: ['../outside.mp4'],
+      field: /source: .* is not a file in the media root/,
+    },
     {
       name: 'an absolute path outside the media root',
       args: ['/etc/hostname'],
-      field: /source: .*outside the media root/,
+      field: /source: .* is not a file in the media root/,
     },
     {
       name: 'a symlink leading outside the media root',
       args: ['link-out.mp4'],
-      field: /source: .*outside the media root/,
+      field: /source: .* is not a file in the media root/,
     },
     {
       name: 'an unknown rendition',
@@ -119,6 +123,42 @@ describe('sluice video: invalid input exits 2, names the field, starts nothing',
     const run = await runSluice(bad, ['transmogrify']);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/unknown command/);
+  });
+
+  it.each(['status', 'result', 'cancel'])(
+    '%s of an unknown pipeline ID exits 2 with "no such pipeline"',
+    async (command) => {
+      const id = `video:acme:never-${bad.suffix}`;
+      const run = await runSluice(bad, [command, id, '--json']);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(`no such pipeline: ${id}`);
+      expect(oneJson(run)).toEqual({ error: 'no such pipeline', workflowId: id });
+    },
+  );
+
+  it.each([
+    {
+      name: 'a media root that does not exist',
+      env: () => ({ SLUICE_MEDIA_ROOT: '/nonexistent/media' }),
+      want: /SLUICE_MEDIA_ROOT: \/nonexistent\/media does not exist/,
+    },
+    {
+      name: 'a media root that is a file',
+      env: () => ({ SLUICE_MEDIA_ROOT: '/etc/hostname' }),
+      want: /SLUICE_MEDIA_ROOT: \/etc\/hostname is not a directory/,
+    },
+    {
+      name: 'a DATABASE_URL that does not parse',
+      env: () => ({ DATABASE_URL: 'notaurl' }),
+      want: /DATABASE_URL: not a PostgreSQL URL/,
+    },
+  ])('$name exits 2 naming the variable, and starts nothing', async ({ env, want }) => {
+    const run = await runSluice(bad, ['video', 'ok.mp4', '--id', 'cfg-err', '--json'], { env: env() });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(want);
+    expect(run.stderr).not.toMatch(/ENOENT|getaddrinfo|\n\s+at /);
+    oneJson(run);
+    expect(await client.exists(`video:default:cfg-err`)).toBe(false);
   });
 
   it('an invalid environment exits 2 and names the variable', async () => {

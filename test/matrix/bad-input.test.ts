@@ -5,11 +5,12 @@
  * written. The last test checks the server and the output directory for that.
  */
 import fs from 'node:fs';
-import type http from 'node:http';
+import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiServer, listen } from '../../src/api/server';
 import { InvalidInputError, type SluiceClient, type StartVideoOptions } from '../../src/client';
+import { ApiKeyring } from '../../src/security/api-keys';
 import { TIERS, taskQueueFor } from '../../src/shared/constants';
 import { runSluice } from '../helpers/cli';
 import { connectClient, listFiles, makeTestEnv, sampleVideo, type TestEnv } from '../helpers/env';
@@ -220,6 +221,80 @@ describe('HTTP API', () => {
     expect(res.status).toBe(400);
     expect(res.body.issues?.map((i) => i.path)).toContain('Idempotency-Key');
   });
+  it.each([
+    ['text/plain', 'text/plain'],
+    ['JSON in UTF-16', 'application/json; charset=utf-16'],
+    ['JSON with a stray parameter', 'application/json; version=2'],
+    ['no Content-Type', ''],
+  ])('a body sent as %s → 415', async (_name, type) => {
+    const res = await post('/v1/videos', JSON.stringify(ok), { 'content-type': type });
+    expect(res.status).toBe(415);
+  });
+  it('a body that is not UTF-8 → 400 naming the body', async () => {
+    const res = await fetch(`${base}/v1/videos`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': 'matrix-utf8' },
+      body: Buffer.from([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x3a, 0x31, 0x7d]),
+    });
+    expect(res.status).toBe(400);
+    expect(JSON.stringify(await res.json())).toContain('(body)');
+  });
+  it.each(['%E0%A4%A', '%', 'video%3Aacme%3A%ZZ'])(
+    'a malformed percent-encoding in /v1/pipelines/%s → 400, not 500',
+    async (id) => {
+      const status = await new Promise<number>((resolve, reject) =>
+        http
+          .get(`${base}/v1/pipelines/${id}`, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          })
+          .on('error', reject),
+      );
+      expect(status).toBe(400);
+    },
+  );
+  it.each(['payments-1', 'video:acme', 'video:ACME:x', 'other:acme:x', 'video:acme:x:y'])(
+    'GET and DELETE of %s (not a Sluice pipeline ID) → 404',
+    async (id) => {
+      for (const method of ['GET', 'DELETE']) {
+        const res = await fetch(`${base}/v1/pipelines/${encodeURIComponent(id)}`, { method });
+        expect(res.status, method).toBe(404);
+      }
+    },
+  );
+  it('a missing source and one outside the media root → the same 400 message, without the root', async () => {
+    const messages: string[] = [];
+    for (const source of ['nope.mp4', '/etc/passwd', '../secret.mp4', 'escape.mp4']) {
+      const res = await post('/v1/videos', JSON.stringify({ ...ok, source }));
+      expect(res.status).toBe(400);
+      expect(JSON.stringify(res.body)).not.toContain(t.mediaRoot);
+      messages.push(res.body.issues?.[0]?.message.replace(source, '<source>') ?? '');
+    }
+    expect(new Set(messages).size).toBe(1);
+  });
+  it('with API keys: no key or a wrong one → 401; another tenant in the body → 403', async () => {
+    const key = 'matrix-key-0123456789abcdef';
+    const keyed = createApiServer({
+      client,
+      bodyLimitBytes: t.config.api.bodyLimitBytes,
+      keys: ApiKeyring.of([{ tenant: 'acme', key }]),
+    });
+    const keyedBase = `http://127.0.0.1:${await listen(keyed, 0)}`;
+    try {
+      const send = (headers: Record<string, string>, body: object) =>
+        fetch(`${keyedBase}/v1/videos`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': 'matrix-keyed', ...headers },
+          body: JSON.stringify(body),
+        }).then((r) => r.status);
+      expect(await send({}, ok)).toBe(401);
+      expect(await send({ authorization: 'Bearer wrong-key-0123456789abcdef' }, ok)).toBe(401);
+      expect(await send({ authorization: `Basic ${key}` }, ok)).toBe(401);
+      expect(await send({ authorization: `Bearer ${key}` }, { ...ok, tenant: 'globex' })).toBe(403);
+    } finally {
+      await new Promise<void>((r) => keyed.close(() => r()));
+    }
+  });
   it('a payload over the 2 MiB Temporal blob limit → 413', async () => {
     const res = await post('/v1/videos', JSON.stringify({ ...ok, source: 'a'.repeat(3 * 1024 * 1024) }));
     expect(res.status).toBe(413);
@@ -261,6 +336,31 @@ describe('CLI', () => {
       field: /measures/,
     },
   ];
+  cases.push(
+    { name: 'status of an unknown pipeline ID', args: ['status', 'video:acme:never'], field: /no such pipeline/ },
+    { name: 'result of an unknown pipeline ID', args: ['result', 'report:acme:never'], field: /no such pipeline/ },
+    { name: 'cancel of an ID that is no pipeline', args: ['cancel', 'payments-1'], field: /no such pipeline/ },
+    { name: 'api on 0.0.0.0 without API keys', args: ['api', '--host', '0.0.0.0'], field: /--host.*loopback/ },
+  );
+  it.each([
+    {
+      name: 'a media root that does not exist',
+      env: { SLUICE_MEDIA_ROOT: '/nonexistent' },
+      field: /SLUICE_MEDIA_ROOT/,
+    },
+    { name: 'a DATABASE_URL that does not parse', env: { DATABASE_URL: 'notaurl' }, field: /DATABASE_URL/ },
+    { name: 'an API key entry that is too short', env: { SLUICE_API_KEYS: 'acme:short' }, field: /SLUICE_API_KEYS/ },
+    {
+      name: 'a webhook allow entry with a bad port',
+      env: { SLUICE_WEBHOOK_ALLOW: '127.0.0.1:99999' },
+      field: /SLUICE_WEBHOOK_ALLOW/,
+    },
+  ])('$name → exit 2 naming the variable, one JSON object', async ({ env, field }) => {
+    const run = await runSluice(t, ['video', 'ok.mp4', '--id', 'matrix-env', '--json'], { env });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(field);
+    expect(run.stdout.trim().split('\n')).toHaveLength(1);
+  });
   it.each(cases)('$name → exit 2 naming the field, one JSON object', async ({ args, field }) => {
     const run = await cli(args);
     expect(run.code).toBe(2);

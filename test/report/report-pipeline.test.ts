@@ -9,7 +9,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError, type SluiceClient } from '../../src/client';
-import type { DuckDbSource} from '../../src/data/duckdb';
+import type { DuckDbSource } from '../../src/data/duckdb';
 import { openDuckDb, partitionFile } from '../../src/data/duckdb';
 import { FailureType } from '../../src/shared/constants';
 import type { ReportPipelineResult } from '../../src/shared/report';

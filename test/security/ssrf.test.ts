@@ -4,8 +4,10 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config';
 import { FailureType } from '../../src/shared/constants';
 import {
   assertSafeWebhookUrl,
@@ -189,10 +191,50 @@ describe('assertSafeWebhookUrl', () => {
     const problems: string[] = [];
     parseAllowList('127.0.0.1, 10.0.0.0/33, bad host, ::1/129, ok.example.com', problems);
     expect(problems).toEqual([
-      'SLUICE_WEBHOOK_ALLOW: "10.0.0.0/33" is not a host name, IP address or CIDR',
-      'SLUICE_WEBHOOK_ALLOW: "bad host" is not a host name, IP address or CIDR',
-      'SLUICE_WEBHOOK_ALLOW: "::1/129" is not a host name, IP address or CIDR',
+      'SLUICE_WEBHOOK_ALLOW: "10.0.0.0/33" is not a host name, IP address or CIDR (with an optional :port)',
+      'SLUICE_WEBHOOK_ALLOW: "bad host" is not a host name, IP address or CIDR (with an optional :port)',
+      'SLUICE_WEBHOOK_ALLOW: "::1/129" is not a host name, IP address or CIDR (with an optional :port)',
     ]);
+    const ports: string[] = [];
+    parseAllowList('hooks.internal:, hooks.internal:http, 127.0.0.1:0, 127.0.0.1:65536, [::1]:99999', ports);
+    expect(ports).toHaveLength(5);
+  });
+
+  it('an allow-list entry with a port allows that port only (host:port, [v6]:port, 1.2.3.4:port)', async () => {
+    const internal: Resolver = () => Promise.resolve([{ address: '10.0.0.7', family: 4 }]);
+    const allow = parseAllowList('hooks.internal:8443, 127.0.0.1:8080, [::1]:9000, 10.9.0.0/16:7000');
+    await expect(
+      assertSafeWebhookUrl('https://hooks.internal:8443/x', { allow, resolve: internal }),
+    ).resolves.toBeTruthy();
+    await expectForbidden(assertSafeWebhookUrl('https://hooks.internal/x', { allow, resolve: internal }), /private/);
+    await expectForbidden(assertSafeWebhookUrl('http://hooks.internal:8080/', { allow, resolve: internal }), /private/);
+    await expect(assertSafeWebhookUrl('http://127.0.0.1:8080/', { allow })).resolves.toBeTruthy();
+    await expectForbidden(assertSafeWebhookUrl('http://127.0.0.1:8081/', { allow }), /loopback/);
+    await expectForbidden(assertSafeWebhookUrl('http://127.0.0.1/', { allow }), /loopback/);
+    await expect(assertSafeWebhookUrl('http://[::1]:9000/', { allow })).resolves.toBeTruthy();
+    await expectForbidden(assertSafeWebhookUrl('http://[::1]:9001/', { allow }), /loopback/);
+    await expect(assertSafeWebhookUrl('http://10.9.1.1:7000/', { allow })).resolves.toBeTruthy();
+    await expectForbidden(assertSafeWebhookUrl('http://10.9.1.1:80/', { allow }), /private/);
+    // The default port counts as the port: http → 80, https → 443.
+    const web = parseAllowList('127.0.0.1:80');
+    await expect(assertSafeWebhookUrl('http://127.0.0.1/', { allow: web })).resolves.toBeTruthy();
+    await expectForbidden(assertSafeWebhookUrl('https://127.0.0.1/', { allow: web }), /loopback/);
+    // An entry without a port still allows every port; the config rejects a bad entry by name.
+    await expect(assertSafeWebhookUrl('http://127.0.0.1:1234/', { allow: '127.0.0.1' })).resolves.toBeTruthy();
+    expect(() => loadConfig({ SLUICE_WEBHOOK_ALLOW: '127.0.0.1:notaport' }, os.tmpdir())).toThrow(
+      /SLUICE_WEBHOOK_ALLOW: "127.0.0.1:notaport"/,
+    );
+  });
+
+  it.each([
+    ['::ffff:0:0/96 (IPv4-mapped)', '::ffff:8.8.8.8', /mapped/],
+    ['::ffff:0:0:0/96 (IPv4-translated)', '::ffff:0:8.8.8.8', /translated/],
+    ['2001::/32 (Teredo)', '2001:0:4136:e378:8000:63bf:3fff:fdd2', /Teredo/],
+    ['192.88.99.0/24 (6to4 relay anycast)', '192.88.99.1', /6to4 relay/],
+  ])('refuses %s', async (_name, address, reason) => {
+    expect(blockedReason(address)).toMatch(reason);
+    const literal = address.includes(':') ? `[${address}]` : address;
+    await expectForbidden(assertSafeWebhookUrl(`http://${literal}/`), reason);
   });
 });
 

@@ -21,7 +21,12 @@ import type {
   PartialGroup,
   ReportArtifacts,
 } from '../../shared/report';
-import { PartitionNotFoundError, SourceUnavailableError, type ReportDataSource } from '../../data/source';
+import {
+  InvalidDataError,
+  PartitionNotFoundError,
+  SourceUnavailableError,
+  type ReportDataSource,
+} from '../../data/source';
 import { joinKey, storageFailure, type ObjectInfo, type Storage } from '../../storage';
 import { mergePartials, renderCsv, renderHtml, type MonthPartials } from './render';
 
@@ -71,6 +76,14 @@ function toFailure(err: unknown): unknown {
       nonRetryable: true,
       message: err.message,
       details: [{ month: err.month }],
+    });
+  }
+  if (err instanceof InvalidDataError) {
+    return ApplicationFailure.create({
+      type: FailureType.InvalidData,
+      nonRetryable: true,
+      message: err.message,
+      cause: err,
     });
   }
   if (err instanceof SourceUnavailableError) {
