@@ -14,19 +14,13 @@ import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFo
 import { loadConfig, type SluiceConfig } from '../config';
 import { connectionSettings } from '../connection';
 import { dataConverterFor } from '../security/codec';
-import {
-  MAX_SOURCE_LENGTH,
-  PRIORITY_KEY_BY_TIER,
-  PipelineKind,
-  Tier,
-  VIDEO_LIMITS,
-  pipelineWorkflowId,
-  taskQueueFor,
-} from '../shared/constants';
-import { PipelineKindKey, StageKey, TenantKey, TierKey } from '../shared/search-attributes';
+import { MAX_SOURCE_LENGTH, PipelineKind, Tier, VIDEO_LIMITS, pipelineWorkflowId } from '../shared/constants';
+import { PipelineKindKey, StageKey } from '../shared/search-attributes';
+import { progressQuery } from '../workflows/progress';
+import { pipelineStartOptions, type StartSpec, type WorkflowOf } from './start-options';
 import type { WebhookTarget } from '../shared/webhook';
 import { assertSafeWebhookUrl, parseAllowList, type AllowList } from '../security/ssrf';
-import { FLOW_MEMO_KEY, IDEMPOTENCY_KEY_PATTERN, MAX_PACK, TENANT_PATTERN, type FlowMemo } from '../shared/constants';
+import { IDEMPOTENCY_KEY_PATTERN, MAX_PACK, TENANT_PATTERN } from '../shared/constants';
 import type { JobsPipelineInput, JobsPipelineResult } from '../workflows/jobs-pipeline';
 import {
   VideoPipelineInputSchema,
@@ -319,7 +313,11 @@ export class SluiceClient {
     const input = this.validateVideo(opts);
     await this.checkWebhook(input.webhook);
     const workflowId = pipelineWorkflowId(PipelineKind.video, input.tenant, input.idempotencyKey);
-    return this.startPipeline(PipelineKind.video, 'videoPipelineWorkflow', workflowId, input, {
+    return this.startPipeline('videoPipelineWorkflow', workflowId, input, {
+      kind: PipelineKind.video,
+      tier: input.tier,
+      tenant: input.tenant,
+      priorityKey: input.priorityKey,
       summary: `video ${input.source} → ${input.renditions.join(', ')} (${input.tier}, ${input.tenant})`,
     });
   }
@@ -375,7 +373,11 @@ export class SluiceClient {
     await this.checkWebhook(input.webhook);
     const workflowId = pipelineWorkflowId(PipelineKind.report, input.tenant, input.idempotencyKey);
     const range = input.lastMonths ? `last ${input.lastMonths} months` : `${input.from} … ${input.to}`;
-    return this.startPipeline(PipelineKind.report, 'reportPipelineWorkflow', workflowId, input, {
+    return this.startPipeline('reportPipelineWorkflow', workflowId, input, {
+      kind: PipelineKind.report,
+      tier: input.tier,
+      tenant: input.tenant,
+      priorityKey: input.priorityKey,
       summary: `report ${range}: ${input.measures.join(', ')} by ${input.groupBy.join(', ') || 'all'} (${input.policy.kind}, ${input.tier}, ${input.tenant})`,
     });
   }
@@ -400,30 +402,21 @@ export class SluiceClient {
     }
   }
 
-  private async startPipeline(
-    kind: PipelineKind,
-    workflowType: string,
+  private async startPipeline<N extends 'videoPipelineWorkflow' | 'reportPipelineWorkflow' | 'jobsPipelineWorkflow'>(
+    workflowType: N,
     workflowId: string,
-    input: { tier: Tier; tenant: string; priorityKey?: number },
-    meta: { summary: string },
+    input: Parameters<WorkflowOf<N>>[0],
+    spec: StartSpec,
   ): Promise<StartedPipeline> {
     try {
-      const handle = await this.temporal.workflow.start(workflowType, {
+      const handle = await this.temporal.workflow.start<WorkflowOf<N>>(workflowType, {
         workflowId,
-        taskQueue: taskQueueFor(input.tier, this.config.taskQueueSuffix),
-        args: [input],
+        args: [input] as Parameters<WorkflowOf<N>>,
         workflowIdConflictPolicy: 'USE_EXISTING',
         // A finished run is not started again either: the key names one piece of work.
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        typedSearchAttributes: [
-          { key: PipelineKindKey, value: kind },
-          { key: TierKey, value: input.tier },
-          { key: TenantKey, value: input.tenant },
-        ],
-        // Priority and fairness go with the run; the workflow passes them on to every activity
-        // and child, and the memo carries the flow settings workflows cannot read from config.
-        ...flowStartOptions(this.config, input.tier, input.tenant, input.priorityKey),
-        staticSummary: meta.summary,
+        // Queue, priority, fairness, flow memo and search attributes: the one builder (start-options.ts).
+        ...pipelineStartOptions(this.config, spec),
       });
       return { workflowId, runId: handle.firstExecutionRunId };
     } catch (err) {
@@ -459,15 +452,13 @@ export class SluiceClient {
     if (issues.length > 0) throw new InvalidInputError(issues);
     const input: JobsPipelineInput = { ...opts, tier, tenant };
     const workflowId = pipelineWorkflowId(PipelineKind.jobs, tenant, opts.idempotencyKey);
-    return this.startPipeline(
-      PipelineKind.jobs,
-      'jobsPipelineWorkflow',
-      workflowId,
-      { ...input, tier },
-      {
-        summary: opts.summary ?? `${opts.jobs.length} sub-jobs (${tier}, ${tenant})`,
-      },
-    );
+    return this.startPipeline('jobsPipelineWorkflow', workflowId, input, {
+      kind: PipelineKind.jobs,
+      tier,
+      tenant,
+      priorityKey: input.priorityKey,
+      summary: opts.summary ?? `${opts.jobs.length} sub-jobs (${tier}, ${tenant})`,
+    });
   }
 
   /** Status, stage and (while running) the progress query's answer. */
@@ -477,7 +468,7 @@ export class SluiceClient {
     const attrs = d.typedSearchAttributes;
     let progress: PipelineProgress | undefined;
     if (d.status.name === 'RUNNING') {
-      progress = await handle.query<PipelineProgress>('progress').catch(() => undefined);
+      progress = await handle.query(progressQuery).catch(() => undefined);
     }
     return {
       workflowId,
@@ -492,7 +483,7 @@ export class SluiceClient {
 
   /** The `progress` query of a running pipeline. */
   async getProgress(workflowId: string): Promise<PipelineProgress> {
-    return this.temporal.workflow.getHandle(workflowId).query<PipelineProgress>('progress');
+    return this.temporal.workflow.getHandle(workflowId).query(progressQuery);
   }
 
   /** Waits for the result; throws the workflow's failure. */
@@ -527,25 +518,3 @@ export interface StartJobsOptions extends Omit<JobsPipelineInput, 'tier' | 'tena
   summary?: string;
 }
 export type { JobsPipelineInput, JobsPipelineResult };
-
-/**
- * Start options every pipeline gets: `priority` (priority key from the tier unless given, the
- * tenant as fairness key, its weight from SLUICE_FAIRNESS_WEIGHTS) and the flow memo (promotion
- * ages from SLUICE_PROMOTION_AGE_SECONDS). Also used when the DLQ replays a run.
- */
-export function flowStartOptions(
-  config: SluiceConfig,
-  tier: Tier,
-  tenant: string,
-  priorityKey?: number,
-): { priority: { priorityKey: number; fairnessKey: string; fairnessWeight?: number }; memo: Record<string, FlowMemo> } {
-  const weight = config.fairnessWeights[tenant];
-  return {
-    priority: {
-      priorityKey: priorityKey ?? PRIORITY_KEY_BY_TIER[tier],
-      fairnessKey: tenant,
-      ...(weight !== undefined ? { fairnessWeight: weight } : {}),
-    },
-    memo: { [FLOW_MEMO_KEY]: { promoteAfterSeconds: config.promoteAfterSeconds } },
-  };
-}

@@ -7,7 +7,7 @@ import { InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../../config';
 import { startDevServer, isPortOpen, type DevServerHandle } from '../../devserver/dev-server';
 import { createLogger } from '../../logger';
-import { runBurst } from '../../scaling/burst';
+import { runBurst } from '../../demo/burst';
 import { MAX_PACK, TIERS, type Tier } from '../../shared/constants';
 import { installRuntime, type SetExit } from '../context';
 import { ExitCode, info, printJson } from '../output';
