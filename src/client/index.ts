@@ -20,8 +20,8 @@ import { progressQuery } from '../workflows/progress';
 import { pipelineStartOptions, type StartSpec, type WorkflowOf } from './start-options';
 import type { WebhookTarget } from '../shared/webhook';
 import { assertSafeWebhookUrl, parseAllowList, type AllowList } from '../security/ssrf';
-import { IDEMPOTENCY_KEY_PATTERN, MAX_PACK, TENANT_PATTERN } from '../shared/constants';
-import type { JobsPipelineInput, JobsPipelineResult } from '../workflows/jobs-pipeline';
+import { JobsPipelineInputSchema, type JobsPipelineInput } from '../shared/jobs';
+import type { JobsPipelineResult } from '../workflows/jobs-pipeline';
 import {
   VideoPipelineInputSchema,
   zodIssues,
@@ -163,6 +163,9 @@ export const REPORT_OPTION_KEYS = [
   'priorityKey',
   'webhook',
 ] as const satisfies readonly (keyof StartReportOptions)[];
+
+/** Option names of {@link SluiceClient.startJobsPipeline}: the workflow input's fields and `summary`. */
+const JOBS_OPTION_KEYS = [...Object.keys(JobsPipelineInputSchema.shape), 'summary'];
 
 /**
  * Issues with the options object itself: not an object, or fields that are not options. Apps in
@@ -429,29 +432,35 @@ export class SluiceClient {
   }
 
   /**
+   * Validates a jobs request against the workflow's own schema (src/shared/jobs.ts). Returns the
+   * workflow input. Throws {@link InvalidInputError} naming each field.
+   */
+  validateJobs(opts: StartJobsOptions): JobsPipelineInput {
+    if (typeof opts !== 'object' || opts === null || Array.isArray(opts))
+      throw new InvalidInputError([{ path: '(input)', message: 'must be an object' }]);
+    const { summary, ...rest } = opts;
+    const issues = shapeIssues(opts, JOBS_OPTION_KEYS);
+    if (summary !== undefined && typeof summary !== 'string')
+      issues.push({ path: 'summary', message: 'must be a string' });
+    const parsed = JobsPipelineInputSchema.safeParse({
+      ...rest,
+      tier: opts.tier ?? Tier.default,
+      tenant: opts.tenant ?? 'default',
+    });
+    // Unknown fields are named by shapeIssues; zod's strict check would only repeat them.
+    if (!parsed.success) issues.push(...zodIssues(parsed.error).filter((i) => i.path !== '(input)'));
+    if (issues.length > 0 || !parsed.success) throw new InvalidInputError(issues);
+    return parsed.data as JobsPipelineInput;
+  }
+
+  /**
    * Starts a generic sub-job pipeline (`jobsPipelineWorkflow`) on its tier's queue: any
    * registered activities under a failure policy, then an optional completion webhook.
    */
   async startJobsPipeline(opts: StartJobsOptions): Promise<StartedPipeline> {
-    const tier = opts.tier ?? Tier.default;
-    const tenant = opts.tenant ?? 'default';
-    const issues: InputIssue[] = [];
-    if (!TENANT_PATTERN.test(tenant))
-      issues.push({ path: 'tenant', message: 'must be 1-63 characters of a-z, 0-9, _ or -' });
-    if (!IDEMPOTENCY_KEY_PATTERN.test(opts.idempotencyKey))
-      issues.push({ path: 'idempotencyKey', message: 'must be 1-128 characters of A-Z, a-z, 0-9, ., _ or -' });
-    if (!Array.isArray(opts.jobs) || opts.jobs.length === 0)
-      issues.push({ path: 'jobs', message: 'at least one sub-job' });
-    if (
-      opts.priorityKey !== undefined &&
-      !(Number.isInteger(opts.priorityKey) && opts.priorityKey >= 1 && opts.priorityKey <= 5)
-    )
-      issues.push({ path: 'priorityKey', message: 'must be a whole number from 1 to 5' });
-    if (opts.pack !== undefined && !(Number.isInteger(opts.pack) && opts.pack >= 1 && opts.pack <= MAX_PACK))
-      issues.push({ path: 'pack', message: `must be a whole number from 1 to ${MAX_PACK}` });
-    if (issues.length > 0) throw new InvalidInputError(issues);
-    const input: JobsPipelineInput = { ...opts, tier, tenant };
-    const workflowId = pipelineWorkflowId(PipelineKind.jobs, tenant, opts.idempotencyKey);
+    const input = this.validateJobs(opts);
+    const { tier, tenant } = input;
+    const workflowId = pipelineWorkflowId(PipelineKind.jobs, tenant, input.idempotencyKey);
     return this.startPipeline('jobsPipelineWorkflow', workflowId, input, {
       kind: PipelineKind.jobs,
       tier,

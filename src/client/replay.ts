@@ -7,7 +7,7 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { DeadLetter, DlqStore } from '../dlq/store';
 import { PipelineKind, Tier, parseTaskQueue } from '../shared/constants';
-import type { JobsPipelineInput } from '../workflows/jobs-pipeline';
+import type { JobsPipelineInput } from '../shared/jobs';
 import type { SluiceClient } from './index';
 import { pipelineStartOptions } from './start-options';
 

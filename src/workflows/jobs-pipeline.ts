@@ -6,30 +6,13 @@
 import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { DeliverWebhookInput, DeliverWebhookResult } from '../activities/notify';
 import { FailureType } from '../shared/constants';
-import type { FailurePolicy, FanOutOutcome, SubJob } from '../shared/fan-out';
+import type { FanOutOutcome } from '../shared/fan-out';
+import { JobsPipelineInputSchema, type JobsPipelineInput } from '../shared/jobs';
+import { zodIssues } from '../shared/video';
 import { activityOptionsFor, runSubJobs } from './fan-out';
 import { recordDeadLetter } from './flow-control';
 
-/** Input of {@link jobsPipelineWorkflow}. */
-export interface JobsPipelineInput {
-  tier: string;
-  tenant: string;
-  idempotencyKey: string;
-  jobs: SubJob[];
-  /** Sub-jobs in flight. @default 16 */
-  window?: number;
-  /**
-   * Sub-jobs per activity task, 1 to 100, for tiny sub-jobs: up to this many of one activity type
-   * run one after another in one task, each with its own result, attempts and failure. @default 1
-   */
-  pack?: number;
-  /** @default fail-fast */
-  policy?: FailurePolicy;
-  /** Completion callback, POSTed when the pipeline completes. */
-  webhook?: { url: string };
-  /** 1 (first) to 5 within the tier's queue. @default from the tier */
-  priorityKey?: number;
-}
+export type { JobsPipelineInput };
 
 /** Result of {@link jobsPipelineWorkflow}. */
 export interface JobsPipelineResult {
@@ -50,14 +33,19 @@ const notify = proxyActivities<{ deliverWebhook(input: DeliverWebhookInput): Pro
  * retries (here or in the webhook) is dead-lettered with the input, so `sluice dlq replay` can
  * start the same work again.
  */
-export async function jobsPipelineWorkflow(input: JobsPipelineInput): Promise<JobsPipelineResult> {
-  if (!Array.isArray(input?.jobs) || input.jobs.length === 0) {
+export async function jobsPipelineWorkflow(rawInput: JobsPipelineInput): Promise<JobsPipelineResult> {
+  const parsed = JobsPipelineInputSchema.safeParse(rawInput);
+  if (!parsed.success) {
+    // Bad input fails once, naming each field: no retry can fix it, and nothing ran to dead-letter.
+    const issues = zodIssues(parsed.error);
     throw ApplicationFailure.create({
       type: FailureType.InvalidInput,
       nonRetryable: true,
-      message: 'jobs: at least one sub-job',
+      message: issues.map((i) => `${i.path}: ${i.message}`).join('; '),
+      details: [issues],
     });
   }
+  const input = parsed.data as JobsPipelineInput;
   const workflowId = workflowInfo().workflowId;
   try {
     const outcome = await runSubJobs<unknown>(input.jobs, {
