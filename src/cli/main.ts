@@ -63,7 +63,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const config = loadConfig();
       installRuntime(config);
       setExit(
-        await runUp(config, createLogger(config.logLevel), {
+        await runUp(config, createLogger(config.logLevel, 'sluice', config.logFormat), {
           demo: opts.demo,
           demoSeconds: opts.demoSeconds,
           once: Boolean(opts.once),
@@ -79,7 +79,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .action(async (opts: { tiers: Tier[] }) => {
       const config = loadConfig();
       installRuntime(config);
-      setExit(await runWorker(config, createLogger(config.logLevel), opts.tiers));
+      setExit(await runWorker(config, createLogger(config.logLevel, 'sluice', config.logFormat), opts.tiers));
     });
 
   program

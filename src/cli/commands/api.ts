@@ -24,7 +24,7 @@ export function registerApiCommands(program: Command, setExit: SetExit): void {
       const server = createApiServer({
         client,
         bodyLimitBytes: config.api.bodyLimitBytes,
-        log: createLogger(config.logLevel),
+        log: createLogger(config.logLevel, 'sluice', config.logFormat),
       });
       const bound = await listen(server, port, opts.host);
       if (opts.json) printJson({ url: `http://${opts.host}:${bound}`, bodyLimitBytes: config.api.bodyLimitBytes });

@@ -27,7 +27,7 @@ export function registerCodecServerCommands(program: Command, setExit: SetExit):
       if (problems.length > 0) throw new ConfigError(problems);
       const codec = codecFor(config);
       if (!codec) throw new ConfigError(['SLUICE_CODEC_KEYS: no keys']);
-      const log = createLogger(config.logLevel);
+      const log = createLogger(config.logLevel, 'sluice', config.logFormat);
       const server = await startCodecServer({
         codec,
         token: config.codec.token,

@@ -68,7 +68,7 @@ export function registerDemoCommands(program: Command, setExit: SetExit): void {
           },
         };
         installRuntime(config);
-        const log = createLogger(config.logLevel);
+        const log = createLogger(config.logLevel, 'sluice', config.logFormat);
         let server: DevServerHandle | undefined;
         if (!config.temporal.address && !(await isPortOpen(config.devServer.port))) {
           info(`starting the Temporal dev server on 127.0.0.1:${config.devServer.port}`);
