@@ -196,7 +196,7 @@ export class SluiceClient {
     const config = opts.config ?? loadConfig();
     const settings = connectionSettings(config);
     // Payload encryption when keys are configured (SLUICE_CODEC_KEYS): the workers use the same converter.
-    const dataConverter = dataConverterFor(config);
+    const dataConverter = dataConverterFor(config.codec);
     let connection: Connection;
     try {
       connection = await Connection.connect({

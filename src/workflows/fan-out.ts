@@ -15,7 +15,7 @@ import {
   type RetryPolicy,
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
-import { msToNumber } from '@temporalio/common/lib/time';
+import { durationMs } from '../shared/duration';
 import { FailureType, MAX_PACK, NON_RETRYABLE_FAILURE_TYPES, PACKED_ACTIVITY, VIDEO_LIMITS } from '../shared/constants';
 import type { FailurePolicy, FanOutOutcome, PackInput, PackOutcome, PackResult, SubJob } from '../shared/fan-out';
 import { dispatchSubJob, recordDeadLetter, runPriority } from './flow-control';
@@ -68,7 +68,7 @@ function inMs<T extends object>(options: T, keys: readonly (keyof T)[]): T {
   const out = { ...options };
   for (const key of keys) {
     const value = out[key];
-    if (value !== undefined) out[key] = msToNumber(value as Duration) as T[keyof T];
+    if (value !== undefined) out[key] = durationMs(value as Duration) as T[keyof T];
   }
   return out;
 }
@@ -135,7 +135,7 @@ function packedRunner<R>(pack: number): (job: SubJob) => Promise<R> {
     const options: ActivityOptions = {
       ...base,
       // Sub-jobs run one after another: the pack gets each one's time.
-      startToCloseTimeout: msToNumber(base.startToCloseTimeout ?? '5 minutes') * waiters.length,
+      startToCloseTimeout: durationMs(base.startToCloseTimeout ?? '5 minutes') * waiters.length,
       summary: `${waiters.length} packed${first ? `: ${first}${last && last !== first ? ` … ${last}` : ''}` : ''}`,
     };
     const input: PackInput = {
