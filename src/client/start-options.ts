@@ -16,6 +16,7 @@ import {
 } from '../shared/constants';
 import { PipelineKindKey, TenantKey, TierKey } from '../shared/search-attributes';
 import type * as workflows from '../workflows';
+import type { BATCH_WORKFLOW_TYPE } from '../workflows/fan-out';
 
 /** The settings a start reads from config: queue suffix, fairness weights, promotion ages. */
 export type StartConfig = Pick<SluiceConfig, 'taskQueueSuffix' | 'fairnessWeights' | 'promoteAfterSeconds'>;
@@ -24,6 +25,10 @@ export type StartConfig = Pick<SluiceConfig, 'taskQueueSuffix' | 'fairnessWeight
 export type WorkflowType = {
   [K in keyof typeof workflows]: (typeof workflows)[K] extends Workflow ? K : never;
 }[keyof typeof workflows];
+
+/** Fails the typecheck unless the batch child's type (a constant in the sandbox code) is one the bundle exports. */
+export type BatchWorkflowType = Registered<typeof BATCH_WORKFLOW_TYPE>;
+type Registered<T extends WorkflowType> = T;
 
 /** The workflow function of a {@link WorkflowType}, for typed `args`. */
 export type WorkflowOf<N extends WorkflowType> = (typeof workflows)[N];

@@ -52,7 +52,6 @@ export async function jobsPipelineWorkflow(rawInput: JobsPipelineInput): Promise
       parentId: workflowId,
       window: input.window ?? 16,
       policy: input.policy ?? { kind: 'fail-fast' },
-      batchWorkflowType: 'subJobBatchWorkflow',
       ...(input.pack !== undefined ? { pack: input.pack } : {}),
     });
     const result: JobsPipelineResult = {

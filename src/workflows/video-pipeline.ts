@@ -19,7 +19,7 @@ import {
   type VideoPipelineResult,
 } from '../shared/video';
 import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput } from '../activities/media';
-import { activityOptionsFor, runSubJobs } from './fan-out';
+import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
 import { trackProgress } from './progress';
 import { recordDeadLetter } from './flow-control';
 import { deliverCompletion } from './webhook';
@@ -82,7 +82,7 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     const times = planThumbnails(media.durationSec, input.thumbnails);
     const renditions = input.renditions;
 
-    const jobs: SubJob[] = [];
+    const jobs: SubJob<ActivityName>[] = [];
     for (const rendition of renditions) {
       chunks.forEach((c, chunkIndex) => {
         const job: TranscodeChunkInput = { pipelineId, source: media.path, rendition, chunkIndex, ...c };
@@ -113,7 +113,6 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
       parentId: pipelineId,
       window: input.window,
       policy: { kind: 'fail-fast' },
-      batchWorkflowType: 'subJobBatchWorkflow',
       onSettled: (_, ok) => (ok ? progress.done++ : progress.failed++),
     });
     const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];
