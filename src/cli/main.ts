@@ -1,7 +1,7 @@
 /**
  * `sluice` — a thin commander layer over the client, the worker host and the dev server.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config';
 import { installRuntime, withClient } from './context';
 import type { StartVideoOptions } from '../client';
@@ -17,6 +17,7 @@ import { registerScheduleCommands } from './commands/schedule';
 import { registerApiCommands } from './commands/api';
 import { registerDemoCommands } from './commands/demo';
 import { registerDlqCommands } from './commands/dlq';
+import { addTierOptions, tierOption } from './tier-option';
 
 function parseNumber(field: string) {
   return (value: string): number => {
@@ -82,14 +83,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
       setExit(await runWorker(config, createLogger(config.logLevel, 'sluice', config.logFormat), opts.tiers));
     });
 
-  program
-    .command('video')
+  addTierOptions(program.command('video'))
     .description('transcode a video into renditions, thumbnails and a manifest')
     .argument('<path>', 'input file, inside SLUICE_MEDIA_ROOT')
     .option('--renditions <list>', 'comma-separated renditions', '360p,720p')
     .option('--chunk-seconds <n>', 'seconds of source per transcode chunk', parseNumber('chunk-seconds'), 30)
     .option('--thumbnails <n>', 'number of thumbnails', parseNumber('thumbnails'), 3)
-    .addOption(new Option('--priority <tier>', 'tier').choices([...TIERS]).default('default'))
     .option('--tenant <tenant>', 'tenant', 'default')
     .option('--id <key>', 'idempotency key (default: derived from the file and options)')
     .option('--webhook <url>', 'completion callback: a signed POST once the outputs are written')
@@ -105,7 +104,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
           .filter(Boolean),
         chunkSeconds: opts.chunkSeconds as number,
         thumbnails: opts.thumbnails as number,
-        tier: opts.priority as Tier,
+        tier: tierOption(opts),
         tenant: opts.tenant as string,
         idempotencyKey: opts.id as string | undefined,
         ...(opts.webhook !== undefined ? { webhook: { url: opts.webhook as string } } : {}),

@@ -6,10 +6,10 @@
 import { Option, type Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { SluiceClient, StartReportOptions } from '../../client';
-import { TIERS, type Tier } from '../../shared/constants';
 import { GROUP_BY_NAMES, MEASURE_NAMES, REPORT_FORMATS, type ReportFormat } from '../../shared/report';
 import { withClient, type SetExit } from '../context';
 import { ExitCode, UsageError, describeWebhook, failureChain, info, printJson, reportError } from '../output';
+import { addTierOptions, tierOption } from '../tier-option';
 
 const list = (value: unknown): string[] | undefined =>
   typeof value !== 'string'
@@ -65,8 +65,7 @@ export async function waitForReport(client: SluiceClient, workflowId: string, js
 
 /** Registers `sluice report`. */
 export function registerReportCommands(program: Command, setExit: SetExit): void {
-  program
-    .command('report')
+  addTierOptions(program.command('report'))
     .description('build a report over monthly order partitions (CSV, JSON and HTML)')
     .option('--from <YYYY-MM>', 'first month')
     .option('--to <YYYY-MM>', 'last month (inclusive)')
@@ -79,7 +78,6 @@ export function registerReportCommands(program: Command, setExit: SetExit): void
       'fail-fast | retry-failed[:N] | partial | deadline-partial[:S] | quorum:K',
       'fail-fast',
     )
-    .addOption(new Option('--priority <tier>', 'tier').choices([...TIERS]).default('default'))
     .option('--tenant <tenant>', 'tenant', 'default')
     .option('--tenant-filter <tenant>', "only this data tenant's orders")
     .option('--shards <n>', 'sub-jobs per partition')
@@ -98,7 +96,7 @@ export function registerReportCommands(program: Command, setExit: SetExit): void
         groupBy: list(opts.groupBy),
         format: opts.format as ReportFormat,
         policy: String(opts.policy),
-        tier: opts.priority as Tier,
+        tier: tierOption(opts),
         tenant: opts.tenant as string,
         tenantFilter: opts.tenantFilter as string | undefined,
         shards: count('shards', opts.shards),
