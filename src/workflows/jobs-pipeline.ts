@@ -3,13 +3,12 @@
  * tell the caller through the completion webhook. What the flow-control tests, the priority
  * benchmark and DLQ replays of single sub-jobs run.
  */
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { DeliverWebhookInput, DeliverWebhookResult } from '../activities/notify';
-import { FailureType } from '../shared/constants';
 import type { FanOutOutcome } from '../shared/fan-out';
 import { JobsPipelineInputSchema, type JobsPipelineInput } from '../shared/jobs';
-import { zodIssues } from '../shared/video';
 import { activityOptionsFor, runSubJobs } from './fan-out';
+import { parseWorkflowInput } from './input';
 import { recordDeadLetter } from './flow-control';
 
 export type { JobsPipelineInput };
@@ -34,18 +33,8 @@ const notify = proxyActivities<{ deliverWebhook(input: DeliverWebhookInput): Pro
  * start the same work again.
  */
 export async function jobsPipelineWorkflow(rawInput: JobsPipelineInput): Promise<JobsPipelineResult> {
-  const parsed = JobsPipelineInputSchema.safeParse(rawInput);
-  if (!parsed.success) {
-    // Bad input fails once, naming each field: no retry can fix it, and nothing ran to dead-letter.
-    const issues = zodIssues(parsed.error);
-    throw ApplicationFailure.create({
-      type: FailureType.InvalidInput,
-      nonRetryable: true,
-      message: issues.map((i) => `${i.path}: ${i.message}`).join('; '),
-      details: [issues],
-    });
-  }
-  const input = parsed.data as JobsPipelineInput;
+  // Bad input fails once, naming each field: no retry can fix it, and nothing ran to dead-letter.
+  const input = parseWorkflowInput(JobsPipelineInputSchema, rawInput) as JobsPipelineInput;
   const workflowId = workflowInfo().workflowId;
   try {
     const outcome = await runSubJobs<unknown>(input.jobs, {

@@ -13,13 +13,13 @@ import { FailureType } from '../shared/constants';
 import type { SubJob } from '../shared/fan-out';
 import {
   VideoPipelineInputSchema,
-  zodIssues,
   type ThumbnailArtifact,
   type VideoPipelineInput,
   type VideoPipelineResult,
 } from '../shared/video';
 import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput } from '../activities/media';
 import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
+import { parseWorkflowInput } from './input';
 import { trackProgress } from './progress';
 import { recordDeadLetter } from './flow-control';
 import { deliverCompletion } from './webhook';
@@ -60,17 +60,7 @@ export function planThumbnails(durationSec: number, count: number): number[] {
  * every ffmpeg process and removes partial outputs.
  */
 export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promise<VideoPipelineResult> {
-  const parsed = VideoPipelineInputSchema.safeParse(rawInput);
-  if (!parsed.success) {
-    const issues = zodIssues(parsed.error);
-    throw ApplicationFailure.create({
-      type: FailureType.InvalidInput,
-      nonRetryable: true,
-      message: issues.map((i) => `${i.path}: ${i.message}`).join('; '),
-      details: [issues],
-    });
-  }
-  const input = parsed.data;
+  const input = parseWorkflowInput(VideoPipelineInputSchema, rawInput);
   const pipelineId = workflowInfo().workflowId;
   const { progress, setStage } = trackProgress('probing');
 

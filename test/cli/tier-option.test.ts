@@ -30,23 +30,24 @@ afterAll(async () => {
 const report = (id: string, extra: string[]) =>
   runSluice(t, ['report', '--from', '2024-01', '--to', '2024-01', '--tenant', 'tiers', '--id', id, '--json', ...extra]);
 
+/** Runs `report` (it must exit 0) and describes the run it started. */
+async function startedRun(id: string, extra: string[]) {
+  const run = await report(id, extra);
+  expect(run.code, run.stderr).toBe(0);
+  const { workflowId } = oneJson(run) as { workflowId: string };
+  started.push(workflowId);
+  return client.temporal.workflow.getHandle(workflowId).describe();
+}
+
 describe('--tier and its alias --priority', () => {
   it('--tier low starts on the low queue with its priority key', async () => {
-    const run = await report('by-tier', ['--tier', 'low']);
-    expect(run.code, run.stderr).toBe(0);
-    const { workflowId } = oneJson(run) as { workflowId: string };
-    started.push(workflowId);
-    const d = await client.temporal.workflow.getHandle(workflowId).describe();
+    const d = await startedRun('by-tier', ['--tier', 'low']);
     expect(d.taskQueue).toBe(taskQueueFor('low', t.suffix));
     expect(d.priority).toMatchObject({ priorityKey: 4, fairnessKey: 'tiers' });
   });
 
   it('--priority high, the alias, does the same', async () => {
-    const run = await report('by-alias', ['--priority', 'high']);
-    expect(run.code, run.stderr).toBe(0);
-    const { workflowId } = oneJson(run) as { workflowId: string };
-    started.push(workflowId);
-    const d = await client.temporal.workflow.getHandle(workflowId).describe();
+    const d = await startedRun('by-alias', ['--priority', 'high']);
     expect(d.taskQueue).toBe(taskQueueFor('high', t.suffix));
   });
 
