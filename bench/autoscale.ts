@@ -17,7 +17,7 @@ import path from 'node:path';
 import { loadConfig } from '../src/config';
 import { freePort, startDevServer } from '../src/devserver/dev-server';
 import { createLogger } from '../src/logger';
-import { runBurst, type BurstRunReport } from '../src/scaling/burst';
+import { runBurst, type BurstRunReport } from '../src/demo/burst';
 
 const JOBS = 500;
 const MS = 200;

@@ -236,8 +236,13 @@ const EnvSchema = z.object({
   AWS_SECRET_ACCESS_KEY: z.string().min(1).optional(),
   /** Session token of temporary credentials. @default none */
   AWS_SESSION_TOKEN: z.string().min(1).optional(),
-  /** @default 'info' — pino level of the JSON logs on stderr (fatal, error, warn, info, debug, trace, silent). */
+  /** @default 'info' — pino level of the logs on stderr (fatal, error, warn, info, debug, trace, silent). */
   SLUICE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * @default 'auto' — log lines on stderr: `auto` is readable lines when stderr is a terminal and
+   * JSON otherwise; `json` always JSON (for log shippers); `pretty` always readable lines.
+   */
+  SLUICE_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
 });
 
 export interface TemporalConnectionConfig {
@@ -324,6 +329,8 @@ export interface SluiceConfig {
   ffprobePath: string | undefined;
   taskQueueSuffix: string;
   logLevel: z.infer<typeof EnvSchema>['SLUICE_LOG_LEVEL'];
+  /** SLUICE_LOG_FORMAT: `auto` (readable on a terminal, else JSON), `json` or `pretty`. */
+  logFormat: z.infer<typeof EnvSchema>['SLUICE_LOG_FORMAT'];
   /** Report source and its settings (DuckDB over `<dataDir>/orders`, or PostgreSQL). */
   reports: {
     source: 'duckdb' | 'postgres';
@@ -585,6 +592,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     ffprobePath: e.SLUICE_FFPROBE_PATH,
     taskQueueSuffix: e.SLUICE_TASK_QUEUE_SUFFIX ?? '',
     logLevel: e.SLUICE_LOG_LEVEL,
+    logFormat: e.SLUICE_LOG_FORMAT,
     reports: {
       source: e.REPORT_SOURCE,
       partitionsDir: path.join(storage.kind === 'file' ? storage.root : dataDir, 'orders'),

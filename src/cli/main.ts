@@ -1,7 +1,7 @@
 /**
  * `sluice` — a thin commander layer over the client, the worker host and the dev server.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config';
 import { installRuntime, withClient } from './context';
 import type { StartVideoOptions } from '../client';
@@ -17,6 +17,7 @@ import { registerScheduleCommands } from './commands/schedule';
 import { registerApiCommands } from './commands/api';
 import { registerDemoCommands } from './commands/demo';
 import { registerDlqCommands } from './commands/dlq';
+import { addTierOptions, tierOption } from './tier-option';
 
 function parseNumber(field: string) {
   return (value: string): number => {
@@ -63,7 +64,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const config = loadConfig();
       installRuntime(config);
       setExit(
-        await runUp(config, createLogger(config.logLevel), {
+        await runUp(config, createLogger(config.logLevel, 'sluice', config.logFormat), {
           demo: opts.demo,
           demoSeconds: opts.demoSeconds,
           once: Boolean(opts.once),
@@ -79,18 +80,16 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .action(async (opts: { tiers: Tier[] }) => {
       const config = loadConfig();
       installRuntime(config);
-      setExit(await runWorker(config, createLogger(config.logLevel), opts.tiers));
+      setExit(await runWorker(config, createLogger(config.logLevel, 'sluice', config.logFormat), opts.tiers));
     });
 
-  program
-    .command('video')
+  addTierOptions(program.command('video'))
     .description('transcode a video into renditions, thumbnails and a manifest')
     .argument('<path>', 'input file, inside SLUICE_MEDIA_ROOT')
     // No defaults here: the pipeline's input schema owns them (the help text names them).
     .option('--renditions <list>', 'comma-separated renditions (default: 360p,720p)')
     .option('--chunk-seconds <n>', 'seconds of source per transcode chunk (default: 30)', parseNumber('chunk-seconds'))
     .option('--thumbnails <n>', 'number of thumbnails (default: 3)', parseNumber('thumbnails'))
-    .addOption(new Option('--priority <tier>', 'tier (default: default)').choices([...TIERS]))
     .option('--tenant <tenant>', 'tenant (default: default)')
     .option('--id <key>', 'idempotency key (default: derived from the file and options)')
     .option('--webhook <url>', 'completion callback: a signed POST once the outputs are written')
@@ -109,7 +108,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
                 .filter(Boolean),
         chunkSeconds: opts.chunkSeconds as number | undefined,
         thumbnails: opts.thumbnails as number | undefined,
-        tier: opts.priority as Tier | undefined,
+        tier: tierOption(opts),
         tenant: opts.tenant as string | undefined,
         idempotencyKey: opts.id as string | undefined,
         ...(opts.webhook !== undefined ? { webhook: { url: opts.webhook as string } } : {}),

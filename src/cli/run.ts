@@ -13,7 +13,7 @@ import { TIERS, Tier, type Tier as TierName } from '../shared/constants';
 import type { VideoPipelineResult } from '../shared/video';
 import { WorkerHost } from '../workers/host';
 import { LocalAutoscaler } from '../scaling/autoscaler';
-import { watchTaskBudget } from '../scaling/recycle';
+import { watchTaskBudget } from '../workers/recycle';
 import { ExitCode, describeWebhook, failureChain, info, printJson, reportError } from './output';
 import { generateSampleVideo } from './samples';
 
@@ -73,7 +73,7 @@ export async function runUp(
         `starting the Temporal dev server on 127.0.0.1:${config.devServer.port} (state: ${config.devServer.dbFile})`,
       );
       // With payload encryption on, a codec server runs in this process and the UI decodes through it.
-      codec = await startLocalCodecServer(config, log);
+      codec = await startLocalCodecServer(config.codec, config.devServer.uiPort, log);
       if (codec) info(`codec server for the UI on 127.0.0.1:${codec.server.port} (payloads are encrypted)`);
       supervisor = await DevServerSupervisor.start({
         port: config.devServer.port,

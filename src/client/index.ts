@@ -27,26 +27,14 @@ import { S3Store } from '../storage/s3';
 import { ConfigError, loadConfig, type SluiceConfig } from '../config';
 import { connectionSettings } from '../connection';
 import { dataConverterFor } from '../security/codec';
-import {
-  MAX_SOURCE_LENGTH,
-  PRIORITY_KEY_BY_TIER,
-  PipelineKind,
-  Tier,
-  pipelineWorkflowId,
-  taskQueueFor,
-} from '../shared/constants';
-import { PipelineKindKey, StageKey, TenantKey, TierKey } from '../shared/search-attributes';
+import { MAX_SOURCE_LENGTH, REQUEST_MEMO_KEY, PipelineKind, Tier, pipelineWorkflowId } from '../shared/constants';
+import { PipelineKindKey, StageKey, TenantKey } from '../shared/search-attributes';
+import { progressQuery } from '../workflows/progress';
+import { pipelineStartOptions, type StartSpec, type WorkflowOf } from './start-options';
 import type { WebhookTarget } from '../shared/webhook';
 import { assertSafeWebhookUrl, parseAllowList, type AllowList } from '../security/ssrf';
-import {
-  FLOW_MEMO_KEY,
-  IDEMPOTENCY_KEY_PATTERN,
-  MAX_PACK,
-  REQUEST_MEMO_KEY,
-  TENANT_PATTERN,
-  type FlowMemo,
-} from '../shared/constants';
-import type { JobsPipelineInput, JobsPipelineResult } from '../workflows/jobs-pipeline';
+import { JobsPipelineInputSchema, type JobsPipelineInput } from '../shared/jobs';
+import type { JobsPipelineResult } from '../workflows/jobs-pipeline';
 import {
   VideoPipelineInputSchema,
   zodIssues,
@@ -216,6 +204,9 @@ export const REPORT_OPTION_KEYS = [
   'webhook',
 ] as const satisfies readonly (keyof StartReportOptions)[];
 
+/** Option names of {@link SluiceClient.startJobsPipeline}: the workflow input's fields and `summary`. */
+const JOBS_OPTION_KEYS = [...Object.keys(JobsPipelineInputSchema.shape), 'summary'];
+
 /**
  * Issues with the options object itself: not an object, or fields that are not options. Apps in
  * plain JavaScript (and the HTTP API) can send anything; a misspelt option must not be ignored.
@@ -253,7 +244,7 @@ export class SluiceClient {
     const config = opts.config ?? loadConfig();
     const settings = connectionSettings(config);
     // Payload encryption when keys are configured (SLUICE_CODEC_KEYS): the workers use the same converter.
-    const dataConverter = dataConverterFor(config);
+    const dataConverter = dataConverterFor(config.codec);
     let connection: Connection;
     try {
       connection = await Connection.connect({
@@ -486,7 +477,11 @@ export class SluiceClient {
     await this.checkWebhook(input.webhook);
     input.source = await this.checkObjectSource(input.source);
     const workflowId = pipelineWorkflowId(PipelineKind.video, input.tenant, input.idempotencyKey);
-    return this.startPipeline(PipelineKind.video, 'videoPipelineWorkflow', workflowId, input, {
+    return this.startPipeline('videoPipelineWorkflow', workflowId, input, {
+      kind: PipelineKind.video,
+      tier: input.tier,
+      tenant: input.tenant,
+      priorityKey: input.priorityKey,
       summary: `video ${input.source} → ${input.renditions.join(', ')} (${input.tier}, ${input.tenant})`,
       ...request,
     });
@@ -521,7 +516,11 @@ export class SluiceClient {
     await this.checkWebhook(input.webhook);
     const workflowId = pipelineWorkflowId(PipelineKind.report, input.tenant, input.idempotencyKey);
     const range = input.lastMonths ? `last ${input.lastMonths} months` : `${input.from} … ${input.to}`;
-    return this.startPipeline(PipelineKind.report, 'reportPipelineWorkflow', workflowId, input, {
+    return this.startPipeline('reportPipelineWorkflow', workflowId, input, {
+      kind: PipelineKind.report,
+      tier: input.tier,
+      tenant: input.tenant,
+      priorityKey: input.priorityKey,
       summary: `report ${range}: ${input.measures.join(', ')} by ${input.groupBy.join(', ') || 'all'} (${input.policy.kind}, ${input.tier}, ${input.tenant})`,
       ...request,
     });
@@ -547,32 +546,21 @@ export class SluiceClient {
     }
   }
 
-  private async startPipeline(
-    kind: PipelineKind,
-    workflowType: string,
+  private async startPipeline<N extends 'videoPipelineWorkflow' | 'reportPipelineWorkflow' | 'jobsPipelineWorkflow'>(
+    workflowType: N,
     workflowId: string,
-    input: { tier: Tier; tenant: string; priorityKey?: number },
-    meta: { summary: string } & StartRequestMeta,
+    input: Parameters<WorkflowOf<N>>[0],
+    spec: StartSpec,
   ): Promise<StartedPipeline> {
-    const flow = flowStartOptions(this.config, input.tier, input.tenant, input.priorityKey);
     try {
-      const handle = await this.temporal.workflow.start(workflowType, {
+      const handle = await this.temporal.workflow.start<WorkflowOf<N>>(workflowType, {
         workflowId,
-        taskQueue: taskQueueFor(input.tier, this.config.taskQueueSuffix),
-        args: [input],
+        args: [input] as Parameters<WorkflowOf<N>>,
         workflowIdConflictPolicy: 'USE_EXISTING',
         // A finished run is not started again either: the key names one piece of work.
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        typedSearchAttributes: [
-          { key: PipelineKindKey, value: kind },
-          { key: TierKey, value: input.tier },
-          { key: TenantKey, value: input.tenant },
-        ],
-        // Priority and fairness go with the run; the workflow passes them on to every activity
-        // and child, and the memo carries the flow settings workflows cannot read from config.
-        ...flow,
-        memo: { ...flow.memo, ...(meta.requestHash ? { [REQUEST_MEMO_KEY]: meta.requestHash } : {}) },
-        staticSummary: meta.summary,
+        // Queue, priority, fairness, flow memo and search attributes: the one builder (start-options.ts).
+        ...pipelineStartOptions(this.config, spec),
       });
       return { workflowId, runId: handle.firstExecutionRunId };
     } catch (err) {
@@ -585,38 +573,42 @@ export class SluiceClient {
   }
 
   /**
+   * Validates a jobs request against the workflow's own schema (src/shared/jobs.ts). Returns the
+   * workflow input. Throws {@link InvalidInputError} naming each field.
+   */
+  validateJobs(opts: StartJobsOptions): JobsPipelineInput {
+    if (typeof opts !== 'object' || opts === null || Array.isArray(opts))
+      throw new InvalidInputError([{ path: '(input)', message: 'must be an object' }]);
+    const { summary, ...rest } = opts;
+    const issues = shapeIssues(opts, JOBS_OPTION_KEYS);
+    if (summary !== undefined && typeof summary !== 'string')
+      issues.push({ path: 'summary', message: 'must be a string' });
+    const parsed = JobsPipelineInputSchema.safeParse({
+      ...rest,
+      tier: opts.tier ?? Tier.default,
+      tenant: opts.tenant ?? 'default',
+    });
+    // Unknown fields are named by shapeIssues; zod's strict check would only repeat them.
+    if (!parsed.success) issues.push(...zodIssues(parsed.error).filter((i) => i.path !== '(input)'));
+    if (issues.length > 0 || !parsed.success) throw new InvalidInputError(issues);
+    return parsed.data as JobsPipelineInput;
+  }
+
+  /**
    * Starts a generic sub-job pipeline (`jobsPipelineWorkflow`) on its tier's queue: any
    * registered activities under a failure policy, then an optional completion webhook.
    */
   async startJobsPipeline(opts: StartJobsOptions): Promise<StartedPipeline> {
-    const tier = opts.tier ?? Tier.default;
-    const tenant = opts.tenant ?? 'default';
-    const issues: InputIssue[] = [];
-    if (!TENANT_PATTERN.test(tenant))
-      issues.push({ path: 'tenant', message: 'must be 1-63 characters of a-z, 0-9, _ or -' });
-    if (!IDEMPOTENCY_KEY_PATTERN.test(opts.idempotencyKey))
-      issues.push({ path: 'idempotencyKey', message: 'must be 1-128 characters of A-Z, a-z, 0-9, ., _ or -' });
-    if (!Array.isArray(opts.jobs) || opts.jobs.length === 0)
-      issues.push({ path: 'jobs', message: 'at least one sub-job' });
-    if (
-      opts.priorityKey !== undefined &&
-      !(Number.isInteger(opts.priorityKey) && opts.priorityKey >= 1 && opts.priorityKey <= 5)
-    )
-      issues.push({ path: 'priorityKey', message: 'must be a whole number from 1 to 5' });
-    if (opts.pack !== undefined && !(Number.isInteger(opts.pack) && opts.pack >= 1 && opts.pack <= MAX_PACK))
-      issues.push({ path: 'pack', message: `must be a whole number from 1 to ${MAX_PACK}` });
-    if (issues.length > 0) throw new InvalidInputError(issues);
-    const input: JobsPipelineInput = { ...opts, tier, tenant };
-    const workflowId = pipelineWorkflowId(PipelineKind.jobs, tenant, opts.idempotencyKey);
-    return this.startPipeline(
-      PipelineKind.jobs,
-      'jobsPipelineWorkflow',
-      workflowId,
-      { ...input, tier },
-      {
-        summary: opts.summary ?? `${opts.jobs.length} sub-jobs (${tier}, ${tenant})`,
-      },
-    );
+    const input = this.validateJobs(opts);
+    const { tier, tenant } = input;
+    const workflowId = pipelineWorkflowId(PipelineKind.jobs, tenant, input.idempotencyKey);
+    return this.startPipeline('jobsPipelineWorkflow', workflowId, input, {
+      kind: PipelineKind.jobs,
+      tier,
+      tenant,
+      priorityKey: input.priorityKey,
+      summary: opts.summary ?? `${opts.jobs.length} sub-jobs (${tier}, ${tenant})`,
+    });
   }
 
   /** Status, stage and (while running) the progress query's answer. */
@@ -626,7 +618,7 @@ export class SluiceClient {
     const attrs = d.typedSearchAttributes;
     let progress: PipelineProgress | undefined;
     if (d.status.name === 'RUNNING') {
-      progress = await handle.query<PipelineProgress>('progress').catch(() => undefined);
+      progress = await handle.query(progressQuery).catch(() => undefined);
     }
     return {
       workflowId,
@@ -641,7 +633,7 @@ export class SluiceClient {
 
   /** The `progress` query of a running pipeline. */
   async getProgress(workflowId: string): Promise<PipelineProgress> {
-    return this.temporal.workflow.getHandle(workflowId).query<PipelineProgress>('progress');
+    return this.temporal.workflow.getHandle(workflowId).query(progressQuery);
   }
 
   /** Waits for the result; throws the workflow's failure. */
@@ -715,26 +707,3 @@ export interface StartJobsOptions extends Omit<JobsPipelineInput, 'tier' | 'tena
   summary?: string;
 }
 export type { JobsPipelineInput, JobsPipelineResult };
-
-/**
- * Start options every pipeline gets: `priority` (priority key from the tier unless given, the
- * tenant as fairness key, its weight from SLUICE_FAIRNESS_WEIGHTS) and the flow memo (promotion
- * ages from SLUICE_PROMOTION_AGE_SECONDS). Also used when the DLQ replays a run.
- */
-export function flowStartOptions(
-  config: SluiceConfig,
-  tier: Tier,
-  tenant: string,
-  priorityKey?: number,
-): { priority: { priorityKey: number; fairnessKey: string; fairnessWeight?: number }; memo: Record<string, FlowMemo> } {
-  // Own keys only: a tenant named `constructor` or `toString` must not find Object's members.
-  const weight = Object.hasOwn(config.fairnessWeights, tenant) ? config.fairnessWeights[tenant] : undefined;
-  return {
-    priority: {
-      priorityKey: priorityKey ?? PRIORITY_KEY_BY_TIER[tier],
-      fairnessKey: tenant,
-      ...(weight !== undefined ? { fairnessWeight: weight } : {}),
-    },
-    memo: { [FLOW_MEMO_KEY]: { promoteAfterSeconds: config.promoteAfterSeconds } },
-  };
-}

@@ -12,9 +12,9 @@ import {
   type ScheduleOptionsStartWorkflowAction,
   type ScheduleSpec,
 } from '@temporalio/client';
-import type { Duration, Workflow } from '@temporalio/common';
-import { PipelineKind, pipelineWorkflowId, taskQueueFor } from '../shared/constants';
-import { PipelineKindKey, TenantKey, TierKey } from '../shared/search-attributes';
+import type { Duration, Priority } from '@temporalio/common';
+import { pipelineStartOptions, type StartConfig, type WorkflowOf } from '../client/start-options';
+import { PipelineKind, pipelineWorkflowId } from '../shared/constants';
 import type { ScheduleDefinition } from './file';
 
 /** Memo key holding the hash of the applied definition. */
@@ -37,23 +37,36 @@ function specOf(def: ScheduleDefinition): ScheduleSpec {
     : { intervals: [{ every: def.every as Duration }], timezone: def.timezone };
 }
 
-/** The schedule options of a definition, with the hash of everything that defines it. */
-export function scheduleOptionsOf(def: ScheduleDefinition, taskQueueSuffix: string): ScheduleOptions {
+/**
+ * The action of a schedule. The 1.24 options type omits `priority`, although the client encodes
+ * it (schedule-helpers.js) and describes it back; this type adds it.
+ */
+type StartReportAction = ScheduleOptionsStartWorkflowAction<WorkflowOf<'reportPipelineWorkflow'>> & {
+  priority?: Priority;
+};
+
+/**
+ * The schedule options of a definition, with the hash of everything that defines it. The action
+ * gets the same start options as a run started by the client (queue, priority key, tenant
+ * fairness key and weight, flow memo, search attributes), so a scheduled low-tier report is
+ * promoted and shares its queue fairly like any other.
+ */
+export function scheduleOptionsOf(def: ScheduleDefinition, config: StartConfig): ScheduleOptions {
   const input = def.input;
   const range = input.lastMonths ? `last ${input.lastMonths} months` : `${input.from} … ${input.to}`;
-  const action: ScheduleOptionsStartWorkflowAction<Workflow> = {
+  const action: StartReportAction = {
     type: 'startWorkflow',
     workflowType: 'reportPipelineWorkflow',
     // Temporal appends the scheduled time to this ID for each run.
     workflowId: pipelineWorkflowId(PipelineKind.report, input.tenant, def.id),
-    taskQueue: taskQueueFor(def.tier, taskQueueSuffix),
     args: [input],
-    typedSearchAttributes: [
-      { key: PipelineKindKey, value: PipelineKind.report },
-      { key: TierKey, value: def.tier },
-      { key: TenantKey, value: input.tenant },
-    ],
-    staticSummary: `scheduled report ${def.id}: ${range}, ${input.measures.join(', ')} by ${input.groupBy.join(', ') || 'all'} (${def.tier})`,
+    ...pipelineStartOptions(config, {
+      kind: PipelineKind.report,
+      tier: def.tier,
+      tenant: input.tenant,
+      priorityKey: input.priorityKey,
+      summary: `scheduled report ${def.id}: ${range}, ${input.measures.join(', ')} by ${input.groupBy.join(', ') || 'all'} (${def.tier})`,
+    }),
   };
   const spec = specOf(def);
   const policies = {
@@ -76,7 +89,7 @@ export function scheduleOptionsOf(def: ScheduleDefinition, taskQueueSuffix: stri
   return {
     scheduleId: def.id,
     spec,
-    action: { ...action, memo: { [SCHEDULE_HASH_MEMO]: hash } },
+    action: { ...action, memo: { ...action.memo, [SCHEDULE_HASH_MEMO]: hash } },
     policies,
     state: { paused: def.paused, note: def.description ?? 'applied by sluice schedule apply' },
   };
@@ -86,11 +99,11 @@ export function scheduleOptionsOf(def: ScheduleDefinition, taskQueueSuffix: stri
 export async function applySchedules(
   client: Client,
   defs: readonly ScheduleDefinition[],
-  taskQueueSuffix: string,
+  config: StartConfig,
 ): Promise<{ id: string; outcome: ApplyOutcome }[]> {
   const results: { id: string; outcome: ApplyOutcome }[] = [];
   for (const def of defs) {
-    const options = scheduleOptionsOf(def, taskQueueSuffix);
+    const options = scheduleOptionsOf(def, config);
     const handle = client.schedule.getHandle(def.id);
     let current: ScheduleDescription | undefined;
     try {

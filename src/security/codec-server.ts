@@ -10,9 +10,8 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Payload, PayloadCodec } from '@temporalio/common';
-import type { SluiceConfig } from '../config';
 import type { Logger } from '../logger';
-import { codecFor } from './codec';
+import { codecFor, type CodecSettings } from './codec';
 import type { Secret } from './secret';
 
 /** Options of {@link startCodecServer}. */
@@ -211,26 +210,30 @@ export async function startCodecServer(opts: CodecServerOptions): Promise<CodecS
   };
 }
 
+/** The codec server's own settings (`config.codec`): keys, token, CORS origins, port. */
+export type LocalCodecServerSettings = CodecSettings & Pick<CodecServerOptions, 'token' | 'corsOrigins' | 'port'>;
+
 /**
  * The codec server `sluice up` runs next to its dev server when encryption is on: on 127.0.0.1
  * (SLUICE_CODEC_PORT), CORS for the dev UI's origin plus SLUICE_CODEC_CORS_ORIGINS, and a random
  * per-run path secret in the endpoint handed to the UI (which cannot send a bearer token).
- * Returns the `start-dev` flags to pass; undefined when encryption is off.
+ * `uiPort` is the dev UI's port (SLUICE_DEV_UI_PORT). Returns the `start-dev` flags to pass;
+ * undefined when encryption is off.
  */
 export async function startLocalCodecServer(
-  config: SluiceConfig,
+  settings: LocalCodecServerSettings,
+  uiPort: number,
   log?: Logger,
 ): Promise<{ server: CodecServerHandle; devServerArgs: string[] } | undefined> {
-  const codec = codecFor(config);
+  const codec = codecFor(settings);
   if (!codec) return undefined;
-  const ui = config.devServer.uiPort;
   const server = await startCodecServer({
     codec,
-    token: config.codec.token,
+    token: settings.token,
     pathSecret: crypto.randomBytes(24).toString('base64url'),
-    corsOrigins: [...config.codec.corsOrigins, `http://127.0.0.1:${ui}`, `http://localhost:${ui}`],
+    corsOrigins: [...settings.corsOrigins, `http://127.0.0.1:${uiPort}`, `http://localhost:${uiPort}`],
     host: '127.0.0.1',
-    port: config.codec.port,
+    port: settings.port,
     log,
   });
   return { server, devServerArgs: ['--ui-codec-endpoint', server.url] };

@@ -12,7 +12,6 @@
 import crypto from 'node:crypto';
 import type { DataConverter, Payload, PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import type { SluiceConfig } from '../config';
 import { type CodecKeyring, loadCodecKeyring } from './keys';
 
 /** `encoding` metadata of an encrypted payload. */
@@ -117,14 +116,17 @@ export class AesGcmCodec implements PayloadCodec {
   }
 }
 
-/** True when payload encryption is configured (SLUICE_CODEC_KEYS or SLUICE_CODEC_KEYS_FILE). */
-export function encryptionEnabled(config: SluiceConfig): boolean {
-  return Boolean(config.codec.keys || config.codec.keysFile);
+/** The codec's own settings (`config.codec`): where its keys come from. */
+export interface CodecSettings {
+  /** SLUICE_CODEC_KEYS (validated by loadConfig); undefined when unset. */
+  keys: { reveal(): string } | undefined;
+  /** SLUICE_CODEC_KEYS_FILE; read when the codec is built. */
+  keysFile: string | undefined;
 }
 
-/** The payload codec from config (reads SLUICE_CODEC_KEYS_FILE now); undefined when encryption is off. */
-export function codecFor(config: SluiceConfig): AesGcmCodec | undefined {
-  const ring = loadCodecKeyring({ inline: config.codec.keys, file: config.codec.keysFile });
+/** The payload codec (reads SLUICE_CODEC_KEYS_FILE now); undefined when encryption is off. */
+export function codecFor(settings: CodecSettings): AesGcmCodec | undefined {
+  const ring = loadCodecKeyring({ inline: settings.keys, file: settings.keysFile });
   return ring ? new AesGcmCodec(ring) : undefined;
 }
 
@@ -132,7 +134,7 @@ export function codecFor(config: SluiceConfig): AesGcmCodec | undefined {
  * Data converter the client and the workers use: the AES-256-GCM codec when keys are configured,
  * else undefined (the SDK's default converter). Both sides must call this with the same keys.
  */
-export function dataConverterFor(config: SluiceConfig): DataConverter | undefined {
-  const codec = codecFor(config);
+export function dataConverterFor(settings: CodecSettings): DataConverter | undefined {
+  const codec = codecFor(settings);
   return codec ? { payloadCodecs: [codec] } : undefined;
 }

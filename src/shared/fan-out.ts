@@ -80,9 +80,13 @@ export const FailurePolicyInputSchema = z.union([
   FailurePolicySchema,
 ]);
 
-/** A sub-job as data: which activity to run with which input. Serializable, so batches can go to child workflows. */
-export interface SubJob {
-  activity: string;
+/**
+ * A sub-job as data: which activity to run with which input. Serializable, so batches can go to
+ * child workflows. Pipelines build `SubJob<ActivityName>` (src/workflows/fan-out.ts), so a
+ * misspelt activity fails the typecheck; a jobs pipeline's input names them at run time.
+ */
+export interface SubJob<A extends string = string> {
+  activity: A;
   input: unknown;
   /** Shown in the UI as the activity's summary. */
   summary?: string;

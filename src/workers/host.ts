@@ -14,6 +14,7 @@ import Bottleneck from 'bottleneck';
 import { createActivities } from '../activities';
 import { createNotifyActivities, type NotifyDeps } from '../activities/notify';
 import { createPackActivities } from '../activities/pack';
+import { ActivityRetryInterceptor, ActivityRetryPolicy } from '../activities/retry';
 import { registerDlqDepthGauge, registerDlqWriteFailureCounter } from '../dlq/metrics';
 import { openDlqStore } from '../dlq/store';
 import { RunGate, RunGateInterceptor } from '../ratelimit/run-gate';
@@ -107,7 +108,7 @@ export class WorkerHost {
     });
     const bundle = this.opts.workflowBundle ?? (await loadWorkflowBundle());
     // Payload encryption when keys are configured: the same converter as the client's.
-    const dataConverter = dataConverterFor(config);
+    const dataConverter = dataConverterFor(config.codec);
     // Webhook limiter and dead-letter store: always registered, so every pipeline's failure path
     // can record its dead letter, also on hosts given their own activities (tests).
     this.notify = this.notifyDeps();
@@ -117,11 +118,15 @@ export class WorkerHost {
     const registered = this.opts.activities
       ? { ...createNotifyActivities(this.notify), ...this.opts.activities }
       : this.realActivities(this.notify);
-    const jitter = { baseMs: config.retry.baseMs, capMs: config.retry.capMs, byActivity: config.retry.byActivity };
+    const retry = new ActivityRetryPolicy({
+      baseMs: config.retry.baseMs,
+      capMs: config.retry.capMs,
+      byActivity: config.retry.byActivity,
+    });
     // The pack runner runs any of them, several tiny sub-jobs per activity task (fan-out `pack`).
     const activities = {
       ...registered,
-      ...createPackActivities({ activities: registered as Record<string, unknown>, jitter }),
+      ...createPackActivities({ activities: registered as Record<string, unknown>, retry }),
     };
     // One weighted slot pool for the tiers this process serves (see src/ratelimit/slot-pool.ts),
     // holding `prefetch` tasks more than may run; the gate lets `slots` of them run at once.
@@ -178,7 +183,13 @@ export class WorkerHost {
             ...(gate
               ? [(ctx: Context) => ({ inbound: new RunGateInterceptor(ctx, gate, tier, prefetched(tier)) })]
               : []),
-            (ctx: Context) => ({ inbound: new ActivityMetricsInterceptor(ctx, tier, this.metrics, jitter) }),
+            // Retries outside metrics: the metrics see each attempt's own failure, as it was thrown.
+            (ctx: Context) => ({
+              inbound: new ActivityRetryInterceptor(ctx, retry, (activityType, ms) =>
+                this.metrics.retryDelay.observe({ activity_type: activityType }, ms / 1000),
+              ),
+            }),
+            (ctx: Context) => ({ inbound: new ActivityMetricsInterceptor(ctx, tier, this.metrics) }),
           ],
         },
       });

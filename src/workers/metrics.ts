@@ -1,14 +1,13 @@
 /**
- * Worker metrics (prom-client) and the activity interceptor that records them. The same
- * interceptor turns retryable failures into failures with a fully jittered `nextRetryDelay`,
- * because Temporal's RetryPolicy has no jitter.
+ * Worker metrics (prom-client) and the activity interceptor that records them. Retry rules (jitter,
+ * attempt budgets) are not here: see src/activities/retry.ts.
  */
-import { ApplicationFailure, CancelledFailure, type Context } from '@temporalio/activity';
+import type { Context } from '@temporalio/activity';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from '@temporalio/worker';
 import v8 from 'node:v8';
 import client from 'prom-client';
-import type { ActivityRetryConfig } from '../config';
-import { FailureType, isNonRetryableFailureType, type Tier } from '../shared/constants';
+import { failureTypeOf } from '../activities/retry';
+import type { Tier } from '../shared/constants';
 
 export interface WorkerMetrics {
   registry: client.Registry;
@@ -100,60 +99,17 @@ export function createWorkerMetrics(): WorkerMetrics {
   };
 }
 
-export interface RetryJitter {
-  /** Base delay of the first retry. @default 1000 ms */
-  baseMs: number;
-  /** Cap on any delay. @default 30000 ms */
-  capMs: number;
-  /** Per-activity-type overrides and attempt budgets (SLUICE_RETRY_POLICIES). */
-  byActivity?: Readonly<Record<string, ActivityRetryConfig>>;
-}
-
-/** Full jitter: a uniform delay in [0, min(cap, base·2^(attempt-1))]. */
-export function fullJitterDelayMs(attempt: number, jitter: RetryJitter, random: () => number = Math.random): number {
-  const ceiling = Math.min(jitter.capMs, jitter.baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.floor(random() * ceiling);
-}
-
 /** The sum of a counter's or gauge's values over all its label sets. */
 export async function metricTotal(metric: { get(): Promise<{ values: { value: number }[] }> }): Promise<number> {
   return (await metric.get()).values.reduce((n, v) => n + v.value, 0);
 }
 
-/** The full-jitter delay before `attempt` + 1 of `activityType`, with its per-type base and cap. */
-export function jitteredRetryDelayMs(attempt: number, jitter: RetryJitter, activityType: string): number {
-  const policy = jitter.byActivity?.[activityType];
-  return fullJitterDelayMs(attempt, { baseMs: policy?.baseMs ?? jitter.baseMs, capMs: policy?.capMs ?? jitter.capMs });
-}
-
-/** False for failures no retry can fix: marked non-retryable, or of a non-retryable type. */
-export function isRetryableFailure(err: unknown): boolean {
-  if (err instanceof ApplicationFailure) return !err.nonRetryable && !isNonRetryableFailureType(err.type);
-  return true;
-}
-
-/**
- * The message of a RetriesExhausted failure: the activity type, the budget spent and the last
- * failure, with that failure's own type when it has one (`last (Timeout): …`).
- */
-export function retriesExhaustedMessage(activityType: string, attempts: number, budget: number, err: unknown): string {
-  const lastType = err instanceof ApplicationFailure && err.type ? ` (${err.type})` : '';
-  return `${activityType}: ${attempts} of ${budget} attempts failed; last${lastType}: ${err instanceof Error ? err.message : String(err)}`;
-}
-
-function failureType(err: unknown): string {
-  if (err instanceof ApplicationFailure) return err.type ?? 'ApplicationFailure';
-  if (err instanceof CancelledFailure) return 'Cancelled';
-  return err instanceof Error ? err.name : 'Error';
-}
-
-/** Records metrics around each activity attempt and jitters retryable failures. */
+/** Records metrics around each activity attempt (the retry interceptor, outside it, sees the same failure). */
 export class ActivityMetricsInterceptor implements ActivityInboundCallsInterceptor {
   constructor(
     private readonly ctx: Context,
     private readonly tier: Tier,
     private readonly metrics: WorkerMetrics,
-    private readonly jitter: RetryJitter,
   ) {}
 
   async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
@@ -166,41 +122,12 @@ export class ActivityMetricsInterceptor implements ActivityInboundCallsIntercept
       this.metrics.completed.inc(labels);
       return result;
     } catch (err) {
-      this.metrics.failed.inc({ ...labels, failure_type: failureType(err) });
-      throw this.withJitter(err);
+      this.metrics.failed.inc({ ...labels, failure_type: failureTypeOf(err) });
+      throw err;
     } finally {
       stop();
       this.metrics.inFlight.dec({ tier: this.tier });
     }
-  }
-
-  private withJitter(err: unknown): unknown {
-    if (err instanceof CancelledFailure || !isRetryableFailure(err)) return err;
-    const { activityType, attempt } = this.ctx.info;
-    const policy = this.jitter.byActivity?.[activityType];
-    if (policy?.maxAttempts !== undefined && attempt >= policy.maxAttempts) {
-      // The configured budget is spent: stop here, whatever the workflow's own limit says.
-      return ApplicationFailure.create({
-        type: FailureType.RetriesExhausted,
-        nonRetryable: true,
-        message: retriesExhaustedMessage(activityType, attempt, policy.maxAttempts, err),
-        cause: err instanceof Error ? err : undefined,
-        details: [{ attempts: attempt }],
-      });
-    }
-    if (err instanceof ApplicationFailure && err.nextRetryDelay != null) {
-      // The activity knows better (a Retry-After header): keep its delay.
-      return err;
-    }
-    const delayMs = jitteredRetryDelayMs(attempt, this.jitter, activityType);
-    this.metrics.retryDelay.observe({ activity_type: activityType }, delayMs / 1000);
-    return ApplicationFailure.create({
-      type: failureType(err),
-      message: err instanceof Error ? err.message : String(err),
-      cause: err instanceof Error ? err : undefined,
-      details: err instanceof ApplicationFailure ? (err.details as unknown[] | undefined) : undefined,
-      nextRetryDelay: delayMs,
-    });
   }
 }
 

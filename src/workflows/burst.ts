@@ -6,7 +6,7 @@
 import { workflowInfo } from '@temporalio/workflow';
 import type { BurstSleepInput, BurstSleepResult } from '../activities/burst';
 import type { SubJob } from '../shared/fan-out';
-import { runSubJobs } from './fan-out';
+import { runSubJobs, type ActivityName } from './fan-out';
 
 /** Input of {@link burstWorkflow}. */
 export interface BurstInput {
@@ -32,7 +32,7 @@ export interface BurstResult {
 
 /** Runs a burst of sleeps and counts who ran them and how many attempts failed. */
 export async function burstWorkflow(input: BurstInput): Promise<BurstResult> {
-  const jobs: SubJob[] = Array.from({ length: input.jobs }, (_, index) => ({
+  const jobs: SubJob<ActivityName>[] = Array.from({ length: input.jobs }, (_, index) => ({
     activity: 'burstSleep',
     input: { index, ms: input.ms } satisfies BurstSleepInput,
     summary: `burst ${index + 1}/${input.jobs}`,
@@ -41,7 +41,6 @@ export async function burstWorkflow(input: BurstInput): Promise<BurstResult> {
     window: input.window ?? input.jobs,
     policy: { kind: 'partial' },
     parentId: workflowInfo().workflowId,
-    batchWorkflowType: 'subJobBatchWorkflow',
     // A burst of up to 1,000 stays in one history (3 events per sub-job is well under the limits).
     batchThreshold: 1_000,
     ...(input.pack !== undefined ? { pack: input.pack } : {}),

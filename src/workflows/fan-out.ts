@@ -15,7 +15,7 @@ import {
   type RetryPolicy,
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
-import { msToNumber } from '@temporalio/common/lib/time';
+import { durationMs } from '../shared/duration';
 import {
   FLOW_MEMO_KEY,
   FailureType,
@@ -33,6 +33,8 @@ import type {
   PackResult,
   SubJob,
 } from '../shared/fan-out';
+import type { SluiceActivities } from '../activities';
+import type { PackActivities } from '../activities/pack';
 import {
   PIPELINE_RETRY,
   dispatchSubJob,
@@ -44,8 +46,14 @@ import {
   runPriority,
 } from './flow-control';
 
+/** Names of the activities a worker registers: options keyed by these fail the typecheck on a typo. */
+export type ActivityName = keyof SluiceActivities | keyof PackActivities;
+
+/** Workflow type of the batch child (exported by the bundle entry; start-options.ts checks it is). */
+export const BATCH_WORKFLOW_TYPE = 'subJobBatchWorkflow';
+
 /** Per-activity options: long activities heartbeat, short ones just time out. */
-const ACTIVITY_OPTIONS: Record<string, ActivityOptions> = {
+const ACTIVITY_OPTIONS: Partial<Record<ActivityName, ActivityOptions>> = {
   transcodeChunk: {
     startToCloseTimeout: '30 minutes',
     // Short enough that a killed worker's chunk moves on quickly; heartbeats go out every ~8 s.
@@ -76,7 +84,7 @@ const RETRY: RetryPolicy = PIPELINE_RETRY;
  * Retry overrides by activity type. These are the workflow-side ceilings; the worker applies the
  * per-type policy from config (SLUICE_RETRY_POLICIES: attempt budget, jittered delays) under them.
  */
-const RETRY_OVERRIDES: Record<string, Partial<RetryPolicy>> = {
+const RETRY_OVERRIDES: Partial<Record<ActivityName, Partial<RetryPolicy>>> = {
   // Receivers answer 429/503 with Retry-After under load: allow more, later attempts.
   deliverWebhook: { maximumAttempts: 12, maximumInterval: '5 minutes' },
 };
@@ -86,7 +94,7 @@ function inMs<T extends object>(options: T, keys: readonly (keyof T)[]): T {
   const out = { ...options };
   for (const key of keys) {
     const value = out[key];
-    if (value !== undefined) out[key] = msToNumber(value as Duration) as T[keyof T];
+    if (value !== undefined) out[key] = durationMs(value as Duration) as T[keyof T];
   }
   return out;
 }
@@ -95,12 +103,18 @@ function inMs<T extends object>(options: T, keys: readonly (keyof T)[]): T {
 const optionsByActivity = new Map<string, ActivityOptions>();
 
 /** Options for the activity named `name`, with the shared retry policy (and its per-type overrides). */
-export function activityOptionsFor(name: string): ActivityOptions {
+export function activityOptionsFor(name: ActivityName): ActivityOptions {
+  return optionsOf(name);
+}
+
+/** {@link activityOptionsFor} for a name known only at run time (a jobs pipeline's sub-jobs): defaults when unknown. */
+function optionsOf(name: string): ActivityOptions {
   let options = optionsByActivity.get(name);
   if (!options) {
-    const retry = inMs({ ...RETRY, ...RETRY_OVERRIDES[name] }, ['initialInterval', 'maximumInterval']);
+    const known = name as ActivityName;
+    const retry = inMs({ ...RETRY, ...RETRY_OVERRIDES[known] }, ['initialInterval', 'maximumInterval']);
     options = {
-      ...inMs(ACTIVITY_OPTIONS[name] ?? DEFAULT_ACTIVITY_OPTIONS, [
+      ...inMs(ACTIVITY_OPTIONS[known] ?? DEFAULT_ACTIVITY_OPTIONS, [
         'startToCloseTimeout',
         'scheduleToCloseTimeout',
         'scheduleToStartTimeout',
@@ -118,7 +132,7 @@ export function activityOptionsFor(name: string): ActivityOptions {
  * run's priority and fairness key, promoted to the next tier up if it waits past its age.
  */
 export function runSubJob<R>(job: SubJob): Promise<R> {
-  return dispatchSubJob<R>(job, { ...activityOptionsFor(job.activity), summary: job.summary });
+  return dispatchSubJob<R>(job, { ...optionsOf(job.activity), summary: job.summary });
 }
 
 /** A failed packed sub-job, as the fan-out and the dead-letter queue read a failure. */
@@ -147,13 +161,13 @@ function packedRunner<R>(pack: number): (job: SubJob) => Promise<R> {
   const open = new Map<string, Waiter[]>();
   let flushQueued = false;
   const send = (activity: string, waiters: Waiter[]) => {
-    const base = activityOptionsFor(activity);
+    const base = optionsOf(activity);
     const first = waiters[0]?.job.summary;
     const last = waiters[waiters.length - 1]?.job.summary;
     const options: ActivityOptions = {
       ...base,
       // Sub-jobs run one after another: the pack gets each one's time.
-      startToCloseTimeout: msToNumber(base.startToCloseTimeout ?? '5 minutes') * waiters.length,
+      startToCloseTimeout: durationMs(base.startToCloseTimeout ?? '5 minutes') * waiters.length,
       summary: `${waiters.length} packed${first ? `: ${first}${last && last !== first ? ` … ${last}` : ''}` : ''}`,
     };
     const input: PackInput = {
@@ -211,7 +225,7 @@ function deadLetterOf(jobs: readonly SubJob[], baseIndex: number): (err: unknown
       activityType: job.activity,
       subJobIndex: baseIndex + index,
       input: job.input,
-      maximumAttempts: activityOptionsFor(job.activity).retry?.maximumAttempts,
+      maximumAttempts: optionsOf(job.activity).retry?.maximumAttempts,
     });
   };
 }
@@ -487,8 +501,6 @@ export interface RunSubJobsOptions extends FanOutOptions {
   batchThreshold?: number;
   /** Sub-jobs per child. @default 250 */
   batchSize?: number;
-  /** Workflow type that runs a batch (the parent registers it: `subJobBatchWorkflow`). */
-  batchWorkflowType: string;
   /**
    * Sub-jobs per activity task, for tiny sub-jobs (≤ a second or so): up to this many of one
    * activity type run one after another in one task, each with its own result, attempts and
@@ -532,7 +544,7 @@ export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOpt
   const batchOutcome = await fanOut(
     batches,
     (batch, b) =>
-      executeChild(opts.batchWorkflowType, {
+      executeChild(BATCH_WORKFLOW_TYPE, {
         workflowId: `${opts.parentId}/batch-${String(b).padStart(4, '0')}`,
         args: [
           {

@@ -3,33 +3,15 @@
  * tell the caller through the completion webhook. What the flow-control tests, the priority
  * benchmark and DLQ replays of single sub-jobs run.
  */
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { DeliverWebhookInput, DeliverWebhookResult } from '../activities/notify';
-import { FailureType } from '../shared/constants';
-import type { DeadLetterStatus, FailurePolicy, FanOutOutcome, SubJob } from '../shared/fan-out';
+import type { DeadLetterStatus, FanOutOutcome } from '../shared/fan-out';
+import { JobsPipelineInputSchema, type JobsPipelineInput } from '../shared/jobs';
 import { activityOptionsFor, runSubJobs } from './fan-out';
+import { parseWorkflowInput } from './input';
 import { recordDeadLetter, withDeadLetterStatus } from './flow-control';
 
-/** Input of {@link jobsPipelineWorkflow}. */
-export interface JobsPipelineInput {
-  tier: string;
-  tenant: string;
-  idempotencyKey: string;
-  jobs: SubJob[];
-  /** Sub-jobs in flight. @default 16 */
-  window?: number;
-  /**
-   * Sub-jobs per activity task, 1 to 100, for tiny sub-jobs: up to this many of one activity type
-   * run one after another in one task, each with its own result, attempts and failure. @default 1
-   */
-  pack?: number;
-  /** @default fail-fast */
-  policy?: FailurePolicy;
-  /** Completion callback, POSTed when the pipeline completes. */
-  webhook?: { url: string };
-  /** 1 (first) to 5 within the tier's queue. @default from the tier */
-  priorityKey?: number;
-}
+export type { JobsPipelineInput };
 
 /** Result of {@link jobsPipelineWorkflow}. */
 export interface JobsPipelineResult {
@@ -52,21 +34,15 @@ const notify = proxyActivities<{ deliverWebhook(input: DeliverWebhookInput): Pro
  * retries (here or in the webhook) is dead-lettered with the input, so `sluice dlq replay` can
  * start the same work again.
  */
-export async function jobsPipelineWorkflow(input: JobsPipelineInput): Promise<JobsPipelineResult> {
-  if (!Array.isArray(input?.jobs) || input.jobs.length === 0) {
-    throw ApplicationFailure.create({
-      type: FailureType.InvalidInput,
-      nonRetryable: true,
-      message: 'jobs: at least one sub-job',
-    });
-  }
+export async function jobsPipelineWorkflow(rawInput: JobsPipelineInput): Promise<JobsPipelineResult> {
+  // Bad input fails once, naming each field: no retry can fix it, and nothing ran to dead-letter.
+  const input = parseWorkflowInput(JobsPipelineInputSchema, rawInput) as JobsPipelineInput;
   const workflowId = workflowInfo().workflowId;
   try {
     const outcome = await runSubJobs<unknown>(input.jobs, {
       parentId: workflowId,
       window: input.window ?? 16,
       policy: input.policy ?? { kind: 'fail-fast' },
-      batchWorkflowType: 'subJobBatchWorkflow',
       ...(input.pack !== undefined ? { pack: input.pack } : {}),
     });
     const result: JobsPipelineResult = {

@@ -27,7 +27,7 @@ import {
 import { PartialKey } from '../shared/search-attributes';
 import { zodIssues } from '../shared/video';
 import type { ReportActivities } from '../activities/reports';
-import { activityOptionsFor, runSubJobs } from './fan-out';
+import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
 import { trackProgress } from './progress';
 import { withDeadLetterStatus } from './flow-control';
 import { deliverCompletion } from './webhook';
@@ -99,7 +99,7 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
       );
     }
     const present = months.filter((m) => available.has(m));
-    const jobs: SubJob[] = [];
+    const jobs: SubJob<ActivityName>[] = [];
     for (const month of present) {
       for (let shard = 0; shard < input.shards; shard++) {
         const job: AggregatePartitionInput = {
@@ -132,7 +132,6 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
       parentId: pipelineId,
       window: input.window,
       policy,
-      batchWorkflowType: 'subJobBatchWorkflow',
       onSettled: (_, ok) => (ok ? progress.done++ : progress.failed++),
     });
 

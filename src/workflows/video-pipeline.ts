@@ -13,13 +13,13 @@ import { FailureType, PipelineKind } from '../shared/constants';
 import type { SubJob } from '../shared/fan-out';
 import {
   VideoPipelineInputSchema,
-  zodIssues,
   type ThumbnailArtifact,
   type VideoPipelineInput,
   type VideoPipelineResult,
 } from '../shared/video';
 import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput, TranscodeChunkResult } from '../activities/media';
-import { activityOptionsFor, runSubJobs } from './fan-out';
+import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
+import { parseWorkflowInput } from './input';
 import { trackProgress } from './progress';
 import { recordDeadLetter, withDeadLetterStatus, withRunPriority } from './flow-control';
 import { ownContract } from './contract';
@@ -64,17 +64,7 @@ export function planThumbnails(durationSec: number, count: number): number[] {
  * every ffmpeg process and removes partial outputs.
  */
 export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promise<VideoPipelineResult> {
-  const parsed = VideoPipelineInputSchema.safeParse(rawInput);
-  if (!parsed.success) {
-    const issues = zodIssues(parsed.error);
-    throw ApplicationFailure.create({
-      type: FailureType.InvalidInput,
-      nonRetryable: true,
-      message: issues.map((i) => `${i.path}: ${i.message}`).join('; '),
-      details: [issues],
-    });
-  }
-  const input = parsed.data;
+  const input = parseWorkflowInput(VideoPipelineInputSchema, rawInput);
   ownContract(PipelineKind.video, input);
   const { probe, finish, cleanup } = mediaActivities();
   const { workflowId: pipelineId, runId } = workflowInfo();
@@ -90,7 +80,7 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     const times = planThumbnails(media.durationSec, input.thumbnails);
     const renditions = input.renditions;
 
-    const jobs: SubJob[] = [];
+    const jobs: SubJob<ActivityName>[] = [];
     for (const rendition of renditions) {
       chunks.forEach((c, chunkIndex) => {
         const job: TranscodeChunkInput = { output, source: media.uri, rendition, chunkIndex, ...c };
@@ -121,7 +111,6 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
       parentId: pipelineId,
       window: input.window,
       policy: { kind: 'fail-fast' },
-      batchWorkflowType: 'subJobBatchWorkflow',
       onSettled: (_, ok) => (ok ? progress.done++ : progress.failed++),
     });
     const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];

@@ -7,6 +7,7 @@ import { ApplicationFailure, CancelledFailure, Context, activityInfo } from '@te
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createPackActivities } from '../../src/activities/pack';
+import { ActivityRetryPolicy } from '../../src/activities/retry';
 import { InvalidInputError } from '../../src/client';
 import { FailureType, PACKED_ACTIVITY } from '../../src/shared/constants';
 import type { PackInput, PackResult } from '../../src/shared/fan-out';
@@ -21,7 +22,7 @@ describe('pack runner', () => {
     const seen: { input: string; attempt: number }[] = [];
     const flaky = new Map<string, number>([['b', 2]]);
     const { runPacked } = createPackActivities({
-      jitter: { ...jitter, byActivity: { step: { maxAttempts: 3 } } },
+      retry: new ActivityRetryPolicy({ ...jitter, byActivity: { step: { maxAttempts: 3 } } }),
       activities: {
         step(input: string) {
           seen.push({ input, attempt: activityInfo().attempt });
@@ -62,7 +63,7 @@ describe('pack runner', () => {
   it('a sub-job that reaches the workflow attempt limit fails as it failed, like an unpacked one (not RetriesExhausted)', async () => {
     let calls = 0;
     const { runPacked } = createPackActivities({
-      jitter,
+      retry: new ActivityRetryPolicy(jitter),
       activities: {
         down(): never {
           calls++;
@@ -80,7 +81,7 @@ describe('pack runner', () => {
     const calls: { input: number; attempt: number; details: unknown }[] = [];
     const beats: unknown[] = [];
     const { runPacked } = createPackActivities({
-      jitter,
+      retry: new ActivityRetryPolicy(jitter),
       activities: {
         work(input: number) {
           const info = activityInfo();
@@ -109,7 +110,7 @@ describe('pack runner', () => {
   it('a sub-job whose every attempt was lost with the pack (crash, timeout) fails on its own; the rest of the pack runs', async () => {
     const ran: number[] = [];
     const { runPacked } = createPackActivities({
-      jitter,
+      retry: new ActivityRetryPolicy(jitter),
       activities: {
         work(input: number) {
           ran.push(input);
@@ -138,7 +139,7 @@ describe('pack runner', () => {
   it('a cancelled pack stops with the cancellation; an unknown activity type fails non-retryably', async () => {
     let started = 0;
     const { runPacked } = createPackActivities({
-      jitter,
+      retry: new ActivityRetryPolicy(jitter),
       activities: {
         async wait(ms: number) {
           started++;

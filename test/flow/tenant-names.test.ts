@@ -8,7 +8,8 @@
 import crypto from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { afterAll, describe, expect, it } from 'vitest';
-import { InvalidInputError, flowStartOptions } from '../../src/client';
+import { InvalidInputError } from '../../src/client';
+import { pipelineStartOptions } from '../../src/client/start-options';
 import { loadConfig } from '../../src/config';
 import { WebhookLimiter } from '../../src/ratelimit/webhook-limiter';
 import { connectClient, makeTestEnv } from '../helpers/env';
@@ -33,7 +34,7 @@ describe('tenants named like Object members', () => {
     expect(c.fairnessWeights.constructor).toBe(3);
     expect(Object.keys(c.fairnessWeights).sort()).toEqual(['__proto__', 'acme', 'constructor']);
     for (const tenant of OBJECT_KEYS) {
-      const { priority } = flowStartOptions(c, 'default', tenant);
+      const { priority } = pipelineStartOptions(c, { tier: 'default', tenant, summary: 'test' });
       const want = tenant === 'constructor' ? 3 : tenant === '__proto__' ? 4 : undefined;
       expect(priority.fairnessWeight, tenant).toBe(want);
       expect(priority.fairnessKey).toBe(tenant);
@@ -41,7 +42,9 @@ describe('tenants named like Object members', () => {
     // Unconfigured: no weight at all (never Object's members).
     const none = loadConfig({}, process.cwd());
     for (const tenant of OBJECT_KEYS)
-      expect(flowStartOptions(none, 'default', tenant).priority).not.toHaveProperty('fairnessWeight');
+      expect(pipelineStartOptions(none, { tier: 'default', tenant, summary: 'test' }).priority).not.toHaveProperty(
+        'fairnessWeight',
+      );
   });
 
   it('the webhook limiter gives each of them its own tenant limiter', async () => {

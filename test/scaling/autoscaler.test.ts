@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { defaultSpawnWorker } from '../../src/scaling/autoscaler';
-import { runBurst } from '../../src/scaling/burst';
+import { runBurst } from '../../src/demo/burst';
 import { WORKER_MALLOC_ARENA_MAX, WORKER_V8_FLAGS } from '../../src/shared/constants';
 import { REPO_ROOT, makeTestEnv } from '../helpers/env';
 

@@ -12,6 +12,8 @@ import type { DuckDbSource } from '../../src/data/duckdb';
 import { findTemporalCli } from '../../src/devserver/cli-binary';
 import { applySchedules } from '../../src/schedules/apply';
 import { ScheduleFileError, loadSchedulesFile, parseSchedules } from '../../src/schedules/file';
+import { FLOW_MEMO_KEY } from '../../src/shared/constants';
+import { TenantKey, TierKey } from '../../src/shared/search-attributes';
 import type { WorkerHost } from '../../src/workers/host';
 import { oneJson, runSluice } from '../helpers/cli';
 import {
@@ -148,7 +150,7 @@ describe('apply on the real server', () => {
       id: `${d.id}-${t.suffix}`,
     }));
     created.push(...defs.map((d) => d.id));
-    expect(await applySchedules(client.temporal, defs, t.suffix)).toEqual(
+    expect(await applySchedules(client.temporal, defs, t.config)).toEqual(
       defs.map((d) => ({ id: d.id, outcome: 'created' })),
     );
     const before = await client.temporal.schedule.getHandle(defs[0]?.id as string).describe();
@@ -158,7 +160,7 @@ describe('apply on the real server', () => {
     const rollup = await client.temporal.schedule.getHandle(defs[1]?.id as string).describe();
     expect(rollup.action.type === 'startWorkflow' && rollup.action.taskQueue).toBe(`sluice-low-${t.suffix}`);
 
-    expect(await applySchedules(client.temporal, defs, t.suffix)).toEqual(
+    expect(await applySchedules(client.temporal, defs, t.config)).toEqual(
       defs.map((d) => ({ id: d.id, outcome: 'unchanged' })),
     );
     const after = await client.temporal.schedule.getHandle(defs[0]?.id as string).describe();
@@ -168,13 +170,50 @@ describe('apply on the real server', () => {
     // Paused by an operator, then the file changes one schedule: it is updated and stays paused.
     await client.temporal.schedule.getHandle(defs[1]?.id as string).pause('maintenance');
     const changed = defs.map((d, i) => (i === 1 ? { ...d, catchupWindow: '30m' } : d));
-    expect(await applySchedules(client.temporal, changed, t.suffix)).toEqual([
+    expect(await applySchedules(client.temporal, changed, t.config)).toEqual([
       { id: defs[0]?.id, outcome: 'unchanged' },
       { id: defs[1]?.id, outcome: 'updated' },
     ]);
     const updated = await client.temporal.schedule.getHandle(defs[1]?.id as string).describe();
     expect(updated.policies.catchupWindow).toBe(30 * 60 * 1000);
     expect(updated.state.paused).toBe(true);
+  });
+});
+
+describe('scheduled runs get the flow settings', () => {
+  it('a scheduled low-tier report carries the priority key, the tenant fairness key and weight, and the flow memo', async () => {
+    const rollup = loadSchedulesFile(path.join(REPO_ROOT, 'schedules.yaml')).find((d) => d.tier === 'low');
+    if (!rollup) throw new Error('the repository file has no low-tier schedule');
+    const def = { ...rollup, id: `flow-low-${t.suffix}`, paused: true, input: { ...rollup.input, tenant: 'flowlow' } };
+    created.push(def.id);
+    const config = { ...t.config, fairnessWeights: { flowlow: 3 }, promoteAfterSeconds: { low: 90 } };
+    expect(await applySchedules(client.temporal, [def], config)).toEqual([{ id: def.id, outcome: 'created' }]);
+
+    // The schedule's own action, as the server stores it.
+    const described = await client.temporal.schedule.getHandle(def.id).describe();
+    if (described.action.type !== 'startWorkflow') throw new Error('expected a startWorkflow action');
+    expect(described.action.priority).toMatchObject({ priorityKey: 4, fairnessKey: 'flowlow', fairnessWeight: 3 });
+    expect(described.action.memo?.[FLOW_MEMO_KEY]).toEqual({ promoteAfterSeconds: { low: 90 } });
+
+    // A run it starts.
+    await client.temporal.schedule.getHandle(def.id).trigger();
+    const workflowId = await until('the triggered run', async () => {
+      for await (const wf of client.temporal.workflow.list({
+        query: `WorkflowId STARTS_WITH "report:flowlow:${def.id}"`,
+      }))
+        return wf.workflowId;
+      return undefined;
+    });
+    const run = await client.temporal.workflow.getHandle(workflowId).describe();
+    expect(run.taskQueue).toBe(`sluice-low-${t.suffix}`);
+    expect(run.priority).toMatchObject({ priorityKey: 4, fairnessKey: 'flowlow', fairnessWeight: 3 });
+    expect(run.memo?.[FLOW_MEMO_KEY]).toEqual({ promoteAfterSeconds: { low: 90 } });
+    expect(run.typedSearchAttributes.get(TenantKey)).toBe('flowlow');
+    expect(run.typedSearchAttributes.get(TierKey)).toBe('low');
+    await client.temporal.workflow
+      .getHandle(workflowId)
+      .result()
+      .catch(() => undefined);
   });
 });
 

@@ -151,11 +151,11 @@ describe('codec keys', () => {
   });
 
   it('encryption is off without keys, on with them; config and keyring print no secrets', () => {
-    expect(dataConverterFor(loadConfig({}))).toBeUndefined();
+    expect(dataConverterFor(loadConfig({}).codec)).toBeUndefined();
     const token = crypto.randomBytes(24).toString('hex');
     const config = loadConfig({ SLUICE_CODEC_KEYS: `k2:${K2},k1:${K1}`, SLUICE_CODEC_TOKEN: token });
-    expect(dataConverterFor(config)?.payloadCodecs).toHaveLength(1);
-    expect(codecFor(config)?.activeKeyId).toBe('k2');
+    expect(dataConverterFor(config.codec)?.payloadCodecs).toHaveLength(1);
+    expect(codecFor(config.codec)?.activeKeyId).toBe('k2');
     const printed = [
       JSON.stringify(config),
       util.inspect(config, { depth: 10 }),

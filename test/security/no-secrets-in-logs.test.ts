@@ -231,7 +231,7 @@ describe('no secrets in logs', () => {
       },
     });
     const local = await startCodecServer({
-      codec: codecFor(t.config)!,
+      codec: codecFor(t.config.codec)!,
       token: new Secret(TOKEN),
       corsOrigins: [],
       port: 0,

@@ -83,7 +83,7 @@ describe('payload encryption on the real server', () => {
     });
     workflowId = started.workflowId;
     codecServer = await startCodecServer({
-      codec: codecFor(t.config)!,
+      codec: codecFor(t.config.codec)!,
       token: new Secret(TOKEN),
       corsOrigins: [UI_ORIGIN],
       port: 0,
@@ -259,7 +259,7 @@ describe('payload encryption on the real server', () => {
 
     it('the `sluice up` codec server takes its per-run path secret for the UI, and the UI origin', async () => {
       const config = loadConfig({ ...t.env, SLUICE_CODEC_PORT: '0', SLUICE_DEV_UI_PORT: '18233' });
-      const local = await startLocalCodecServer(config);
+      const local = await startLocalCodecServer(config.codec, config.devServer.uiPort);
       try {
         expect(local?.devServerArgs[0]).toBe('--ui-codec-endpoint');
         const endpoint = local!.devServerArgs[1]!;

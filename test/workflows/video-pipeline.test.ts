@@ -71,18 +71,20 @@ function rootApplicationFailure(err: unknown): ApplicationFailure | undefined {
 }
 
 describe('videoPipelineWorkflow', () => {
+  /** The end-to-end request; started twice to check idempotency. */
+  const e2eRequest = () => ({
+    source: short,
+    renditions: ['240p', '360p'],
+    chunkSeconds: 3,
+    thumbnails: 2,
+    tenant: 'acme',
+    idempotencyKey: 'e2e-1',
+  });
   let result: VideoPipelineResult;
   let workflowId: string;
 
   it('transcodes chunk × rendition in parallel and fans in renditions within 0.5 s of the input', async () => {
-    const started = await client.startVideoPipeline({
-      source: short,
-      renditions: ['240p', '360p'],
-      chunkSeconds: 3,
-      thumbnails: 2,
-      tenant: 'acme',
-      idempotencyKey: 'e2e-1',
-    });
+    const started = await client.startVideoPipeline(e2eRequest());
     workflowId = started.workflowId;
     expect(workflowId).toBe('video:acme:e2e-1');
     result = await client.getResult<VideoPipelineResult>(workflowId);
@@ -113,14 +115,7 @@ describe('videoPipelineWorkflow', () => {
   });
 
   it('a duplicate start returns the same run, also after it completed', async () => {
-    const again = await client.startVideoPipeline({
-      source: short,
-      renditions: ['240p', '360p'],
-      chunkSeconds: 3,
-      thumbnails: 2,
-      tenant: 'acme',
-      idempotencyKey: 'e2e-1',
-    });
+    const again = await client.startVideoPipeline(e2eRequest());
     const first = await client.temporal.workflow.getHandle(workflowId).describe();
     expect(again).toEqual({ workflowId, runId: first.runId });
     const { executions } = await client.temporal.workflowService.listWorkflowExecutions({

@@ -14,15 +14,9 @@
  *   pack alive. Cancelling the pack cancels the sub-job that runs.
  */
 import { ApplicationFailure, CancelledFailure, Context, asyncLocalStorage } from '@temporalio/activity';
-import { msToNumber } from '@temporalio/common/lib/time';
 import { FailureType, PACKED_ACTIVITY } from '../../shared/constants';
 import type { PackInput, PackOutcome, PackResult } from '../../shared/fan-out';
-import {
-  isRetryableFailure,
-  jitteredRetryDelayMs,
-  retriesExhaustedMessage,
-  type RetryJitter,
-} from '../../workers/metrics';
+import { isRetryableFailure, type ActivityRetryPolicy } from '../retry';
 
 /** What a pack checkpoints in its heartbeat. */
 interface PackProgress {
@@ -37,18 +31,12 @@ interface PackProgress {
 export interface PackDeps {
   /** The activities a pack may run, by name (the worker's own registry). */
   activities: Readonly<Record<string, unknown>>;
-  /** The worker's retry backoff and per-type attempt budgets. */
-  jitter: RetryJitter;
+  /** The worker's retry rules: backoff and per-type attempt budgets (src/activities/retry.ts). */
+  retry: ActivityRetryPolicy;
 }
 
 function isProgress(d: unknown): d is PackProgress {
   return typeof d === 'object' && d !== null && Array.isArray((d as PackProgress).packed);
-}
-
-/** The delay before a sub-job's next attempt: the failure's own (Retry-After) or full jitter. */
-function retryDelayMs(err: unknown, attempt: number, jitter: RetryJitter, activity: string): number {
-  if (err instanceof ApplicationFailure && err.nextRetryDelay != null) return msToNumber(err.nextRetryDelay);
-  return jitteredRetryDelayMs(attempt, jitter, activity);
 }
 
 /**
@@ -56,12 +44,13 @@ function retryDelayMs(err: unknown, attempt: number, jitter: RetryJitter, activi
  * as it failed, or RetriesExhausted when the worker's budget for its type (SLUICE_RETRY_POLICIES)
  * ran out rather than the workflow's attempt limit.
  */
-function failedOutcome(err: unknown, attempts: number, typeBudget: number | undefined, activity: string): PackOutcome {
-  if (isRetryableFailure(err) && typeBudget !== undefined && attempts >= typeBudget) {
+function failedOutcome(err: unknown, attempts: number, retry: ActivityRetryPolicy, activity: string): PackOutcome {
+  const budget = retry.budgetOf(activity);
+  if (budget !== undefined && retry.isExhausted(err, attempts, activity)) {
     return {
       ok: false,
       type: FailureType.RetriesExhausted,
-      message: retriesExhaustedMessage(activity, attempts, typeBudget, err),
+      message: retry.exhaustedMessage(activity, attempts, budget, err),
       attempts,
     };
   }
@@ -96,7 +85,7 @@ export function createPackActivities(deps: PackDeps) {
       const ctx = Context.current();
       const prior = isProgress(ctx.info.heartbeatDetails) ? ctx.info.heartbeatDetails : undefined;
       const outcomes: PackOutcome[] = prior ? prior.packed.slice(0, input.inputs.length) : [];
-      const typeBudget = deps.jitter.byActivity?.[input.activity]?.maxAttempts;
+      const typeBudget = deps.retry.budgetOf(input.activity);
       const budget = Math.max(1, Math.min(input.maxAttempts, typeBudget ?? Infinity));
       // The interrupted sub-job (if any) resumes after the attempts it made, with its own last heartbeat.
       let resumed = prior;
@@ -140,11 +129,11 @@ export function createPackActivities(deps: PackDeps) {
           } catch (err) {
             if (err instanceof CancelledFailure || ctx.cancellationSignal.aborted) throw err;
             if (!isRetryableFailure(err) || attempts >= budget) {
-              outcomes.push(failedOutcome(err, attempts, typeBudget, input.activity));
+              outcomes.push(failedOutcome(err, attempts, deps.retry, input.activity));
               break;
             }
             checkpoint(details, attempts);
-            await waitHeartbeating(ctx, retryDelayMs(err, attempts, deps.jitter, input.activity), () =>
+            await waitHeartbeating(ctx, deps.retry.nextDelayMs(err, attempts, input.activity), () =>
               checkpoint(details, attempts),
             );
           }

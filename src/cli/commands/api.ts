@@ -35,7 +35,7 @@ export function registerApiCommands(program: Command, setExit: SetExit): void {
       const server = createApiServer({
         client,
         bodyLimitBytes: config.api.bodyLimitBytes,
-        log,
+        log: createLogger(config.logLevel, 'sluice', config.logFormat),
         keys,
         insecureNoAuth: opts.insecureNoAuth === true,
       });

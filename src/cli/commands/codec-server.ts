@@ -25,9 +25,9 @@ export function registerCodecServerCommands(program: Command, setExit: SetExit):
       }
       if (!config.codec.token) problems.push('SLUICE_CODEC_TOKEN: required by the codec server');
       if (problems.length > 0) throw new ConfigError(problems);
-      const codec = codecFor(config);
+      const codec = codecFor(config.codec);
       if (!codec) throw new ConfigError(['SLUICE_CODEC_KEYS: no keys']);
-      const log = createLogger(config.logLevel);
+      const log = createLogger(config.logLevel, 'sluice', config.logFormat);
       const server = await startCodecServer({
         codec,
         token: config.codec.token,

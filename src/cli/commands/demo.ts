@@ -7,7 +7,7 @@ import { InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../../config';
 import { startDevServer, isPortOpen, type DevServerHandle } from '../../devserver/dev-server';
 import { createLogger } from '../../logger';
-import { runBurst } from '../../scaling/burst';
+import { runBurst } from '../../demo/burst';
 import { MAX_PACK, TIERS, type Tier } from '../../shared/constants';
 import { installRuntime, type SetExit } from '../context';
 import { ExitCode, info, printJson } from '../output';
@@ -68,7 +68,7 @@ export function registerDemoCommands(program: Command, setExit: SetExit): void {
           },
         };
         installRuntime(config);
-        const log = createLogger(config.logLevel);
+        const log = createLogger(config.logLevel, 'sluice', config.logFormat);
         let server: DevServerHandle | undefined;
         if (!config.temporal.address && !(await isPortOpen(config.devServer.port))) {
           info(`starting the Temporal dev server on 127.0.0.1:${config.devServer.port}`);

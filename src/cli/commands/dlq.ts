@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { loadConfig } from '../../config';
-import { DeadLetterNotFoundError, replayDeadLetter } from '../../dlq/replay';
+import { DeadLetterNotFoundError, replayDeadLetter } from '../../client/replay';
 import { openDlqStore, type DeadLetter, type DlqStore } from '../../dlq/store';
 import { withClient, type SetExit } from '../context';
 import { ExitCode, info, printJson } from '../output';

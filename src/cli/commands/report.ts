@@ -7,10 +7,10 @@ import { Option, type Command } from 'commander';
 import type { Artifact } from '../../shared/artifact';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { SluiceClient, StartReportOptions } from '../../client';
-import { TIERS, type Tier } from '../../shared/constants';
 import { GROUP_BY_NAMES, MEASURE_NAMES, REPORT_FORMATS, type ReportFormat } from '../../shared/report';
 import { withClient, type SetExit } from '../context';
 import { ExitCode, UsageError, describeWebhook, failureChain, info, printJson, reportError } from '../output';
+import { addTierOptions, tierOption } from '../tier-option';
 
 const list = (value: unknown): string[] | undefined =>
   typeof value !== 'string'
@@ -67,8 +67,7 @@ export async function waitForReport(client: SluiceClient, workflowId: string, js
 
 /** Registers `sluice report`. */
 export function registerReportCommands(program: Command, setExit: SetExit): void {
-  program
-    .command('report')
+  addTierOptions(program.command('report'))
     .description('build a report over monthly order partitions (CSV, JSON and HTML)')
     .option('--from <YYYY-MM>', 'first month')
     .option('--to <YYYY-MM>', 'last month (inclusive)')
@@ -81,7 +80,6 @@ export function registerReportCommands(program: Command, setExit: SetExit): void
       '--policy <policy>',
       'fail-fast | retry-failed[:N] | partial | deadline-partial[:S] | quorum:K (default: fail-fast)',
     )
-    .addOption(new Option('--priority <tier>', 'tier (default: default)').choices([...TIERS]))
     .option('--tenant <tenant>', 'tenant (default: default)')
     .option('--tenant-filter <tenant>', "only this data tenant's orders")
     .option('--shards <n>', 'sub-jobs per partition')
@@ -100,7 +98,7 @@ export function registerReportCommands(program: Command, setExit: SetExit): void
         groupBy: list(opts.groupBy),
         format: opts.format as ReportFormat | undefined,
         policy: opts.policy as string | undefined,
-        tier: opts.priority as Tier | undefined,
+        tier: tierOption(opts),
         tenant: opts.tenant as string | undefined,
         tenantFilter: opts.tenantFilter as string | undefined,
         shards: count('shards', opts.shards),

@@ -50,7 +50,7 @@ export function registerScheduleCommands(program: Command, setExit: SetExit): vo
         throw err;
       }
       await withClient(async (client) => {
-        const results = await applySchedules(client.temporal, defs, client.config.taskQueueSuffix);
+        const results = await applySchedules(client.temporal, defs, client.config);
         if (opts.json) printJson({ file: target, schedules: results });
         else for (const r of results) info(`${r.id}: ${r.outcome}`);
         setExit(ExitCode.ok);

@@ -5,11 +5,12 @@
  */
 import { temporal } from '@temporalio/proto';
 import { SluiceClient } from '../client';
+import { pipelineStartOptions, type WorkflowOf } from '../client/start-options';
 import type { SluiceConfig } from '../config';
 import type { Logger } from '../logger';
-import { PRIORITY_KEY_BY_TIER, taskQueueFor, type Tier } from '../shared/constants';
-import type { BurstInput, BurstResult } from '../workflows/burst';
-import { LocalAutoscaler, type AutoscalerEvent, type SpawnWorker } from './autoscaler';
+import { LocalAutoscaler, type AutoscalerEvent, type SpawnWorker } from '../scaling/autoscaler';
+import { taskQueueFor, type Tier } from '../shared/constants';
+import type { BurstResult } from '../workflows/burst';
 
 /** Options of {@link runBurst}. */
 export interface BurstRunOptions {
@@ -114,13 +115,16 @@ export async function runBurst(opts: BurstRunOptions): Promise<BurstRunReport> {
     print(
       `burst: ${opts.jobs} sub-jobs × ${opts.ms} ms${pack ? `, ${pack} per activity task` : ''} on ${taskQueueFor(tier, config.taskQueueSuffix)} (${workflowId})`,
     );
-    const handle = await client.temporal.workflow.start('burstWorkflow', {
+    const handle = await client.temporal.workflow.start<WorkflowOf<'burstWorkflow'>>('burstWorkflow', {
       workflowId,
-      taskQueue: taskQueueFor(tier, config.taskQueueSuffix),
-      args: [{ jobs: opts.jobs, ms: opts.ms, ...(pack ? { pack } : {}) } satisfies BurstInput],
-      priority: { priorityKey: PRIORITY_KEY_BY_TIER[tier] },
+      args: [{ jobs: opts.jobs, ms: opts.ms, ...(pack ? { pack } : {}) }],
+      ...pipelineStartOptions(config, {
+        tier,
+        tenant: 'burst',
+        summary: `burst of ${opts.jobs} sub-jobs × ${opts.ms} ms`,
+      }),
     });
-    const result = (await handle.result()) as BurstResult;
+    const result = await handle.result();
     const drainedAt = Date.now();
     print(
       `t=${((drainedAt - burstAt) / 1000).toFixed(1).padStart(5)}s  burst drained: ${result.succeeded} succeeded, ${result.failed} failed, ${result.retriedAttempts} retried attempts`,

@@ -5,11 +5,11 @@
  * from the record, and the start uses the existing run).
  */
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { flowStartOptions, type SluiceClient } from '../client';
+import type { DeadLetter, DlqStore } from '../dlq/store';
 import { PipelineKind, Tier, parseTaskQueue } from '../shared/constants';
-import { PipelineKindKey, TenantKey, TierKey } from '../shared/search-attributes';
-import type { JobsPipelineInput } from '../workflows/jobs-pipeline';
-import type { DeadLetter, DlqStore } from './store';
+import type { JobsPipelineInput } from '../shared/jobs';
+import type { SluiceClient } from './index';
+import { pipelineStartOptions } from './start-options';
 
 /** No dead letter with this ID. */
 export class DeadLetterNotFoundError extends Error {
@@ -67,16 +67,16 @@ export async function replayDeadLetter(client: SluiceClient, store: DlqStore, id
   try {
     const handle = await client.temporal.workflow.start(workflowType, {
       workflowId,
-      taskQueue: rec.taskQueue,
       args,
       workflowIdConflictPolicy: 'USE_EXISTING',
-      typedSearchAttributes: [
-        { key: PipelineKindKey, value: kind },
-        { key: TierKey, value: tier },
-        { key: TenantKey, value: tenant },
-      ],
-      ...flowStartOptions(client.config, tier, tenant),
-      staticSummary: `replay of dead letter ${rec.id} (${rec.workflowId})`,
+      ...pipelineStartOptions(client.config, {
+        kind,
+        tier,
+        tenant,
+        summary: `replay of dead letter ${rec.id} (${rec.workflowId})`,
+      }),
+      // The queue it failed on, suffix included.
+      taskQueue: rec.taskQueue,
     });
     runId = handle.firstExecutionRunId;
   } catch (err) {

@@ -3,7 +3,7 @@
  * has finished a set number of activities; the local autoscaler (or Kubernetes) starts a fresh
  * one. Guards against slow leaks in long-lived processes.
  */
-import { metricTotal, type WorkerMetrics } from '../workers/metrics';
+import { metricTotal, type WorkerMetrics } from './metrics';
 
 /** Activities this process has finished (completed + failed attempts), from the interceptor's counters. */
 export async function finishedActivities(metrics: Pick<WorkerMetrics, 'completed' | 'failed'>): Promise<number> {
