@@ -311,6 +311,19 @@ export function ruleGroups(): object[] {
           },
         })),
         {
+          // Two builds of a tier still running after a day: the old one has pinned runs open
+          // (drain-status says draining) or was never retired after it drained.
+          alert: 'SluiceVersionDrainingTooLong',
+          expr: 'count by (deployment) (count by (deployment, build_id) (sluice_worker_build_info)) > 1',
+          for: '24h',
+          labels: { severity: 'warning' },
+          annotations: {
+            summary: 'Two or more builds of {{ $labels.deployment }} have run side by side for 24 hours',
+            description:
+              'An old version is still draining or was not retired: `sluice deploy drain-status` lists its open pinned runs; retire its workers once drained.',
+          },
+        },
+        {
           alert: 'SluiceDLQNotEmpty',
           expr: 'max(sluice_dlq_depth) > 0',
           for: '1m',

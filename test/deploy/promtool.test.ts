@@ -47,6 +47,7 @@ describe('Prometheus rules', () => {
       'SluiceBacklogGrowing',
       'SluiceBacklogOlderThanSLA',
       'SluiceDLQNotEmpty',
+      'SluiceVersionDrainingTooLong',
       'SluiceWorkersUnderutilized',
     ]);
   });
