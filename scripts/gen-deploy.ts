@@ -430,6 +430,21 @@ const PANELS: Panel[] = [
     ],
   },
   { title: 'Dead-letter queue depth', exprs: [{ expr: 'max(sluice_dlq_depth)', legend: 'DLQ' }] },
+  {
+    title: 'Worker pods per build (versions side by side during a rollout)',
+    exprs: [
+      { expr: 'count by (deployment, build_id) (sluice_worker_build_info)', legend: '{{deployment}} {{build_id}}' },
+    ],
+  },
+  {
+    title: 'Activities in flight per build (the ramp: new work moving to the new build)',
+    exprs: [
+      {
+        expr: 'sum by (deployment, build_id) (sluice_activities_in_flight * on (pod, tier) group_left (deployment, build_id) sluice_worker_build_info)',
+        legend: '{{deployment}} {{build_id}}',
+      },
+    ],
+  },
 ];
 
 /** The Grafana dashboard (JSON model). */
