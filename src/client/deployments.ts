@@ -281,3 +281,47 @@ export async function rampVersion(
   }
   return names.map((deploymentName) => ({ deploymentName, percent }));
 }
+
+/** Backlog of one version on one of its task queues (server 1.29 reports it per version). */
+export interface VersionBacklog {
+  tier: Tier;
+  deploymentName: string;
+  buildId: string;
+  taskQueue: string;
+  queueType: 'workflow' | 'activity';
+  backlog: number;
+  backlogAgeSeconds: number;
+}
+
+/** Per version of every tier's deployment, its backlog on each task queue it polls. */
+export async function versionBacklogs(t: DeploymentTarget, tiers: readonly Tier[] = TIERS): Promise<VersionBacklog[]> {
+  const out: VersionBacklog[] = [];
+  for (const tier of tiers) {
+    const deploymentName = deploymentNameFor(tier, t.suffix);
+    const info = await describeDeployment(t, deploymentName);
+    for (const v of info?.versionSummaries ?? []) {
+      const buildId = v.deploymentVersion?.buildId ?? '';
+      const res = await t.service.describeWorkerDeploymentVersion({
+        namespace: t.namespace,
+        deploymentVersion: { deploymentName, buildId },
+        reportTaskQueueStats: true,
+      });
+      for (const q of res.versionTaskQueues ?? []) {
+        const queueType = q.type === TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW ? 'workflow' : 'activity';
+        if (q.type !== TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW && q.type !== TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+          continue;
+        const age = q.stats?.approximateBacklogAge;
+        out.push({
+          tier,
+          deploymentName,
+          buildId,
+          taskQueue: q.name ?? '',
+          queueType,
+          backlog: Number(q.stats?.approximateBacklogCount ?? 0),
+          backlogAgeSeconds: Number(age?.seconds ?? 0) + (age?.nanos ?? 0) / 1e9,
+        });
+      }
+    }
+  }
+  return out;
+}

@@ -70,6 +70,18 @@ describe('sluice version and sluice deploy', () => {
     expect(d?.versions[0]?.pollers).toBeGreaterThan(0);
   });
 
+  it('capacity reports the backlog of each build', async () => {
+    const r = await runSluice(t, ['capacity', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const { builds } = JSON.parse(r.stdout) as {
+      builds: { tier: string; buildId: string; queueType: string; backlog: number }[];
+    };
+    const mine = builds.filter((b) => b.tier === 'default');
+    expect(mine.map((b) => b.buildId)).toContain('v1');
+    expect(mine.map((b) => b.queueType)).toContain('workflow');
+    for (const b of mine) expect(b.backlog).toBeGreaterThanOrEqual(0);
+  });
+
   it('bad input exits 2 naming the field and changes nothing', async () => {
     const before = await routing();
     expect(before.current).toBe('v1');
