@@ -9,7 +9,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { format, resolveConfig } from 'prettier';
 import { stringify } from 'yaml';
-import { TASK_QUEUES, TIERS, TIER_SLA_SECONDS, WORKER_MALLOC_ARENA_MAX, type Tier } from '../src/shared/constants';
+import {
+  TASK_QUEUES,
+  TIERS,
+  TIER_SLA_SECONDS,
+  WORKER_MALLOC_ARENA_MAX,
+  deploymentNameFor,
+  type Tier,
+} from '../src/shared/constants';
 import { workerNodeOptions } from '../src/shared/node-options';
 import {
   DEPLOY_SHUTDOWN_GRACE_MS,
@@ -33,7 +40,10 @@ const REPLICAS: Record<Tier, { min: number; max: number; cron: number }> = {
   critical: { min: 2, max: 20, cron: 8 },
   high: { min: 1, max: 20, cron: 6 },
   default: { min: 1, max: 10, cron: 2 },
-  low: { min: 0, max: 10, cron: 0 },
+  // Never 0: the temporal trigger sees backlog, not running activities, so a tier at 1 pod with
+  // an hour-long transcode in flight and nothing queued would be scaled to 0 and the work cancelled
+  // (kedacore/keda#7368). A version reaches 0 only when it is retired after draining.
+  low: { min: 1, max: 10, cron: 0 },
 };
 
 const RESOURCES: Record<Tier, { requests: Record<string, string>; limits: Record<string, string> }> = {
@@ -178,8 +188,12 @@ function scaledObject(tier: Tier): object {
       name: 'backlog',
       metadata: {
         endpointFromEnv: 'TEMPORAL_ADDRESS',
-        namespace: 'default',
+        // Read from the workers' container environment (the sluice-config ConfigMap).
+        namespaceFromEnv: 'TEMPORAL_NAMESPACE',
         taskQueue: TASK_QUEUES[tier],
+        // Worker Deployment Versioning (KEDA >= 2.20): this version's own backlog.
+        workerDeploymentName: deploymentNameFor(tier),
+        workerDeploymentBuildIdFromEnv: 'SLUICE_BUILD_ID',
         queueTypes: 'workflow,activity',
         // SLA × slots ÷ typical task seconds, less the 25% buffer (src/scaling/targets.ts).
         targetQueueSize: String(kedaTargetQueueSize(tier)),
@@ -297,6 +311,19 @@ export function ruleGroups(): object[] {
           },
         })),
         {
+          // Two builds of a tier still running after a day: the old one has pinned runs open
+          // (drain-status says draining) or was never retired after it drained.
+          alert: 'SluiceVersionDrainingTooLong',
+          expr: 'count by (deployment) (count by (deployment, build_id) (sluice_worker_build_info)) > 1',
+          for: '24h',
+          labels: { severity: 'warning' },
+          annotations: {
+            summary: 'Two or more builds of {{ $labels.deployment }} have run side by side for 24 hours',
+            description:
+              'An old version is still draining or was not retired: `sluice deploy drain-status` lists its open pinned runs; retire its workers once drained.',
+          },
+        },
+        {
           alert: 'SluiceDLQNotEmpty',
           expr: 'max(sluice_dlq_depth) > 0',
           for: '1m',
@@ -413,6 +440,21 @@ const PANELS: Panel[] = [
     ],
   },
   { title: 'Dead-letter queue depth', exprs: [{ expr: 'max(sluice_dlq_depth)', legend: 'DLQ' }] },
+  {
+    title: 'Worker pods per build (versions side by side during a rollout)',
+    exprs: [
+      { expr: 'count by (deployment, build_id) (sluice_worker_build_info)', legend: '{{deployment}} {{build_id}}' },
+    ],
+  },
+  {
+    title: 'Activities in flight per build (the ramp: new work moving to the new build)',
+    exprs: [
+      {
+        expr: 'sum by (deployment, build_id) (sluice_activities_in_flight * on (pod, tier) group_left (deployment, build_id) sluice_worker_build_info)',
+        legend: '{{deployment}} {{build_id}}',
+      },
+    ],
+  },
 ];
 
 /** The Grafana dashboard (JSON model). */
@@ -589,17 +631,21 @@ export function renderDeploy(): Record<string, string> {
     images: [{ name: 'sluice', newName: 'ghcr.io/example/sluice', newTag: 'dev' }],
     patches: [
       {
-        // Small and cheap: at most two pods per tier, and down to zero when idle.
+        // Small and cheap: one to two pods per tier (never 0: see REPLICAS).
         target: { group: 'keda.sh', version: 'v1alpha1', kind: 'ScaledObject' },
         patch: stringify([
-          { op: 'replace', path: '/spec/minReplicaCount', value: 0 },
+          { op: 'replace', path: '/spec/minReplicaCount', value: 1 },
           { op: 'replace', path: '/spec/maxReplicaCount', value: 2 },
           { op: 'replace', path: '/spec/cooldownPeriod', value: 60 },
         ]),
       },
     ],
     configMapGenerator: [
-      { name: 'sluice-config', behavior: 'merge', literals: ['SLUICE_LOG_LEVEL=debug', 'SLUICE_SCALE_POLL_MS=5000'] },
+      {
+        name: 'sluice-config',
+        behavior: 'merge',
+        literals: ['SLUICE_LOG_LEVEL=debug', 'SLUICE_SCALE_POLL_MS=5000', 'SLUICE_BUILD_ID=dev'],
+      },
     ],
   });
   const prodPatches: object[] = [];
@@ -613,8 +659,69 @@ export function renderDeploy(): Record<string, string> {
     components: ['../../components/keda', '../../components/monitoring'],
     images: [{ name: 'sluice', newName: 'ghcr.io/example/sluice', newTag: '0.1.0' }],
     patches: prodPatches,
+    // The build ID is the image tag: workers register it, the ScaledObjects read it.
+    configMapGenerator: [{ name: 'sluice-config', behavior: 'merge', literals: ['SLUICE_BUILD_ID=0.1.0'] }],
   });
+  Object.assign(files, cloudOverlay());
   return files;
+}
+
+/**
+ * Temporal Cloud (or any mTLS / API-key cluster): KEDA's temporal trigger authenticates with a
+ * TriggerAuthentication, an API key by default (`apiKey` from the sluice-temporal Secret), or
+ * mTLS (`cert`, `key`, `ca` from the sluice-temporal-tls Secret) by pointing the patch at
+ * `sluice-temporal-mtls`. The namespace and endpoint come from the same ConfigMap as the workers'.
+ */
+function cloudOverlay(): Record<string, string> {
+  const secretRef = (name: string, pairs: [string, string][]) =>
+    pairs.map(([parameter, key]) => ({ parameter, name, key }));
+  return {
+    'overlays/cloud/triggerauthentication.yaml': yamlDocs(
+      {
+        apiVersion: 'keda.sh/v1alpha1',
+        kind: 'TriggerAuthentication',
+        metadata: { name: 'sluice-temporal-api-key', labels: labels() },
+        spec: { secretTargetRef: secretRef('sluice-temporal', [['apiKey', 'TEMPORAL_API_KEY']]) },
+      },
+      {
+        apiVersion: 'keda.sh/v1alpha1',
+        kind: 'TriggerAuthentication',
+        metadata: { name: 'sluice-temporal-mtls', labels: labels() },
+        spec: {
+          secretTargetRef: secretRef('sluice-temporal-tls', [
+            ['cert', 'tls.crt'],
+            ['key', 'tls.key'],
+            ['ca', 'ca.crt'],
+          ]),
+        },
+      },
+    ),
+    'overlays/cloud/kustomization.yaml': kustomization('Kustomization', {
+      namespace: 'sluice',
+      resources: ['../../base', 'triggerauthentication.yaml'],
+      components: ['../../components/keda', '../../components/monitoring'],
+      images: [{ name: 'sluice', newName: 'ghcr.io/example/sluice', newTag: '0.1.0' }],
+      patches: [
+        {
+          target: { group: 'keda.sh', version: 'v1alpha1', kind: 'ScaledObject' },
+          patch: stringify([
+            { op: 'add', path: '/spec/triggers/0/authenticationRef', value: { name: 'sluice-temporal-api-key' } },
+          ]),
+        },
+      ],
+      configMapGenerator: [
+        {
+          name: 'sluice-config',
+          behavior: 'merge',
+          literals: [
+            'TEMPORAL_ADDRESS=us-east-1.aws.api.temporal.io:7233',
+            'TEMPORAL_NAMESPACE=sluice.a1b2c',
+            'SLUICE_BUILD_ID=0.1.0',
+          ],
+        },
+      ],
+    }),
+  };
 }
 
 /**

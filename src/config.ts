@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
-import { DEFAULT_SLOT_WEIGHTS, TIERS, isTier, type Tier } from './shared/constants';
+import { BUILD_ID_PATTERN, DEFAULT_SLOT_WEIGHTS, TIERS, isTier, type Tier } from './shared/constants';
 import { parseApiKeys } from './security/api-keys';
 import { parseCodecKeys } from './security/keys';
 import { Secret } from './security/secret';
@@ -236,6 +236,15 @@ const EnvSchema = z.object({
   AWS_SECRET_ACCESS_KEY: z.string().min(1).optional(),
   /** Session token of temporary credentials. @default none */
   AWS_SESSION_TOKEN: z.string().min(1).optional(),
+  /** Worker Deployment Versioning: workers register `sluice-<tier>` with a build ID; 0 runs unversioned workers. @default 1 */
+  SLUICE_VERSIONING: bool.default('1'),
+  /** Build ID of this worker's code, e.g. the image tag; a Kubernetes label value. @default `bundle-<hash of the workflow bundle>` */
+  SLUICE_BUILD_ID: z
+    .string()
+    .regex(BUILD_ID_PATTERN, 'letters, digits, ., _ and - (at most 63, alphanumeric at both ends)')
+    .optional(),
+  /** When a starting worker makes its version current: `if-unset` (first deploy), `always` (`sluice up`), `never`. @default 'if-unset' */
+  SLUICE_SET_CURRENT_VERSION: z.enum(['if-unset', 'always', 'never']).default('if-unset'),
   /** @default 'info' — pino level of the logs on stderr (fatal, error, warn, info, debug, trace, silent). */
   SLUICE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /**
@@ -366,6 +375,16 @@ export interface SluiceConfig {
   webhook: WebhookConfig;
   /** Payload encryption and the codec server (see src/security/codec.ts). */
   codec: CodecConfig;
+  /** Worker Deployment Versioning (see src/workers/versioning.ts). */
+  versioning: VersioningConfig;
+}
+
+/** Worker Deployment Versioning of the workers. */
+export interface VersioningConfig {
+  enabled: boolean;
+  /** SLUICE_BUILD_ID; undefined = derived from the workflow bundle. */
+  buildId: string | undefined;
+  setCurrent: 'if-unset' | 'always' | 'never';
 }
 
 /** Payload encryption keys and the codec server. Secrets print as `[redacted]`. */
@@ -651,6 +670,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       host: e.SLUICE_CODEC_HOST,
       corsOrigins: corsOrigins.map((o) => o.replace(/\/$/, '')),
     },
+    versioning: { enabled: e.SLUICE_VERSIONING, buildId: e.SLUICE_BUILD_ID, setCurrent: e.SLUICE_SET_CURRENT_VERSION },
   };
 }
 

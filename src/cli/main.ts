@@ -18,6 +18,7 @@ import { registerApiCommands } from './commands/api';
 import { registerDemoCommands } from './commands/demo';
 import { registerDlqCommands } from './commands/dlq';
 import { addTierOptions, tierOption } from './tier-option';
+import { registerDeployCommands } from './commands/deploy';
 
 function parseNumber(field: string) {
   return (value: string): number => {
@@ -173,6 +174,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerScheduleCommands(program, setExit);
   registerApiCommands(program, setExit);
   registerCodecServerCommands(program, setExit);
+  registerDeployCommands(program, setExit);
 
   return program;
 }

@@ -11,7 +11,8 @@ import { startLocalCodecServer } from '../security/codec-server';
 import type { Logger } from '../logger';
 import { TIERS, Tier, type Tier as TierName } from '../shared/constants';
 import type { VideoPipelineResult } from '../shared/video';
-import { WorkerHost } from '../workers/host';
+import { WorkerHost, loadWorkflowBundle } from '../workers/host';
+import { bundleBuildId } from '../workers/versioning';
 import { LocalAutoscaler } from '../scaling/autoscaler';
 import { watchTaskBudget } from '../workers/recycle';
 import { ExitCode, describeWebhook, failureChain, info, printJson, reportError } from './output';
@@ -87,13 +88,18 @@ export async function runUp(
       server = supervisor.server;
       info(`Temporal UI: ${server.uiUrl}  (server from ${server.source})`);
     }
+    // `sluice up` makes its own build current at start, so the embedded default needs no deploy step.
+    const setCurrent = config.versioning.setCurrent === 'never' ? 'never' : 'always';
     if (opts.autoscale) {
-      // Worker child processes per tier, scaled on backlog by the local autoscaler.
+      // Worker child processes per tier, scaled on backlog by the local autoscaler; every child
+      // runs the same build (computed once here) and makes it current when it starts.
       const client = await SluiceClient.connect({ config });
+      const buildId = config.versioning.buildId ?? bundleBuildId(await loadWorkflowBundle());
       const autoscaler = new LocalAutoscaler({
         config,
         tiers: TIERS,
         log,
+        baseEnv: { ...process.env, SLUICE_BUILD_ID: buildId, SLUICE_SET_CURRENT_VERSION: setCurrent },
         service: client.temporal.workflowService,
         onEvent: (e) => {
           if (e.type === 'scale-up' || e.type === 'scale-down')
@@ -107,11 +113,12 @@ export async function runUp(
     } else {
       const dev = supervisor;
       host = await WorkerHost.start({
-        config,
+        config: { ...config, versioning: { ...config.versioning, setCurrent } },
         tiers: TIERS,
         log,
         ...(dev ? { dependencyReady: () => dev.healthy } : {}),
       });
+      if (host.build) info(`worker build ${host.build.buildId} (from ${host.build.source})`);
       info(`workers polling ${host.taskQueues.join(', ')}; metrics on http://127.0.0.1:${host.port}/metrics`);
     }
 

@@ -18,6 +18,10 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, unknown>> = {
   // needs no more throughput than a single partition gives.
   'matching.numTaskqueueReadPartitions': 1,
   'matching.numTaskqueueWritePartitions': 1,
+  // Worker Versioning: a version no longer current is checked for open pinned runs every few
+  // seconds rather than minutes, so `sluice deploy drain-status` says "drained" soon after.
+  'matching.wv.VersionDrainageStatusRefreshInterval': '5s',
+  'matching.wv.VersionDrainageStatusVisibilityGracePeriod': '5s',
 };
 
 export interface DevServerOptions {

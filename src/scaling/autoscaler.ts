@@ -10,7 +10,10 @@
  *   recommendation seen during the cooldown (HPA's scale-down stabilization), so it never flaps;
  * - scale-down sends SIGTERM and waits for the worker to drain (it stops polling, finishes
  *   in-flight activities within SLUICE_SHUTDOWN_GRACE_MS and exits 0): nothing fails or is lost;
- * - a worker that exits by itself (recycled after SLUICE_WORKER_MAX_TASKS, or crashed) is replaced.
+ * - a worker that exits by itself (recycled after SLUICE_WORKER_MAX_TASKS, or crashed) is replaced;
+ * - the last worker of a tier is never stopped while an activity runs on it (its /metrics shows
+ *   `sluice_activities_in_flight` > 0, or it does not answer): backlog alone cannot see running
+ *   work, and 1 → 0 would cancel it once the grace time ran out.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -24,7 +27,7 @@ import { type Tier } from '../shared/constants';
 import { workerProcessEnv } from '../shared/node-options';
 import { BacklogExporter, type ObservedDuration } from './exporter';
 import type { CapacityPlan } from './planner';
-import { mergeDurations, scrapeDurationTotals } from './scrape';
+import { mergeDurations, scrapeDurationTotals, scrapeInFlight } from './scrape';
 import type { DescribeTaskQueueService } from './stats';
 
 /** What the autoscaler reports as it works (the demo and the bench print these). */
@@ -41,7 +44,8 @@ export type AutoscalerEvent =
       signal: string | null;
       drained: boolean;
     }
-  | { type: 'replaced'; at: number; tier: Tier; pid: number; reason: 'recycled' | 'crashed' };
+  | { type: 'replaced'; at: number; tier: Tier; pid: number; reason: 'recycled' | 'crashed' }
+  | { type: 'held'; at: number; tier: Tier; pid: number; inFlight: number | undefined };
 
 /** Starts a worker process for a tier; the default runs `node bin/sluice worker --tiers <tier>`. */
 export type SpawnWorker = (tier: Tier, env: NodeJS.ProcessEnv) => ChildProcess;
@@ -225,7 +229,9 @@ export class LocalAutoscaler {
         st.upSince = undefined;
         if (plan.desiredReplicas < current && now - st.lastScaleAt >= s.downCooldownMs) {
           const windowStart = now - s.downCooldownMs;
-          const target = Math.max(...st.recs.filter((r) => r.at >= windowStart).map((r) => r.n));
+          let target = Math.max(...st.recs.filter((r) => r.at >= windowStart).map((r) => r.n));
+          const keep = target === 0 ? await this.holdLast(tier) : undefined;
+          if (keep) target = 1;
           if (target < current) {
             st.lastScaleAt = now;
             this.eventsCounter.inc({ tier, action: 'down' });
@@ -237,7 +243,7 @@ export class LocalAutoscaler {
               to: target,
               reason: plan.explanation[4] ?? '',
             });
-            this.drain(tier, current - target);
+            this.drain(tier, current - target, keep);
           }
         }
       }
@@ -286,6 +292,22 @@ export class LocalAutoscaler {
     this.emit({ type: 'started', at: Date.now(), tier, pid: proc.pid ?? -1, port });
   }
 
+  /**
+   * Whether the tier's last worker must stay: some live worker of the tier has an activity in
+   * flight (or does not say). Emits `held` with the busiest one.
+   */
+  private async holdLast(tier: Tier): Promise<WorkerChild | undefined> {
+    const live = [...this.children].filter((c) => c.tier === tier && !c.draining);
+    for (const c of live) {
+      const inFlight = await scrapeInFlight(`http://127.0.0.1:${c.port}/metrics`);
+      if (inFlight === undefined || inFlight > 0) {
+        this.emit({ type: 'held', at: Date.now(), tier, pid: c.proc.pid ?? -1, inFlight });
+        return c;
+      }
+    }
+    return undefined;
+  }
+
   /** A worker that left on its own is replaced at once (recycled) or after a pause (crashed: no crash loop). */
   private replace(child: WorkerChild, reason: 'recycled' | 'crashed'): void {
     const delay = reason === 'recycled' ? 0 : this.opts.config.scaling.pollMs;
@@ -298,9 +320,9 @@ export class LocalAutoscaler {
     }, delay);
   }
 
-  /** SIGTERM to the `count` youngest workers of a tier; they drain and exit. */
-  private drain(tier: Tier, count: number): void {
-    const victims = [...this.children].filter((c) => c.tier === tier && !c.draining).slice(-count);
+  /** SIGTERM to the `count` youngest workers of a tier (never `keep`); they drain and exit. */
+  private drain(tier: Tier, count: number, keep?: WorkerChild): void {
+    const victims = [...this.children].filter((c) => c.tier === tier && !c.draining && c !== keep).slice(-count);
     for (const c of victims) {
       c.draining = true;
       c.proc.kill('SIGTERM');

@@ -58,3 +58,28 @@ export async function scrapeDurationTotals(
   );
   return texts.map(parseDurationTotals);
 }
+
+const IN_FLIGHT = /^sluice_activities_in_flight(?:\{[^}]*\})?\s+([0-9.eE+-]+)/;
+
+/** Activities running in one process (sum of `sluice_activities_in_flight` over its tiers). */
+export function parseInFlight(text: string): number {
+  let n = 0;
+  for (const line of text.split('\n')) {
+    const v = Number(IN_FLIGHT.exec(line)?.[1]);
+    if (Number.isFinite(v)) n += v;
+  }
+  return n;
+}
+
+/**
+ * Activities running in the process behind `url`; undefined when it does not answer (starting,
+ * gone), which a caller about to stop the process must treat as "may be busy".
+ */
+export async function scrapeInFlight(url: string, timeoutMs = 1_000): Promise<number | undefined> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    return res.ok ? parseInFlight(await res.text()) : undefined;
+  } catch {
+    return undefined;
+  }
+}

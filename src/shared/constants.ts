@@ -43,6 +43,25 @@ export function taskQueueFor(tier: Tier, suffix = ''): string {
   return suffix ? `${TASK_QUEUES[tier]}-${suffix}` : TASK_QUEUES[tier];
 }
 
+/** Worker Deployment name prefix: a tier's workers form the deployment `sluice-<tier>`. */
+export const DEPLOYMENT_PREFIX = 'sluice';
+
+/**
+ * Worker Deployment of a tier (`sluice-<tier>`, plus the task-queue suffix when set, so tests and
+ * deployments sharing a namespace stay apart). Never contains `.`, the server's version separator.
+ */
+export function deploymentNameFor(tier: Tier, suffix = ''): string {
+  return suffix ? `${DEPLOYMENT_PREFIX}-${tier}-${suffix}` : `${DEPLOYMENT_PREFIX}-${tier}`;
+}
+
+/**
+ * A build ID Sluice accepts: a Kubernetes label value (it names each version's Deployment and
+ * ScaledObject), which the server also accepts (no `.`-only names, at most 255 characters).
+ */
+export const BUILD_ID_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
+/** Prefix of a build ID derived from the workflow bundle's hash (SLUICE_BUILD_ID unset). */
+export const BUNDLE_BUILD_ID_PREFIX = 'bundle-';
+
 export function isTier(value: unknown): value is Tier {
   return typeof value === 'string' && (TIERS as readonly string[]).includes(value);
 }

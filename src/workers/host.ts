@@ -28,11 +28,12 @@ import type { SluiceConfig } from '../config';
 import { connectionSettings } from '../connection';
 import { dataConverterFor } from '../security/codec';
 import type { Logger } from '../logger';
-import { taskQueueFor, type Tier } from '../shared/constants';
+import { deploymentNameFor, taskQueueFor, type Tier } from '../shared/constants';
 import { BacklogExporter } from '../scaling/exporter';
 import { openStorage, type Storage } from '../storage';
 import { RangeBridge } from '../storage/range-bridge';
 import { bundleWorkflows } from './bundle';
+import { buildIdentity, registerVersion, workerDeploymentOptionsFor, type BuildIdentity } from './versioning';
 import {
   ActivityMetricsInterceptor,
   createWorkerMetrics,
@@ -87,6 +88,10 @@ export class WorkerHost {
   private readonly bridge = new RangeBridge();
   /** Backlog exporter publishing on {@link metrics}' registry; undefined when off. */
   exporter: BacklogExporter | undefined;
+  /** This process's build ID (Worker Deployment Versioning) and its source. */
+  build: BuildIdentity | undefined;
+  /** Per tier: a SLUICE_BUILD_ID mismatch with the tier's other version, logged at start. */
+  readonly versionMismatches: Partial<Record<Tier, string>> = {};
 
   private constructor(private readonly opts: WorkerHostOptions) {}
 
@@ -107,6 +112,8 @@ export class WorkerHost {
       apiKey: settings.apiKey,
     });
     const bundle = this.opts.workflowBundle ?? (await loadWorkflowBundle());
+    const build = buildIdentity(config, bundle);
+    this.build = build;
     // Payload encryption when keys are configured: the same converter as the client's.
     const dataConverter = dataConverterFor(config.codec);
     // Webhook limiter and dead-letter store: always registered, so every pipeline's failure path
@@ -160,6 +167,7 @@ export class WorkerHost {
         namespace: settings.namespace,
         taskQueue,
         workflowBundle: bundle,
+        workerDeploymentOptions: workerDeploymentOptionsFor(tier, config, build.buildId),
         activities,
         dataConverter,
         tuner: {
@@ -197,11 +205,19 @@ export class WorkerHost {
       this.metrics.slots.set({ tier }, share);
       this.workers.push({ tier, worker });
       log.info(
-        { tier, taskQueue, slots: share, prefetch: config.prefetch, poolTotal: this.pool.total },
+        {
+          tier,
+          taskQueue,
+          slots: share,
+          prefetch: config.prefetch,
+          poolTotal: this.pool.total,
+          buildId: build.buildId,
+        },
         'worker created',
       );
     }
     this.running = Promise.all(this.workers.map(({ worker }) => worker.run())).then(() => undefined);
+    if (config.versioning.enabled) await this.registerVersions(build, settings.namespace);
     if (this.opts.exportBacklog !== false && config.scaling.pollMs > 0) {
       this.exporter = new BacklogExporter({
         service: this.connection.workflowService,
@@ -212,6 +228,26 @@ export class WorkerHost {
       this.exporter.start();
     }
     if (this.opts.serveHttp !== false) await this.listen(config.metricsPort);
+  }
+
+  /** Each tier's version: exported as build info, made current per SLUICE_SET_CURRENT_VERSION. */
+  private async registerVersions(build: BuildIdentity, namespace: string): Promise<void> {
+    const { config, log } = this.opts;
+    await Promise.all(
+      this.opts.tiers.map(async (tier) => {
+        const deploymentName = deploymentNameFor(tier, config.taskQueueSuffix);
+        this.metrics.buildInfo.set({ tier, deployment: deploymentName, build_id: build.buildId }, 1);
+        const outcome = await registerVersion({
+          service: this.connection!.workflowService,
+          namespace,
+          deploymentName,
+          self: build,
+          setCurrent: config.versioning.setCurrent,
+          log,
+        });
+        if (outcome.mismatch) this.versionMismatches[tier] = outcome.mismatch;
+      }),
+    );
   }
 
   private notifyDeps(): NotifyDeps {

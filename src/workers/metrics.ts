@@ -23,6 +23,8 @@ export interface WorkerMetrics {
   promotions: client.Counter<'from_tier' | 'to_tier' | 'activity_type'>;
   /** Attempts that ended with a retry delay chosen by the worker (full jitter or Retry-After). */
   retryDelay: client.Histogram<'activity_type'>;
+  /** 1 per tier this process serves, labelled with its Worker Deployment and build ID. */
+  buildInfo: client.Gauge<'tier' | 'deployment' | 'build_id'>;
 }
 
 /** A registry with Sluice's worker metrics and Node's default process metrics. */
@@ -40,6 +42,12 @@ export function createWorkerMetrics(): WorkerMetrics {
   const labels = ['activity_type', 'tier'] as const;
   return {
     registry,
+    buildInfo: new client.Gauge({
+      name: 'sluice_worker_build_info',
+      help: 'Worker Deployment and build ID of each tier this worker serves (always 1)',
+      labelNames: ['tier', 'deployment', 'build_id'],
+      registers: [registry],
+    }),
     started: new client.Counter({
       name: 'sluice_activities_started_total',
       help: 'Activity attempts started',

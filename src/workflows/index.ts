@@ -2,15 +2,16 @@
  * Workflow bundle entry (`workflowsPath`). Every export is a workflow type, a query, a signal
  * or an update; helpers live in sibling files and are not re-exported.
  */
-import { continueAsNew } from '@temporalio/workflow';
+import { continueAsNew, setWorkflowOptions } from '@temporalio/workflow';
 import type { FanOutOutcome } from '../shared/fan-out';
+import { burstWorkflow } from './burst';
 import { runBatch, type SubJobBatchInput } from './fan-out';
+import { jobsPipelineWorkflow } from './jobs-pipeline';
+import { reportPipelineWorkflow } from './report-pipeline';
+import { videoPipelineWorkflow } from './video-pipeline';
 
-export { videoPipelineWorkflow } from './video-pipeline';
+export { videoPipelineWorkflow, reportPipelineWorkflow, burstWorkflow, jobsPipelineWorkflow };
 export { progressQuery } from './progress';
-export { reportPipelineWorkflow } from './report-pipeline';
-export { burstWorkflow } from './burst';
-export { jobsPipelineWorkflow } from './jobs-pipeline';
 
 /**
  * Child workflow of a large fan-out: runs one batch of sub-jobs as activities on the parent's
@@ -19,3 +20,13 @@ export { jobsPipelineWorkflow } from './jobs-pipeline';
 export async function subJobBatchWorkflow(input: SubJobBatchInput): Promise<FanOutOutcome<unknown>> {
   return runBatch(input, (next) => continueAsNew<typeof subJobBatchWorkflow>(next));
 }
+
+// Worker Deployment Versioning, one place for every workflow type. PINNED: the run finishes on
+// the build it started on (an hour-long transcode or a batched report is never replayed on other
+// code, so a deploy needs no patched() for it). AUTO_UPGRADE: runs of second-long sub-jobs move to
+// the current build at their next workflow task; their code changes still need patched().
+setWorkflowOptions({ versioningBehavior: 'PINNED' }, videoPipelineWorkflow);
+setWorkflowOptions({ versioningBehavior: 'PINNED' }, reportPipelineWorkflow);
+setWorkflowOptions({ versioningBehavior: 'PINNED' }, subJobBatchWorkflow);
+setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, jobsPipelineWorkflow);
+setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, burstWorkflow);

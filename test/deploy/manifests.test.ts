@@ -11,7 +11,7 @@ import { ConfigMap, ServiceAccount } from 'kubernetes-models/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
-import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1';
+import { ScaledObject, TriggerAuthentication } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { PodMonitor, PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { DEPLOY, findTool, manifestFiles, parseDocs, readDocs } from './helpers';
 
@@ -25,6 +25,7 @@ const MODELS: Record<string, Validator> = {
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget as unknown as Validator,
   'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler as unknown as Validator,
   'keda.sh/v1alpha1/ScaledObject': ScaledObject as unknown as Validator,
+  'keda.sh/v1alpha1/TriggerAuthentication': TriggerAuthentication as unknown as Validator,
   'monitoring.coreos.com/v1/PodMonitor': PodMonitor as unknown as Validator,
   'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule as unknown as Validator,
 };
@@ -74,15 +75,52 @@ describe('deploy/ manifests', () => {
     expect(() => validate(noContainers as never, 'broken')).toThrow(/containers/);
   });
 
-  it.each(['base', 'overlays/dev', 'overlays/prod'])('kustomize build %s renders valid manifests', (dir) => {
-    const out = execFileSync(findTool('kustomize'), ['build', path.join(DEPLOY, dir)], { encoding: 'utf8' });
-    const docs = parseDocs(out, dir);
-    const kinds = docs.map((d, i) => validate(d, `${dir}#${i}`));
-    expect(kinds.filter((k) => k === 'apps/v1/Deployment')).toHaveLength(4);
-    if (dir !== 'base') {
-      expect(kinds.filter((k) => k === 'keda.sh/v1alpha1/ScaledObject')).toHaveLength(4);
-      expect(kinds).toContain('monitoring.coreos.com/v1/PrometheusRule');
-      expect(docs.every((d) => (d.metadata as { namespace?: string }).namespace)).toBe(true);
+  it.each(['base', 'overlays/dev', 'overlays/prod', 'overlays/cloud'])(
+    'kustomize build %s renders valid manifests',
+    (dir) => {
+      const out = execFileSync(findTool('kustomize'), ['build', path.join(DEPLOY, dir)], { encoding: 'utf8' });
+      const docs = parseDocs(out, dir);
+      const kinds = docs.map((d, i) => validate(d, `${dir}#${i}`));
+      expect(kinds.filter((k) => k === 'apps/v1/Deployment')).toHaveLength(4);
+      if (dir !== 'base') {
+        expect(kinds.filter((k) => k === 'keda.sh/v1alpha1/ScaledObject')).toHaveLength(4);
+        expect(kinds).toContain('monitoring.coreos.com/v1/PrometheusRule');
+        expect(docs.every((d) => (d.metadata as { namespace?: string }).namespace)).toBe(true);
+      }
+    },
+  );
+
+  it('every overlay scales each version on its own backlog, never to 0, and cloud authenticates the trigger', () => {
+    for (const dir of ['overlays/dev', 'overlays/prod', 'overlays/cloud']) {
+      const out = execFileSync(findTool('kustomize'), ['build', path.join(DEPLOY, dir)], { encoding: 'utf8' });
+      const docs = parseDocs(out, dir);
+      const config = docs.find((d) => d.kind === 'ConfigMap') as { data: Record<string, string> };
+      expect(config.data.SLUICE_BUILD_ID, dir).toMatch(/\S/);
+      expect(config.data.TEMPORAL_NAMESPACE, dir).toMatch(/\S/);
+      const scaled = docs.filter((d) => d.kind === 'ScaledObject') as {
+        spec: {
+          minReplicaCount: number;
+          scaleTargetRef: { name: string };
+          triggers: { type: string; metadata: Record<string, string>; authenticationRef?: { name: string } }[];
+        };
+      }[];
+      for (const so of scaled) {
+        expect(so.spec.minReplicaCount, `${dir} ${so.spec.scaleTargetRef.name}`).toBeGreaterThanOrEqual(1);
+        const trigger = so.spec.triggers.find((x) => x.type === 'temporal');
+        expect(trigger?.metadata).toMatchObject({
+          workerDeploymentName: expect.stringMatching(/^sluice-(critical|high|default|low)$/) as unknown,
+          workerDeploymentBuildIdFromEnv: 'SLUICE_BUILD_ID',
+          namespaceFromEnv: 'TEMPORAL_NAMESPACE',
+        });
+        if (dir === 'overlays/cloud') {
+          const auth = docs.find(
+            (d) =>
+              d.kind === 'TriggerAuthentication' &&
+              (d.metadata as { name: string }).name === trigger?.authenticationRef?.name,
+          );
+          expect(auth, `${so.spec.scaleTargetRef.name} authenticationRef`).toBeDefined();
+        } else expect(trigger?.authenticationRef).toBeUndefined();
+      }
     }
   });
 

@@ -48,6 +48,7 @@ describe('Prometheus rules', () => {
       'SluiceBacklogOlderThanSLA',
       'SluiceDLQNotEmpty',
       'SluiceDLQWriteFailing',
+      'SluiceVersionDrainingTooLong',
       'SluiceWorkersUnderutilized',
     ]);
   });

@@ -45,6 +45,8 @@ export function makeTestEnv(name: string, extraEnv: NodeJS.ProcessEnv = {}): Tes
     SLUICE_SHUTDOWN_GRACE_MS: '5000',
     SLUICE_LOG_LEVEL: 'warn',
     SLUICE_TASK_QUEUE_SUFFIX: suffix,
+    // One build for every worker of a test, in-process (bundled from src/) or spawned (dist/).
+    SLUICE_BUILD_ID: 'test',
     ...extraEnv,
   };
   const config = loadConfig(env, dir);

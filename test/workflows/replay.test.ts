@@ -15,6 +15,29 @@ const DIR = path.resolve(__dirname, '..', 'histories');
 const index = JSON.parse(fs.readFileSync(path.join(DIR, 'index.json'), 'utf8')) as Record<string, string>;
 const files = Object.keys(index).sort();
 
+/**
+ * Replays histories against a bundle; one message per history that does not replay, saying what
+ * to do: the change is fine only as a new build (PINNED runs finish on the old one).
+ */
+async function replayFailures(workflowBundle: { code: string }, names: string[]): Promise<string[]> {
+  const histories = names.map((f) => ({
+    workflowId: index[f] ?? f,
+    history: historyFromJSON(JSON.parse(fs.readFileSync(path.join(DIR, f), 'utf8'))),
+  }));
+  const byId = new Map(names.map((f) => [index[f] ?? f, f]));
+  const messages: string[] = [];
+  for await (const r of Worker.runReplayHistories({ workflowBundle }, histories)) {
+    if (r.error === undefined) continue;
+    messages.push(
+      `test/histories/${byId.get(r.workflowId) ?? r.workflowId} (workflow ${r.workflowId}) does not replay on this code: ` +
+        `${r.error instanceof Error ? r.error.message.split('\n')[0] : String(r.error)}. Runs started on the previous code ` +
+        'would fail on it: deploy it as a new build ID (leave SLUICE_BUILD_ID unset so the bundle hash changes, or set a new one) ' +
+        'and roll it out with `sluice deploy ramp` / `set-current`, or guard the change with patched(); re-record only for an intended change.',
+    );
+  }
+  return messages;
+}
+
 describe('recorded histories replay deterministically', () => {
   it('has the recorded histories: video completed, failed, batched parent and batch child; report with a webhook, report batched; packed sub-jobs; dead-lettered sub-jobs', () => {
     expect(files).toEqual([
@@ -39,18 +62,26 @@ describe('recorded histories replay deterministically', () => {
     expect(scheduled.filter((name) => name === 'burstSleep')).toHaveLength(5);
   });
 
+  it('every history in test/histories is listed in index.json', () => {
+    const onDisk = fs
+      .readdirSync(DIR)
+      .filter((f) => f.endsWith('.json') && f !== 'index.json')
+      .sort();
+    expect(onDisk).toEqual(files);
+  });
+
   it('replays each of them without a nondeterminism error', async () => {
-    const histories = files.map((f) => ({
-      workflowId: index[f] as string,
-      history: historyFromJSON(JSON.parse(fs.readFileSync(path.join(DIR, f), 'utf8'))),
-    }));
-    const results: { workflowId: string; error?: unknown }[] = [];
     // The bundle as worker hosts and `npm run build` make it.
     const workflowBundle = await bundleWorkflows(path.resolve(__dirname, '..', '..', 'src', 'workflows', 'index.ts'));
-    for await (const r of Worker.runReplayHistories({ workflowBundle }, histories)) {
-      results.push({ workflowId: r.workflowId, error: r.error });
-    }
-    expect(results.map((r) => r.workflowId).sort()).toEqual(Object.values(index).sort());
-    expect(results.filter((r) => r.error !== undefined)).toEqual([]);
+    expect(await replayFailures(workflowBundle, files)).toEqual([]);
+  });
+
+  it('code that cannot replay a history fails with a message asking for a new build ID', async () => {
+    // Build B of the rollout test: the video pipeline's first command differs.
+    const variant = await bundleWorkflows(path.resolve(__dirname, '..', 'rollout', 'workflows-b.ts'));
+    const messages = await replayFailures(variant, ['video-completed.json']);
+    expect(messages).toHaveLength(1);
+    expect(messages[0]).toMatch(/test\/histories\/video-completed\.json .* does not replay on this code/);
+    expect(messages[0]).toMatch(/new build ID/);
   });
 });

@@ -10,6 +10,7 @@ import { plannerSettingsFor } from '../../scaling/exporter';
 import { planCapacity, type CapacityPlan } from '../../scaling/planner';
 import { mergeDurations, scrapeDurationTotals } from '../../scaling/scrape';
 import { describeAllQueues, tierLoad, type QueueStats } from '../../scaling/stats';
+import { versionBacklogs, type VersionBacklog } from '../../client/deployments';
 import { withClient, type SetExit } from '../context';
 import { ExitCode, info, printJson } from '../output';
 
@@ -18,6 +19,8 @@ export interface CapacityReport {
   namespace: string;
   queues: QueueStats[];
   tiers: CapacityPlan[];
+  /** With versioning on: each version's backlog per queue (empty when off). */
+  builds: VersionBacklog[];
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -53,7 +56,14 @@ export function registerCapacityCommands(program: Command, setExit: SetExit): vo
         const tiers = TIERS.map((tier) =>
           planCapacity(tierLoad(tier, queues), plannerSettingsFor(tier, config, durations[tier])),
         );
-        const report: CapacityReport = { namespace: config.temporal.namespace, queues, tiers };
+        const builds = config.versioning.enabled
+          ? await versionBacklogs({
+              service: client.temporal.workflowService,
+              namespace: config.temporal.namespace,
+              suffix: config.taskQueueSuffix,
+            })
+          : [];
+        const report: CapacityReport = { namespace: config.temporal.namespace, queues, tiers, builds };
         if (opts.json) printJson(report);
         else {
           for (const plan of tiers) {
@@ -62,6 +72,10 @@ export function registerCapacityCommands(program: Command, setExit: SetExit): vo
               `${plan.tier.padEnd(8)} desired ${plan.desiredReplicas}  (backlog ${q.backlog}, oldest ${q.backlogAgeSeconds.toFixed(1)} s, add ${q.addRate.toFixed(2)}/s, dispatch ${q.dispatchRate.toFixed(2)}/s)`,
             );
             for (const line of plan.explanation) info(`    ${line}`);
+            for (const b of builds.filter((x) => x.tier === plan.tier))
+              info(
+                `    build ${b.buildId}: ${b.queueType} backlog ${b.backlog}, oldest ${b.backlogAgeSeconds.toFixed(1)} s`,
+              );
           }
         }
         setExit(ExitCode.ok);
