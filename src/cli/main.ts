@@ -17,6 +17,7 @@ import { registerScheduleCommands } from './commands/schedule';
 import { registerApiCommands } from './commands/api';
 import { registerDemoCommands } from './commands/demo';
 import { registerDlqCommands } from './commands/dlq';
+import { registerLimitsCommands } from './commands/limits';
 
 function parseNumber(field: string) {
   return (value: string): number => {
@@ -170,6 +171,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerScheduleCommands(program, setExit);
   registerApiCommands(program, setExit);
   registerCodecServerCommands(program, setExit);
+  registerLimitsCommands(program, setExit);
 
   return program;
 }

@@ -11,7 +11,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
-import { loadConfig, type SluiceConfig } from '../config';
+import { ConfigError, loadConfig, type SluiceConfig } from '../config';
+import { TenantLimitsError, TenantLimitsSource, type TenantLimits } from '../ratelimit/tenant-limits';
 import { connectionSettings } from '../connection';
 import { dataConverterFor } from '../security/codec';
 import {
@@ -136,6 +137,8 @@ export interface PipelineState {
 
 export interface SluiceClientOptions {
   config?: SluiceConfig;
+  /** Hears of every re-read of the tenant limits file (SLUICE_TENANT_LIMITS). @default a line on stderr */
+  onTenantLimitsReload?: (event: { limits?: TenantLimits; error?: TenantLimitsError }) => void;
 }
 
 /** Option names of {@link SluiceClient.startVideoPipeline} (the HTTP API derives its body fields from these). */
@@ -187,6 +190,8 @@ export class SluiceClient {
     readonly temporal: Client,
     private readonly connection: Connection,
     readonly config: SluiceConfig,
+    /** The tenant limits file, followed live (SLUICE_TENANT_LIMITS); undefined when unset. */
+    readonly tenantLimits: TenantLimitsSource | undefined,
   ) {
     this.webhookAllow = parseAllowList(config.webhook.allow);
   }
@@ -200,6 +205,27 @@ export class SluiceClient {
     const settings = connectionSettings(config);
     // Payload encryption when keys are configured (SLUICE_CODEC_KEYS): the workers use the same converter.
     const dataConverter = dataConverterFor(config);
+    let tenantLimits: TenantLimitsSource | undefined;
+    if (config.tenantLimitsFile) {
+      try {
+        tenantLimits = TenantLimitsSource.open(
+          config.tenantLimitsFile,
+          opts.onTenantLimitsReload ??
+            ((e) => {
+              if (e.error)
+                process.stderr.write(`tenant limits not reloaded (the last good ones stay): ${e.error.message}\n`);
+            }),
+        );
+      } catch (err) {
+        if (err instanceof TenantLimitsError)
+          throw new ConfigError(
+            err.problems.map(
+              (p) => `SLUICE_TENANT_LIMITS: ${err.file}:${p.line ?? '?'}: ${p.path ? `${p.path}: ` : ''}${p.message}`,
+            ),
+          );
+        throw err;
+      }
+    }
     let connection: Connection;
     try {
       connection = await Connection.connect({
@@ -209,6 +235,7 @@ export class SluiceClient {
         connectTimeout: 5_000,
       });
     } catch (err) {
+      tenantLimits?.close();
       const hint = config.temporal.address ? '' : ' (no TEMPORAL_ADDRESS: is `sluice up` running?)';
       throw new Error(`cannot connect to Temporal at ${settings.address}${hint}: ${(err as Error).message}`);
     }
@@ -216,10 +243,12 @@ export class SluiceClient {
       new Client({ connection, namespace: settings.namespace, dataConverter }),
       connection,
       config,
+      tenantLimits,
     );
   }
 
   async close(): Promise<void> {
+    this.tenantLimits?.close();
     await this.connection.close();
   }
 
@@ -422,7 +451,7 @@ export class SluiceClient {
         ],
         // Priority and fairness go with the run; the workflow passes them on to every activity
         // and child, and the memo carries the flow settings workflows cannot read from config.
-        ...flowStartOptions(this.config, input.tier, input.tenant, input.priorityKey),
+        ...flowStartOptions(this.configWithLiveWeights(input.tenant), input.tier, input.tenant, input.priorityKey),
         staticSummary: meta.summary,
       });
       return { workflowId, runId: handle.firstExecutionRunId };
@@ -433,6 +462,14 @@ export class SluiceClient {
       }
       throw err;
     }
+  }
+
+  /** The config with the tenant's weight from the limits file as it is now (it wins over SLUICE_FAIRNESS_WEIGHTS). */
+  private configWithLiveWeights(tenant: string): SluiceConfig {
+    const weight = this.tenantLimits?.weightOf(tenant);
+    return weight === undefined
+      ? this.config
+      : { ...this.config, fairnessWeights: { ...this.config.fairnessWeights, [tenant]: weight } };
   }
 
   /**
