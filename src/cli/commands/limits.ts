@@ -2,7 +2,6 @@
  * `sluice limits set|show|check`: live server-side rate limits of the tiers' task queues
  * (Temporal task-queue config) and the tenant limits file (SLUICE_TENANT_LIMITS).
  */
-import os from 'node:os';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../../config';
@@ -16,6 +15,7 @@ import {
 } from '../../ratelimit/task-queue-limits';
 import { TenantLimitsError, readTenantLimitsFile, type TenantLimits } from '../../ratelimit/tenant-limits';
 import { TIERS, type Tier } from '../../shared/constants';
+import { operatorIdentity } from '../bulk';
 import { withClient, type SetExit } from '../context';
 import { UsageError, info, printJson } from '../output';
 
@@ -29,17 +29,6 @@ export function parseRate(field: string) {
     if (n < 0) throw new InvalidArgumentError(`${field}: must not be negative, got ${value}`);
     return n;
   };
-}
-
-/** Identity recorded by the server with each change (and in audit lines). */
-export function operatorIdentity(): string {
-  let user = 'unknown';
-  try {
-    user = os.userInfo().username;
-  } catch {
-    // No passwd entry (some containers): keep "unknown".
-  }
-  return `sluice-cli:${user}@${os.hostname()}`;
 }
 
 function target(client: SluiceClient) {
