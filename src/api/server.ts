@@ -21,6 +21,7 @@ import {
   type StartVideoOptions,
 } from '../client';
 import type { Logger } from '../logger';
+import { streamPipelineEvents } from './events';
 import { IDEMPOTENCY_KEY_PATTERN } from '../shared/constants';
 import type { InputIssue } from '../shared/video';
 
@@ -120,6 +121,9 @@ export function createApiServer(opts: ApiServerOptions): http.Server {
       if (method !== 'POST') throw new HttpError(405, { error: 'method not allowed', allowed: ['POST'] });
       return start(url.pathname === '/v1/videos' ? 'videos' : 'reports');
     }
+    const events = /^\/v1\/pipelines\/([^/]+)\/events$/.exec(url.pathname);
+    if (events && method === 'GET')
+      return streamPipelineEvents(client, decodeURIComponent(events[1] as string), req, res);
     const m = /^\/v1\/pipelines\/([^/]+)$/.exec(url.pathname);
     if (m) {
       const id = decodeURIComponent(m[1] as string);

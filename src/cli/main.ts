@@ -19,6 +19,7 @@ import { registerDemoCommands } from './commands/demo';
 import { registerDlqCommands } from './commands/dlq';
 import { registerLimitsCommands } from './commands/limits';
 import { registerBulkCommands, runBatchByQuery } from './commands/bulk';
+import { followStatus } from './commands/follow';
 
 function parseNumber(field: string) {
   return (value: string): number => {
@@ -127,8 +128,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .command('status')
     .description('status, stage and progress of a pipeline')
     .argument('<workflowId>')
+    .option('--follow', 'print stage changes and sub-job progress as they happen, until the run closes')
     .option('--json', 'print one JSON object on stdout')
-    .action(async (workflowId: string, opts: { json?: boolean }) => {
+    .action(async (workflowId: string, opts: { json?: boolean; follow?: boolean }) => {
+      if (opts.follow) return followStatus(workflowId, Boolean(opts.json), setExit);
       await withClient(async (client) => {
         const state = await client.getStatus(workflowId);
         if (opts.json) printJson(state);

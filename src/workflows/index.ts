@@ -7,7 +7,7 @@ import type { FanOutOutcome } from '../shared/fan-out';
 import { runBatch, type SubJobBatchInput } from './fan-out';
 
 export { videoPipelineWorkflow } from './video-pipeline';
-export { progressQuery } from './progress';
+export { progressQuery, progressEventsSinceQuery, waitProgressEventsUpdate } from './progress';
 export { reportPipelineWorkflow } from './report-pipeline';
 export { burstWorkflow } from './burst';
 export { jobsPipelineWorkflow } from './jobs-pipeline';
