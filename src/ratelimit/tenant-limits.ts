@@ -15,9 +15,9 @@
  * not parse is logged and ignored: the last good limits stay in force.
  */
 import fs from 'node:fs';
-import { LineCounter, isNode, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { TENANT_PATTERN } from '../shared/constants';
+import { formatProblems, parseYamlFile, type FileProblem } from '../shared/yaml-file';
 
 const TenantEntrySchema = z
   .object({
@@ -54,55 +54,31 @@ export const NO_TENANT_LIMITS: TenantLimits = { default: { maxRunning: 0, maxInF
 export class TenantLimitsError extends Error {
   constructor(
     readonly file: string,
-    readonly problems: { line: number | undefined; path: string; message: string }[],
+    readonly problems: FileProblem[],
   ) {
-    super(
-      `invalid tenant limits ${file}:\n` +
-        problems.map((p) => `  ${file}:${p.line ?? '?'}: ${p.path ? `${p.path}: ` : ''}${p.message}`).join('\n'),
-    );
+    super(`invalid tenant limits ${file}:\n${formatProblems(file, problems)}`);
     this.name = 'TenantLimitsError';
   }
 }
 
-function lineOf(doc: Document, lc: LineCounter, path: (string | number)[]): number | undefined {
-  for (let n = path.length; n >= 0; n--) {
-    const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
-    if (isNode(node) && node.range) return lc.linePos(node.range[0]).line;
-  }
-  return undefined;
-}
-
 /** Parses and validates a limits file's text. Throws {@link TenantLimitsError}. */
 export function parseTenantLimits(text: string, file = 'SLUICE_TENANT_LIMITS'): TenantLimits {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new TenantLimitsError(
-      file,
-      doc.errors.map((e) => ({ line: e.linePos?.[0]?.line, path: '', message: e.message.split('\n')[0] ?? e.message })),
-    );
-  }
-  const parsed = FileSchema.safeParse(doc.toJS() ?? {});
-  if (!parsed.success) {
-    throw new TenantLimitsError(
-      file,
-      parsed.error.issues.map((i) => ({ line: lineOf(doc, lc, i.path), path: i.path.join('.'), message: i.message })),
-    );
-  }
-  const tenants = parsed.data.tenants ?? {};
+  const parsed = parseYamlFile(text, FileSchema);
+  if (!parsed.ok) throw new TenantLimitsError(file, parsed.problems);
+  const tenants = parsed.value.tenants ?? {};
   const bad = Object.keys(tenants).filter((t) => !TENANT_PATTERN.test(t));
   if (bad.length > 0) {
     throw new TenantLimitsError(
       file,
       bad.map((t) => ({
-        line: lineOf(doc, lc, ['tenants', t]),
+        line: parsed.yaml.lineOf(['tenants', t]),
         path: `tenants.${t}`,
         message: 'not a tenant name: 1-63 characters of a-z, 0-9, _ or -',
       })),
     );
   }
   return {
-    default: { maxRunning: parsed.data.default?.maxRunning ?? 0, maxInFlight: parsed.data.default?.maxInFlight ?? 0 },
+    default: { maxRunning: parsed.value.default?.maxRunning ?? 0, maxInFlight: parsed.value.default?.maxInFlight ?? 0 },
     tenants,
   };
 }
