@@ -13,6 +13,7 @@ import {
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import { HandlerUnfinishedPolicy } from '@temporalio/common';
 import { PROGRESS_EVENTS_PAGE, type ProgressEvent } from '../shared/progress-events';
@@ -29,6 +30,9 @@ export const waitProgressEventsUpdate = defineUpdate<ProgressEvent[], [{ after: 
 export const progressEventsSinceQuery = defineQuery<ProgressEvent[], [{ after: number }]>('progressEventsSince');
 
 const FIELDS = ['stage', 'done', 'total', 'failed'] as const;
+
+/** History length beyond which `waitProgressEvents` is rejected (Temporal warns at 10,240 events). */
+export const FOLLOW_HISTORY_LIMIT = 6_000;
 
 /** Answers the progress query from here on; `setStage` moves the stage everywhere it shows. */
 export function trackProgress(firstStage: string): {
@@ -65,6 +69,10 @@ export function trackProgress(firstStage: string): {
     {
       validator: ({ after }) => {
         if (!Number.isInteger(after) || after < 0) throw new Error('after: must be a whole number ≥ 0');
+        // Each accepted wait adds two events to this run's history; past this length followers are
+        // turned away (a rejected update writes nothing) and read the query instead.
+        if (workflowInfo().historyLength > FOLLOW_HISTORY_LIMIT)
+          throw new Error(`history past ${FOLLOW_HISTORY_LIMIT} events: read progressEventsSince instead`);
       },
       // A follower still waiting when the run closes is answered from the closed run instead.
       unfinishedPolicy: HandlerUnfinishedPolicy.ABANDON,

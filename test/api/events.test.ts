@@ -188,4 +188,22 @@ describe('GET /v1/pipelines/:id/events', () => {
     expect(missing.status).toBe(404);
     await client.getResult(id);
   });
+
+  it('a run that records no progress events gets an error event naming it, then the stream ends', async () => {
+    const { workflowId } = await client.startJobsPipeline({
+      tenant: 'events',
+      tier: 'default',
+      idempotencyKey: 'sse-no-events',
+      jobs: [{ activity: 'noSuchActivity', input: {} }],
+    });
+    try {
+      const { status, events } = await readEvents(workflowId);
+      expect(status).toBe(200);
+      expect(events).toEqual([
+        expect.objectContaining({ event: 'error', data: { error: `${workflowId} does not record progress events` } }),
+      ]);
+    } finally {
+      await client.cancel(workflowId);
+    }
+  });
 });
