@@ -11,10 +11,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
-import { ConfigError, loadConfig, type SluiceConfig } from '../config';
-import { TenantLimitsError, TenantLimitsSource, type TenantLimits } from '../ratelimit/tenant-limits';
+import { loadConfig, type SluiceConfig } from '../config';
 import { connectionSettings } from '../connection';
 import { dataConverterFor } from '../security/codec';
+import { ConfigError } from '../config';
+import { TenantLimitsError, TenantLimitsSource, type TenantLimits } from '../ratelimit/tenant-limits';
 import {
   MAX_SOURCE_LENGTH,
   PRIORITY_KEY_BY_TIER,
