@@ -6,6 +6,7 @@
  * event reaching the client.
  */
 import type http from 'node:http';
+import { activityInfo } from '@temporalio/activity';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiServer, listen } from '../../src/api/server';
 import type { SluiceClient } from '../../src/client';
@@ -104,9 +105,10 @@ beforeAll(async () => {
       // Spread the sub-jobs out so events arrive one by one, not all at once.
       await new Promise((r) => setTimeout(r, 400));
       const out = await aggregate(input);
-      const list = finishedAt.get(input.pipelineId) ?? [];
+      const workflowId = activityInfo().workflowExecution?.workflowId ?? '?';
+      const list = finishedAt.get(workflowId) ?? [];
       list.push(Date.now());
-      finishedAt.set(input.pipelineId, list);
+      finishedAt.set(workflowId, list);
       return out;
     },
   });
