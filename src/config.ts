@@ -109,6 +109,8 @@ const EnvSchema = z.object({
   SLUICE_RETRY_POLICIES: z.string().optional(),
   /** Fairness weights of tenants within a queue, `tenant=weight,…` (Temporal `fairnessWeight`). @default 1 each */
   SLUICE_FAIRNESS_WEIGHTS: z.string().optional(),
+  /** Tenant limits file (YAML: per-tenant weight, maxRunning, maxInFlight, and a default), re-read when it changes; its weights win over SLUICE_FAIRNESS_WEIGHTS. @default unset: no caps */
+  SLUICE_TENANT_LIMITS: z.string().min(1).optional(),
   /** Redis for cluster-wide rate limits (Bottleneck clustering). @default unset: limits are per process */
   REDIS_URL: z.string().url().optional(),
   /** PostgreSQL for the dead-letter queue. @default unset: a JSON-lines file under SLUICE_DATA_DIR */
@@ -370,6 +372,8 @@ export interface SluiceConfig {
   retry: { baseMs: number; capMs: number; byActivity: Record<string, ActivityRetryConfig> };
   /** Temporal `fairnessWeight` by tenant (SLUICE_FAIRNESS_WEIGHTS). */
   fairnessWeights: Record<string, number>;
+  /** SLUICE_TENANT_LIMITS, resolved; read by src/ratelimit/tenant-limits.ts. */
+  tenantLimitsFile: string | undefined;
   redisUrl: string | undefined;
   databaseUrl: string | undefined;
   webhook: WebhookConfig;
@@ -647,6 +651,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     maxTaskQueueActivitiesPerSecond: e.SLUICE_MAX_TASK_QUEUE_ACTIVITIES_PER_SECOND,
     retry: { baseMs: e.SLUICE_RETRY_BASE_MS, capMs: e.SLUICE_RETRY_CAP_MS, byActivity },
     fairnessWeights,
+    tenantLimitsFile: e.SLUICE_TENANT_LIMITS ? path.resolve(cwd, e.SLUICE_TENANT_LIMITS) : undefined,
     redisUrl: e.REDIS_URL,
     databaseUrl: e.DATABASE_URL,
     webhook: {

@@ -34,6 +34,7 @@ import {
 import type { Logger } from '../logger';
 import type { ApiKeyring, ApiPrincipal } from '../security/api-keys';
 import { IDEMPOTENCY_KEY_PATTERN, PIPELINE_WORKFLOW_TYPE, parsePipelineWorkflowId } from '../shared/constants';
+import { streamPipelineEvents } from './events';
 import type { InputIssue } from '../shared/video';
 
 /** Fields each POST body may carry (the idempotency key comes from the header). */
@@ -258,6 +259,18 @@ export function createApiServer(opts: ApiServerOptions): http.Server {
     if (url.pathname === '/v1/videos' || url.pathname === '/v1/reports') {
       if (method !== 'POST') throw new HttpError(405, { error: 'method not allowed', allowed: ['POST'] });
       return start(url.pathname === '/v1/videos' ? 'videos' : 'reports');
+    }
+    const events = /^\/v1\/pipelines\/([^/]+)\/events$/.exec(url.pathname);
+    if (events && method === 'GET') {
+      let id: string;
+      try {
+        id = decodeURIComponent(events[1] as string);
+      } catch {
+        throw new HttpError(400, { error: 'malformed path', message: 'invalid percent-encoding in the pipeline ID' });
+      }
+      // The same tenant rules as reading a pipeline: another tenant's run is 404.
+      await ownedPipeline(who, id);
+      return streamPipelineEvents(client, id, req, res);
     }
     const m = /^\/v1\/pipelines\/([^/]+)$/.exec(url.pathname);
     if (m) {

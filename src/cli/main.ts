@@ -19,6 +19,9 @@ import { registerDemoCommands } from './commands/demo';
 import { registerDlqCommands } from './commands/dlq';
 import { addTierOptions, tierOption } from './tier-option';
 import { registerDeployCommands } from './commands/deploy';
+import { registerLimitsCommands } from './commands/limits';
+import { registerBulkCommands, runBatchByQuery } from './commands/bulk';
+import { followStatus } from './commands/follow';
 
 function parseNumber(field: string) {
   return (value: string): number => {
@@ -129,8 +132,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .command('status')
     .description('status, stage and progress of a pipeline')
     .argument('<workflowId>')
+    .option('--follow', 'print stage changes and sub-job progress as they happen, until the run closes')
     .option('--json', 'print one JSON object on stdout')
-    .action(async (workflowId: string, opts: { json?: boolean }) => {
+    .action(async (workflowId: string, opts: { json?: boolean; follow?: boolean }) => {
+      if (opts.follow) return followStatus(workflowId, Boolean(opts.json), setExit);
       await withClient(async (client) => {
         const state = await client.getStatus(workflowId);
         if (opts.json) printJson(state);
@@ -154,12 +159,19 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program
     .command('cancel')
-    .description('cancel a pipeline: sub-jobs stop and partial outputs are removed')
-    .argument('<workflowId>')
+    .description(
+      'cancel a pipeline (or every running one matching --query): sub-jobs stop, partial outputs are removed',
+    )
+    .argument('[workflowId]')
+    .option('--query <query>', 'every running run matching this visibility query, as a batch operation')
+    .option('--yes', 'with --query: do not ask for confirmation')
     .option('--json', 'print one JSON object on stdout')
-    .action(async (workflowId: string, opts: { json?: boolean }) => {
+    .action(async (workflowId: string | undefined, opts: { json?: boolean; query?: string; yes?: boolean }) => {
+      if ((workflowId === undefined) === (opts.query === undefined))
+        throw new UsageError('workflowId', 'give a workflow ID or --query, not both');
+      if (opts.query !== undefined) return runBatchByQuery('cancel', opts.query, opts, setExit);
       await withClient(async (client) => {
-        await client.cancel(workflowId);
+        await client.cancel(workflowId as string);
         if (opts.json) printJson({ workflowId, cancelRequested: true });
         else info(`cancel requested for ${workflowId}`);
       });
@@ -175,6 +187,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerApiCommands(program, setExit);
   registerCodecServerCommands(program, setExit);
   registerDeployCommands(program, setExit);
+  registerLimitsCommands(program, setExit);
+  registerBulkCommands(program, setExit);
 
   return program;
 }

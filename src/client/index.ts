@@ -27,6 +27,7 @@ import { S3Store } from '../storage/s3';
 import { ConfigError, loadConfig, type SluiceConfig } from '../config';
 import { connectionSettings } from '../connection';
 import { dataConverterFor } from '../security/codec';
+import { TenantLimitsError, TenantLimitsSource, type TenantLimits } from '../ratelimit/tenant-limits';
 import { MAX_SOURCE_LENGTH, REQUEST_MEMO_KEY, PipelineKind, Tier, pipelineWorkflowId } from '../shared/constants';
 import { PipelineKindKey, StageKey, TenantKey } from '../shared/search-attributes';
 import { progressQuery } from '../workflows/progress';
@@ -170,6 +171,8 @@ export interface PipelineState {
 
 export interface SluiceClientOptions {
   config?: SluiceConfig;
+  /** Hears of every re-read of the tenant limits file (SLUICE_TENANT_LIMITS). @default a line on stderr */
+  onTenantLimitsReload?: (event: { limits?: TenantLimits; error?: TenantLimitsError }) => void;
 }
 
 /** Option names of {@link SluiceClient.startVideoPipeline} (the HTTP API derives its body fields from these). */
@@ -232,6 +235,8 @@ export class SluiceClient {
     readonly temporal: Client,
     private readonly connection: Connection,
     readonly config: SluiceConfig,
+    /** The tenant limits file, followed live (SLUICE_TENANT_LIMITS); undefined when unset. */
+    readonly tenantLimits: TenantLimitsSource | undefined,
   ) {
     this.webhookAllow = parseAllowList(config.webhook.allow);
   }
@@ -245,6 +250,27 @@ export class SluiceClient {
     const settings = connectionSettings(config);
     // Payload encryption when keys are configured (SLUICE_CODEC_KEYS): the workers use the same converter.
     const dataConverter = dataConverterFor(config.codec);
+    let tenantLimits: TenantLimitsSource | undefined;
+    if (config.tenantLimitsFile) {
+      try {
+        tenantLimits = TenantLimitsSource.open(
+          config.tenantLimitsFile,
+          opts.onTenantLimitsReload ??
+            ((e) => {
+              if (e.error)
+                process.stderr.write(`tenant limits not reloaded (the last good ones stay): ${e.error.message}\n`);
+            }),
+        );
+      } catch (err) {
+        if (err instanceof TenantLimitsError)
+          throw new ConfigError(
+            err.problems.map(
+              (p) => `SLUICE_TENANT_LIMITS: ${err.file}:${p.line ?? '?'}: ${p.path ? `${p.path}: ` : ''}${p.message}`,
+            ),
+          );
+        throw err;
+      }
+    }
     let connection: Connection;
     try {
       connection = await Connection.connect({
@@ -254,6 +280,7 @@ export class SluiceClient {
         connectTimeout: 5_000,
       });
     } catch (err) {
+      tenantLimits?.close();
       const hint = config.temporal.address ? '' : ' (no TEMPORAL_ADDRESS: is `sluice up` running?)';
       throw new Error(`cannot connect to Temporal at ${settings.address}${hint}: ${(err as Error).message}`);
     }
@@ -261,10 +288,12 @@ export class SluiceClient {
       new Client({ connection, namespace: settings.namespace, dataConverter }),
       connection,
       config,
+      tenantLimits,
     );
   }
 
   async close(): Promise<void> {
+    this.tenantLimits?.close();
     await this.connection.close();
   }
 
@@ -559,8 +588,9 @@ export class SluiceClient {
         workflowIdConflictPolicy: 'USE_EXISTING',
         // A finished run is not started again either: the key names one piece of work.
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        // Queue, priority, fairness, flow memo and search attributes: the one builder (start-options.ts).
-        ...pipelineStartOptions(this.config, spec),
+        // Queue, priority, fairness, flow memo and search attributes: the one builder (start-options.ts),
+        // with a tenant's weight as the limits file says now.
+        ...pipelineStartOptions(this.configWithLiveWeights(spec.tenant), spec),
       });
       return { workflowId, runId: handle.firstExecutionRunId };
     } catch (err) {
@@ -570,6 +600,14 @@ export class SluiceClient {
       }
       throw err;
     }
+  }
+
+  /** The config with the tenant's weight from the limits file as it is now (it wins over SLUICE_FAIRNESS_WEIGHTS). */
+  private configWithLiveWeights(tenant: string): SluiceConfig {
+    const weight = this.tenantLimits?.weightOf(tenant);
+    return weight === undefined
+      ? this.config
+      : { ...this.config, fairnessWeights: { ...this.config.fairnessWeights, [tenant]: weight } };
   }
 
   /**

@@ -11,7 +11,7 @@ import { reportPipelineWorkflow } from './report-pipeline';
 import { videoPipelineWorkflow } from './video-pipeline';
 
 export { videoPipelineWorkflow, reportPipelineWorkflow, burstWorkflow, jobsPipelineWorkflow };
-export { progressQuery } from './progress';
+export { progressQuery, progressEventsSinceQuery, waitProgressEventsUpdate } from './progress';
 
 /**
  * Child workflow of a large fan-out: runs one batch of sub-jobs as activities on the parent's

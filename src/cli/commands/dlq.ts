@@ -8,7 +8,83 @@ import { loadConfig } from '../../config';
 import { DeadLetterNotFoundError, replayDeadLetter } from '../../client/replay';
 import { openDlqStore, type DeadLetter, type DlqStore } from '../../dlq/store';
 import { withClient, type SetExit } from '../context';
-import { ExitCode, info, printJson } from '../output';
+import { ExitCode, UsageError, info, printJson } from '../output';
+import { parseDlqFilter, replayDeadLetters, selectDeadLetters } from '../../client/bulk-replay';
+import { confirmCount, progressBar, recordAudit } from '../bulk';
+
+interface BulkDlqOptions {
+  all?: boolean;
+  filter?: string;
+  rate: number;
+  yes?: boolean;
+  json?: boolean;
+}
+
+function parseRate(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0)
+    throw new InvalidArgumentError(`rate: must be a number > 0 (replays per second), got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** `dlq replay --all | --filter …`: the count, a confirmation, replays at the rate, a summary, an audit line. */
+async function replayMany(opts: BulkDlqOptions, setExit: SetExit): Promise<void> {
+  const filter = opts.filter !== undefined ? parseDlqFilter(opts.filter) : undefined;
+  if (filter && 'error' in filter) throw new UsageError(filter.path, filter.error);
+  const selector = opts.filter ?? 'all';
+  const config = loadConfig();
+  await withStore(async (store) => {
+    const records = await selectDeadLetters(store, filter);
+    const go = await confirmCount(records.length, `dead letters match ${selector}`, Boolean(opts.yes));
+    if (!go) {
+      const audit = recordAudit(config, {
+        op: 'dlq-replay',
+        selector,
+        count: records.length,
+        done: 0,
+        failed: 0,
+        confirmed: records.length === 0,
+      });
+      if (opts.json) printJson({ op: 'dlq-replay', filter: selector, count: records.length, started: 0, audit });
+      else info(records.length === 0 ? 'nothing to do' : 'aborted: nothing started');
+      return;
+    }
+    await withClient(async (client) => {
+      const bar = progressBar(records.length, 'replaying');
+      const t0 = Date.now();
+      const summary = await replayDeadLetters(client, store, records, {
+        ratePerSecond: opts.rate,
+        onProgress: (n) => bar.update(n),
+      }).finally(() => bar.stop());
+      const seconds = (Date.now() - t0) / 1000;
+      const audit = recordAudit(config, {
+        op: 'dlq-replay',
+        selector,
+        count: records.length,
+        done: summary.started + summary.existing,
+        failed: summary.failed.length,
+        confirmed: true,
+      });
+      if (opts.json)
+        printJson({
+          op: 'dlq-replay',
+          filter: selector,
+          count: records.length,
+          rate: opts.rate,
+          seconds,
+          ...summary,
+          audit,
+        });
+      else {
+        info(
+          `dlq replay: ${summary.started} started, ${summary.existing} replayed before, ${summary.failed.length} failed of ${records.length} in ${seconds.toFixed(1)} s (≤ ${opts.rate}/s)`,
+        );
+        for (const f of summary.failed) info(`  failed ${f.id}: ${f.error}`);
+      }
+      if (summary.failed.length > 0) setExit(ExitCode.failed);
+    });
+  });
+}
 
 const UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
@@ -87,10 +163,17 @@ export function registerDlqCommands(program: Command, setExit: SetExit): void {
 
   dlq
     .command('replay')
-    .description('start a fresh run with the same input; the record links to it')
-    .argument('<id>')
+    .description('start a fresh run with the same input; the record links to it (--all / --filter: many, at --rate)')
+    .argument('[id]')
+    .option('--all', 'every dead letter not yet replayed')
+    .option('--filter <fields>', 'those matching kind=pipeline|sub-job,tenant=…,since=<age or ISO time>')
+    .option('--rate <n>', 'with --all/--filter: replays started per second', parseRate, 5)
+    .option('--yes', 'with --all/--filter: do not ask for confirmation')
     .option('--json', 'print one JSON object on stdout')
-    .action(async (id: string, opts: { json?: boolean }) => {
+    .action(async (id: string | undefined, opts: BulkDlqOptions) => {
+      if ([id !== undefined, Boolean(opts.all), opts.filter !== undefined].filter(Boolean).length !== 1)
+        throw new UsageError('id', 'give one of: a dead-letter id, --all, --filter');
+      if (id === undefined) return replayMany(opts, setExit);
       await withStore((store) =>
         withClient(async (client) => {
           try {
