@@ -1,0 +1,62 @@
+/** What the several-hosts tests share: a client on the lab's server, and who ran which activity. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { SluiceClient } from '../../src/client';
+import { loadConfig } from '../../src/config';
+import type { Lab } from './netns';
+
+/** A client (in the root namespace) on the lab's Temporal server and the given queue suffix. */
+export function labClient(lab: Lab, suffix: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<SluiceClient> {
+  const dir = path.join(lab.dir, `client-${suffix}`);
+  fs.mkdirSync(dir, { recursive: true });
+  const env = { ...lab.workerEnv({ SLUICE_TASK_QUEUE_SUFFIX: suffix }), SLUICE_DATA_DIR: dir, ...extraEnv };
+  return SluiceClient.connect({ config: loadConfig(env, dir) });
+}
+
+/** One started attempt of an activity, from the workflow's history. */
+export interface StartedAttempt {
+  activityType: string;
+  /** 1-based. */
+  attempt: number;
+  /** The worker's identity, `<pid>@<hostname>`: the hostname names the lab host. */
+  identity: string;
+  /** Its result, when it completed. */
+  result?: unknown;
+}
+
+/**
+ * The activities of a run, in history order: started attempts with their identities, joined to
+ * their results. Only the attempt that closed an activity gets a Started event (earlier attempts
+ * are retried inside the server), so `attempt` ≥ 2 shows a retry.
+ */
+export async function startedAttempts(client: SluiceClient, workflowId: string): Promise<StartedAttempt[]> {
+  const events = (await client.temporal.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+  const typeOf = new Map<string, string>();
+  const byStarted = new Map<string, StartedAttempt>();
+  const out: StartedAttempt[] = [];
+  for (const e of events) {
+    const id = String(e.eventId);
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (scheduled) typeOf.set(id, scheduled.activityType?.name ?? '');
+    const started = e.activityTaskStartedEventAttributes;
+    if (started) {
+      const attempt: StartedAttempt = {
+        activityType: typeOf.get(String(started.scheduledEventId)) ?? '',
+        attempt: started.attempt ?? 1,
+        identity: started.identity ?? '',
+      };
+      byStarted.set(id, attempt);
+      out.push(attempt);
+    }
+    const completed = e.activityTaskCompletedEventAttributes;
+    const data = completed?.result?.payloads?.[0]?.data;
+    const match = completed ? byStarted.get(String(completed.startedEventId)) : undefined;
+    if (match && data instanceof Uint8Array) match.result = JSON.parse(Buffer.from(data).toString());
+  }
+  return out;
+}
+
+/** The lab host name (`h2`) in a worker identity (`123@sluice-h2`). */
+export function hostOf(identity: string): string {
+  return identity.split('@sluice-')[1] ?? identity;
+}
