@@ -37,6 +37,14 @@ if [ ! -x .tools/kustomize ]; then
   GOBIN="$PWD/.tools" GOFLAGS=-mod=mod go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1
 fi
 
+# versitygw (Go module, into .tools/): the real S3-compatible server of the storage tests (posix
+# backend on a temp folder, started by test/global-setup.ts). About 3 minutes the first time.
+if [ ! -x .tools/versitygw ]; then
+  say "building versitygw v1.8.0 into .tools/ (go install; a few minutes the first time)"
+  mkdir -p .tools
+  GOBIN="$PWD/.tools" GOFLAGS=-mod=mod go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+fi
+
 # PostgreSQL and Redis on 127.0.0.1 (report, DLQ and rate-limit tests). Start them when installed
 # but stopped; install them from Debian's packages when missing.
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
@@ -69,4 +77,4 @@ if [ ! -x /usr/bin/chromium ]; then
   say "installing Chromium (apt: chromium)"
   apt_install chromium
 fi
-echo "ci-deps: ready (promtool, kustomize, Redis, PostgreSQL, Chromium)"
+echo "ci-deps: ready (promtool, kustomize, versitygw, Redis, PostgreSQL, Chromium)"

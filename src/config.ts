@@ -4,6 +4,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { DEFAULT_SLOT_WEIGHTS, TIERS, isTier, type Tier } from './shared/constants';
 import { parseCodecKeys } from './security/keys';
@@ -201,6 +202,30 @@ const EnvSchema = z.object({
    * @default none — loopback, link-local, metadata and private addresses are refused
    */
   SLUICE_WEBHOOK_ALLOW: z.string().optional(),
+  /**
+   * Where inputs, intermediates and artifacts live: `file:///abs/dir` (this host only) or
+   * `s3://bucket/prefix` (any S3-compatible store; credentials, region and endpoint from the AWS
+   * SDK's own variables). @default file://<SLUICE_DATA_DIR> — needs no server
+   */
+  SLUICE_STORAGE_URL: z.string().min(1).optional(),
+  /** @default '<SLUICE_DATA_DIR>/scratch' — this host's temporary files (segments before upload, downloads); each activity removes its own. */
+  SLUICE_SCRATCH_DIR: z.string().min(1).optional(),
+  /** @default 3600 — lifetime of the presigned `url` of each artifact on `s3` (60 s to 7 days). */
+  SLUICE_PRESIGN_TTL_SECONDS: int(60, 7 * 24 * 3600).default(3600),
+  /** @default 30 — seconds an S3 request may stay silent before it is abandoned and retried. */
+  SLUICE_S3_REQUEST_TIMEOUT_SECONDS: int(1, 3600).default(30),
+  /** S3 endpoint for S3-compatible stores (the AWS SDK's variable; implies path-style addressing). @default AWS */
+  AWS_ENDPOINT_URL_S3: z.string().url().optional(),
+  /** Endpoint for every AWS service; used for S3 when AWS_ENDPOINT_URL_S3 is unset. @default AWS */
+  AWS_ENDPOINT_URL: z.string().url().optional(),
+  /** Region of the S3 store (the AWS SDK's variable). @default the SDK's chain, else 'us-east-1' */
+  AWS_REGION: z.string().min(1).optional(),
+  /** Static S3 credentials (with AWS_SECRET_ACCESS_KEY). @default the AWS SDK's chain: profiles, web identity (IRSA), instance roles */
+  AWS_ACCESS_KEY_ID: z.string().min(1).optional(),
+  /** Secret of AWS_ACCESS_KEY_ID; prints as [redacted]. */
+  AWS_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  /** Session token of temporary credentials. @default none */
+  AWS_SESSION_TOKEN: z.string().min(1).optional(),
   /** @default 'info' — pino level of the JSON logs on stderr (fatal, error, warn, info, debug, trace, silent). */
   SLUICE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -220,13 +245,66 @@ export interface TemporalConnectionConfig {
       };
 }
 
+/** Where pipelines keep inputs, intermediates and artifacts (SLUICE_STORAGE_URL). */
+export type StorageConfig = (
+  | { kind: 'file'; /** Absolute root folder. */ root: string }
+  | { kind: 's3'; bucket: string; /** Key prefix, no slashes at the ends ('' for the bucket root). */ prefix: string }
+) & {
+  /** The URL as given, or the default. */
+  url: string;
+  /** S3 connection (also used for `s3://` sources when the backend is `file`). */
+  s3: {
+    endpoint: string | undefined;
+    region: string | undefined;
+    requestTimeoutSec: number;
+    /** Static credentials from the environment; undefined: the AWS SDK's default chain. */
+    credentials: { accessKeyId: string; secretAccessKey: Secret; sessionToken?: Secret } | undefined;
+  };
+  scratchDir: string;
+  presignTtlSec: number;
+};
+
+/** Parses SLUICE_STORAGE_URL; problems are pushed naming the variable. */
+export function parseStorageUrl(
+  url: string,
+  problems: string[],
+): { kind: 'file'; root: string } | { kind: 's3'; bucket: string; prefix: string } | undefined {
+  const bad = (why: string) => {
+    problems.push(`SLUICE_STORAGE_URL: ${JSON.stringify(url)} ${why}`);
+    return undefined;
+  };
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return bad('is not a URL; expected file:///abs/dir or s3://bucket/prefix');
+  }
+  if (parsed.protocol === 'file:') {
+    if (parsed.host) return bad('must be file:///absolute/path (no host)');
+    return { kind: 'file', root: decodeURIComponent(parsed.pathname).replace(/\/+$/, '') || '/' };
+  }
+  if (parsed.protocol === 's3:') {
+    // Bucket naming rules (3-63 lowercase letters, digits, dots and hyphens).
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(parsed.hostname)) return bad('has no valid bucket name');
+    if (parsed.search || parsed.hash) return bad('must not have a query or fragment');
+    return {
+      kind: 's3',
+      bucket: parsed.hostname,
+      prefix: decodeURIComponent(parsed.pathname).replace(/^\/+|\/+$/g, ''),
+    };
+  }
+  return bad(`has an unsupported scheme ${parsed.protocol.replace(/:$/, '')}; expected file or s3`);
+}
+
 export interface SluiceConfig {
   temporal: TemporalConnectionConfig;
   temporalCliPath: string | undefined;
   dataDir: string;
   devServer: { port: number; uiPort: number; dbFile: string };
   mediaRoot: string;
+  /** Artifacts of the `file` backend (SLUICE_OUTPUT_DIR); on `s3` they go to `<prefix>/outputs/`. */
   outputDir: string;
+  storage: StorageConfig;
   metricsPort: number;
   shutdownGraceMs: number;
   slots: Record<Tier, number>;
@@ -430,6 +508,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   }
   const webhookAllow = splitList(e.SLUICE_WEBHOOK_ALLOW);
   parseAllowList(webhookAllow, problems);
+  const storage = storageConfig(e, path.resolve(cwd, e.SLUICE_DATA_DIR), cwd, problems);
+  if (Boolean(e.AWS_ACCESS_KEY_ID) !== Boolean(e.AWS_SECRET_ACCESS_KEY)) {
+    problems.push(
+      'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both, or neither (to use the AWS SDK credential chain)',
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const wantsTls = e.TEMPORAL_TLS ?? Boolean(e.TEMPORAL_API_KEY || e.TEMPORAL_TLS_CLIENT_CERT_PATH);
@@ -456,7 +540,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       dbFile: path.join(dataDir, 'temporal.sqlite'),
     },
     mediaRoot: path.resolve(cwd, e.SLUICE_MEDIA_ROOT ?? '.'),
-    outputDir: path.resolve(cwd, e.SLUICE_OUTPUT_DIR ?? path.join(e.SLUICE_DATA_DIR, 'outputs')),
+    outputDir: path.resolve(
+      cwd,
+      e.SLUICE_OUTPUT_DIR ?? path.join(storage.kind === 'file' ? storage.root : e.SLUICE_DATA_DIR, 'outputs'),
+    ),
+    storage,
     metricsPort: e.SLUICE_METRICS_PORT,
     shutdownGraceMs: e.SLUICE_SHUTDOWN_GRACE_MS,
     slots: Object.fromEntries(
@@ -470,7 +558,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     logLevel: e.SLUICE_LOG_LEVEL,
     reports: {
       source: e.REPORT_SOURCE,
-      partitionsDir: path.join(dataDir, 'orders'),
+      partitionsDir: path.join(storage.kind === 'file' ? storage.root : dataDir, 'orders'),
       pgUrl: e.SLUICE_PG_URL,
       pgPoolMax: e.SLUICE_PG_POOL_MAX,
       pgConnectionBudget: e.SLUICE_PG_CONNECTION_BUDGET,
@@ -535,4 +623,29 @@ function splitList(text: string | undefined): string[] {
 /** `host:port` the client and workers connect to. */
 export function temporalAddress(config: SluiceConfig): string {
   return config.temporal.address ?? `127.0.0.1:${config.devServer.port}`;
+}
+
+/** The storage section: SLUICE_STORAGE_URL (default: a folder under SLUICE_DATA_DIR), scratch, S3 settings. */
+function storageConfig(e: z.infer<typeof EnvSchema>, dataDir: string, cwd: string, problems: string[]): StorageConfig {
+  const url = e.SLUICE_STORAGE_URL ?? pathToFileURL(dataDir).href;
+  const where = parseStorageUrl(url, problems) ?? { kind: 'file' as const, root: dataDir };
+  return {
+    ...where,
+    url,
+    s3: {
+      endpoint: e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL,
+      region: e.AWS_REGION,
+      requestTimeoutSec: e.SLUICE_S3_REQUEST_TIMEOUT_SECONDS,
+      credentials:
+        e.AWS_ACCESS_KEY_ID && e.AWS_SECRET_ACCESS_KEY
+          ? {
+              accessKeyId: e.AWS_ACCESS_KEY_ID,
+              secretAccessKey: new Secret(e.AWS_SECRET_ACCESS_KEY),
+              ...(e.AWS_SESSION_TOKEN ? { sessionToken: new Secret(e.AWS_SESSION_TOKEN) } : {}),
+            }
+          : undefined,
+    },
+    scratchDir: path.resolve(cwd, e.SLUICE_SCRATCH_DIR ?? path.join(dataDir, 'scratch')),
+    presignTtlSec: e.SLUICE_PRESIGN_TTL_SECONDS,
+  };
 }

@@ -340,7 +340,7 @@ export async function fetchPinned(target: SafeTarget, init: PinnedRequestInit = 
     try {
       res = await request(url, {
         dispatcher: agent,
-        method: (init.method ?? 'GET'),
+        method: init.method ?? 'GET',
         headers: init.headers,
         body: init.body,
         signal: init.signal,

@@ -108,6 +108,10 @@ export const FailureType = {
    * upgrade as the final answer, or a garbled response. Retried: the receiver may be fixed.
    */
   BadResponse: 'BadResponse',
+  /** An object (or its bucket) in the store does not exist: a missing source, or outputs already removed. */
+  ObjectNotFound: 'ObjectNotFound',
+  /** The object store is unreachable or answered 5xx / SlowDown: retried with backoff. */
+  StorageUnavailable: 'StorageUnavailable',
   /** An attempt ran out of time (for example an HTTP request timeout): worth a retry. */
   Timeout: 'Timeout',
   /** The per-activity retry budget from config is spent: the last failure is attached as the cause. */
@@ -120,6 +124,7 @@ export const NON_RETRYABLE_FAILURE_TYPES: readonly FailureType[] = [
   FailureType.InvalidInput,
   FailureType.InvalidMedia,
   FailureType.NotFound,
+  FailureType.ObjectNotFound,
   FailureType.Forbidden,
   FailureType.OutputUnwritable,
   FailureType.Unauthorized,

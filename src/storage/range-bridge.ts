@@ -1,0 +1,139 @@
+/**
+ * Lets ffmpeg read an object in the store by byte ranges, as it reads a local file: a small HTTP
+ * server on 127.0.0.1 (one per process) serves each opened object under an unguessable path, and
+ * turns every range ffmpeg asks for into ranged GETs of at most {@link WINDOW_BYTES} against the
+ * store. A chunk encoder that seeks to its start therefore reads only the part of the source it
+ * needs (container index plus its own time range), never the whole source, and the bytes it
+ * read are counted. Credentials never leave the process: ffmpeg sees only the loopback URL.
+ */
+import crypto from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ObjectRef } from './index';
+
+/** Largest ranged GET: an open-ended range ffmpeg abandons costs at most this much over-read. */
+export const WINDOW_BYTES = 2 * 1024 * 1024;
+
+/** An object served to ffmpeg until closed. */
+export interface BridgedObject {
+  /** `http://127.0.0.1:<port>/<token>`: give this to ffmpeg as its input. */
+  url: string;
+  size: number;
+  /** Bytes fetched from the store for this object so far. */
+  bytesRead(): number;
+  close(): void;
+}
+
+interface Served {
+  ref: ObjectRef;
+  size: number;
+  read: number;
+}
+
+function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'invalid' | undefined {
+  if (!header) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return 'invalid';
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    // Suffix range: the last N bytes.
+    start = Math.max(0, size - Number(m[2]));
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  return start > end || start >= size ? 'invalid' : { start, end };
+}
+
+export class RangeBridge {
+  private server: http.Server | undefined;
+  private listening: Promise<number> | undefined;
+  private readonly served = new Map<string, Served>();
+
+  /** Serves `ref` (whose size is `size`) until the returned handle is closed. */
+  async open(ref: ObjectRef, size: number): Promise<BridgedObject> {
+    const port = await this.start();
+    const token = crypto.randomBytes(12).toString('hex');
+    const entry: Served = { ref, size, read: 0 };
+    this.served.set(token, entry);
+    return {
+      url: `http://127.0.0.1:${port}/${token}`,
+      size,
+      bytesRead: () => entry.read,
+      close: () => this.served.delete(token),
+    };
+  }
+
+  /** Stops the server (worker shutdown). */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    this.listening = undefined;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private start(): Promise<number> {
+    this.listening ??= new Promise<number>((resolve, reject) => {
+      const server = http.createServer((req, res) => void this.handle(req, res));
+      server.on('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+      // Never keep a worker alive just for this server.
+      server.unref();
+      this.server = server;
+    });
+    return this.listening;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const entry = this.served.get((req.url ?? '').slice(1));
+    if (!entry || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404).end();
+      return;
+    }
+    const range = parseRange(req.headers.range, entry.size);
+    if (range === 'invalid') {
+      res.writeHead(416, { 'content-range': `bytes */${entry.size}` }).end();
+      return;
+    }
+    const { start, end } = range ?? { start: 0, end: entry.size - 1 };
+    const headers: http.OutgoingHttpHeaders = {
+      'accept-ranges': 'bytes',
+      'content-length': entry.size === 0 ? 0 : end - start + 1,
+      'content-type': 'application/octet-stream',
+    };
+    if (range) headers['content-range'] = `bytes ${start}-${end}/${entry.size}`;
+    res.writeHead(range ? 206 : 200, headers);
+    if (req.method === 'HEAD' || entry.size === 0) {
+      res.end();
+      return;
+    }
+    let closed = false;
+    res.on('close', () => (closed = true));
+    try {
+      for (let pos = start; pos <= end && !closed; pos += WINDOW_BYTES) {
+        const body = await entry.ref.store.get(entry.ref.key, {
+          start: pos,
+          end: Math.min(end, pos + WINDOW_BYTES - 1),
+        });
+        try {
+          for await (const chunk of body) {
+            entry.read += (chunk as Buffer).length;
+            if (closed) break;
+            if (!res.write(chunk))
+              await new Promise<void>((r) => (closed ? r() : res.once('drain', r).once('close', r)));
+          }
+        } finally {
+          body.destroy();
+        }
+      }
+      res.end();
+    } catch {
+      // The store failed mid-body: cut the response so ffmpeg sees a read error, not a short file.
+      res.destroy();
+    }
+  }
+}
