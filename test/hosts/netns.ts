@@ -22,8 +22,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureTemporalCli } from '../../src/devserver/cli-binary';
-import { devServerArgs, freePort, isPortOpen, waitForFrontend } from '../../src/devserver/dev-server';
+import { devServerArgs, freePort, waitForFrontend } from '../../src/devserver/dev-server';
 import { workerProcessEnv } from '../../src/shared/node-options';
+import { createBucket, s3Env, startS3Server, type S3Server } from '../helpers/s3-server';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 /** Where a host keeps its files: inside its private tmpfs over /tmp. */
@@ -32,10 +33,6 @@ export const HOST_HOME = '/tmp/sluice-host';
 const STATE_DIR = path.join(os.tmpdir(), 'sluice-hosts-state');
 const CGROUP_CPU = '/sys/fs/cgroup/cpu';
 const CFS_PERIOD_US = 100_000;
-/** Access key and secret of the lab's S3 server (a throwaway server on a private bridge). */
-export const S3_ACCESS_KEY = 'sluicehosts';
-export const S3_SECRET_KEY = 'sluicehosts-secret-key';
-export const S3_REGION = 'us-east-1';
 
 export interface LabOptions {
   /** Number of hosts (1 to 50). */
@@ -85,18 +82,6 @@ export interface Host {
   linkUp(): void;
 }
 
-export interface S3Server {
-  /** `http://<bridge ip>:<port>` (AWS_ENDPOINT_URL_S3). */
-  endpoint: string;
-  /** versitygw's posix root: one folder per bucket. */
-  dataDir: string;
-  /** Its access log (one line per request). */
-  accessLog: string;
-  running(): boolean;
-  stop(): Promise<void>;
-  start(): Promise<void>;
-}
-
 export interface Lab {
   id: string;
   bridge: string;
@@ -105,10 +90,15 @@ export interface Lab {
   subnet: string;
   temporalAddress: string;
   s3: S3Server | undefined;
+  /** A bucket made on `s3` for this lab. */
+  bucket: string | undefined;
   hosts: Host[];
   /** Private folder of the lab in the root namespace (invisible to the hosts). */
   dir: string;
-  /** Environment every host's worker gets: the Temporal address, the S3 endpoint and keys, per-host folders. */
+  /**
+   * Environment every host's worker gets: the Temporal address, the S3 endpoint and keys, the
+   * store (`s3://<bucket>/lab`), per-host folders.
+   */
   workerEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv;
   /** Removes everything the lab made. Idempotent; also runs on process exit. */
   close(): Promise<void>;
@@ -218,6 +208,12 @@ function tryKill(pid: number, signal: NodeJS.Signals): void {
 function destroy(state: LabState, stateFile: string): void {
   for (const cg of state.cgroups) removeCgroup(cg);
   for (const { pid, cmd } of state.pids) if (cmdline(pid).includes(cmd)) tryKill(pid, 'SIGKILL');
+  // versitygw (started by the shared S3 helper) is known by its data folder inside the lab's.
+  if (state.dir) {
+    for (const entry of fs.readdirSync('/proc')) {
+      if (/^\d+$/.test(entry) && cmdline(Number(entry)).includes(state.dir)) tryKill(Number(entry), 'SIGKILL');
+    }
+  }
   for (const ns of state.namespaces) tryRun('ip', ['netns', 'delete', ns]);
   for (const link of state.links) tryRun('ip', ['link', 'delete', link]);
   if (state.dir) fs.rmSync(state.dir, { recursive: true, force: true });
@@ -298,6 +294,7 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
   const bridgeIp = `${subnet}.1`;
   const hosts: Host[] = [];
   let s3: S3Server | undefined;
+  let bucket: string | undefined;
   let temporal: ChildProcess | undefined;
   let temporalPort = 0;
   let forwarder: ChildProcess | undefined;
@@ -358,7 +355,10 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
     save();
     await waitForFrontend(`${bridgeIp}:${temporalPort}`, 20_000, serverAlive);
 
-    if (opts.s3 !== false) s3 = await startS3(await freePort());
+    if (opts.s3 !== false) {
+      s3 = await startS3Server({ host: bridgeIp, port: await freePort(), dir: path.join(dir, 's3') });
+      bucket = await createBucket(s3, 'sluice-hosts');
+    }
   } catch (err) {
     await close();
     throw err;
@@ -372,6 +372,7 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
     subnet,
     temporalAddress,
     s3,
+    bucket,
     hosts,
     dir,
     workerEnv: (extra = {}) => ({
@@ -382,14 +383,7 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
       SLUICE_OUTPUT_DIR: path.join(HOST_HOME, 'out'),
       SLUICE_LOG_LEVEL: 'warn',
       SLUICE_SHUTDOWN_GRACE_MS: '2000',
-      ...(s3
-        ? {
-            AWS_ENDPOINT_URL_S3: s3.endpoint,
-            AWS_ACCESS_KEY_ID: S3_ACCESS_KEY,
-            AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY,
-            AWS_REGION: S3_REGION,
-          }
-        : {}),
+      ...(s3 ? { ...s3Env(s3), SLUICE_STORAGE_URL: `s3://${bucket}/lab` } : {}),
       ...extra,
     }),
     close,
@@ -521,69 +515,5 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
       linkUp: () => void run('ip', ['link', 'set', veth, 'up']),
     };
     return host;
-  }
-
-  async function startS3(port: number): Promise<S3Server> {
-    const binary = path.join(REPO_ROOT, '.tools', 'versitygw');
-    if (!fs.existsSync(binary)) throw new Error(`${binary} is missing (scripts/ci-deps.sh builds it)`);
-    const dataDir = path.join(dir, 's3');
-    const accessLog = path.join(dir, 's3-access.log');
-    fs.mkdirSync(dataDir, { recursive: true });
-    const listen = `${bridgeIp}:${port}`;
-    let child: ChildProcess | undefined;
-    const server: S3Server = {
-      endpoint: `http://${listen}`,
-      dataDir,
-      accessLog,
-      running: () => !!child && child.exitCode === null && child.signalCode === null,
-      async start() {
-        if (server.running()) return;
-        const out = fs.openSync(path.join(dir, 's3.log'), 'a');
-        child = spawn(
-          binary,
-          [
-            '--access',
-            S3_ACCESS_KEY,
-            '--secret',
-            S3_SECRET_KEY,
-            '--region',
-            S3_REGION,
-            '--port',
-            listen,
-            '--access-log',
-            accessLog,
-            '--quiet',
-            'posix',
-            dataDir,
-          ],
-          { stdio: ['ignore', out, out] },
-        );
-        fs.closeSync(out);
-        if (child.pid) state.pids.push({ pid: child.pid, cmd: 'versitygw' });
-        save();
-        const started = child;
-        await until(
-          `versitygw on ${listen}`,
-          async () => {
-            if (started.exitCode !== null)
-              throw new Error(`versitygw exited: ${fs.readFileSync(path.join(dir, 's3.log'), 'utf8')}`);
-            return isPortOpen(port, bridgeIp);
-          },
-          20_000,
-        );
-      },
-      async stop() {
-        const stopping = child;
-        if (!stopping || !server.running()) return;
-        stopping.kill('SIGTERM');
-        const exited = await Promise.race([exitedOf(stopping).then(() => true), sleep(5_000).then(() => false)]);
-        if (!exited) {
-          stopping.kill('SIGKILL');
-          await Promise.race([exitedOf(stopping), sleep(5_000)]);
-        }
-      },
-    };
-    await server.start();
-    return server;
   }
 }
