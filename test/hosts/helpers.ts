@@ -1,8 +1,10 @@
 /** What the several-hosts tests share: a client on the lab's server, and who ran which activity. */
 import fs from 'node:fs';
 import path from 'node:path';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { SluiceClient } from '../../src/client';
 import { loadConfig } from '../../src/config';
+import { createS3Client } from '../../src/storage/s3';
 import type { Lab } from './netns';
 
 /** A client (in the root namespace) on the lab's Temporal server and the given queue suffix. */
@@ -59,4 +61,38 @@ export async function startedAttempts(client: SluiceClient, workflowId: string):
 /** The lab host name (`h2`) in a worker identity (`123@sluice-h2`). */
 export function hostOf(identity: string): string {
   return identity.split('@sluice-')[1] ?? identity;
+}
+
+/** Every object under `prefix` in the lab's bucket: key, size, ETag and modification time. */
+export type StoreListing = { key: string; size: number; etag: string; modified: string }[];
+
+export async function listStore(lab: Lab, prefix: string): Promise<StoreListing> {
+  if (!lab.s3 || !lab.bucket) throw new Error('the lab has no S3 server');
+  const s3 = createS3Client({
+    endpoint: lab.s3.endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: lab.s3.accessKey, secretAccessKey: lab.s3.secretKey },
+  });
+  const out: StoreListing = [];
+  try {
+    let token: string | undefined;
+    for (let page = 0; page < 1_000; page++) {
+      const res = await s3.send(
+        new ListObjectsV2Command({ Bucket: lab.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const o of res.Contents ?? []) {
+        out.push({
+          key: o.Key ?? '',
+          size: o.Size ?? 0,
+          etag: o.ETag ?? '',
+          modified: o.LastModified?.toISOString() ?? '',
+        });
+      }
+      token = res.NextContinuationToken;
+      if (!token) break;
+    }
+  } finally {
+    s3.destroy();
+  }
+  return out.sort((a, b) => a.key.localeCompare(b.key));
 }
