@@ -11,13 +11,19 @@ import type { Lab } from './netns';
 export function labClient(lab: Lab, suffix: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<SluiceClient> {
   const dir = path.join(lab.dir, `client-${suffix}`);
   fs.mkdirSync(dir, { recursive: true });
-  const env = { ...lab.workerEnv({ SLUICE_TASK_QUEUE_SUFFIX: suffix }), SLUICE_DATA_DIR: dir, ...extraEnv };
+  const env = {
+    ...lab.workerEnv({ SLUICE_TASK_QUEUE_SUFFIX: suffix }),
+    SLUICE_DATA_DIR: dir,
+    SLUICE_MEDIA_ROOT: dir,
+    ...extraEnv,
+  };
   return SluiceClient.connect({ config: loadConfig(env, dir) });
 }
 
 /** One started attempt of an activity, from the workflow's history. */
 export interface StartedAttempt {
   activityType: string;
+  activityId: string;
   /** 1-based. */
   attempt: number;
   /** The worker's identity, `<pid>@<hostname>`: the hostname names the lab host. */
@@ -33,17 +39,19 @@ export interface StartedAttempt {
  */
 export async function startedAttempts(client: SluiceClient, workflowId: string): Promise<StartedAttempt[]> {
   const events = (await client.temporal.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
-  const typeOf = new Map<string, string>();
+  const scheduledById = new Map<string, { type: string; id: string }>();
   const byStarted = new Map<string, StartedAttempt>();
   const out: StartedAttempt[] = [];
   for (const e of events) {
     const id = String(e.eventId);
     const scheduled = e.activityTaskScheduledEventAttributes;
-    if (scheduled) typeOf.set(id, scheduled.activityType?.name ?? '');
+    if (scheduled) scheduledById.set(id, { type: scheduled.activityType?.name ?? '', id: scheduled.activityId ?? '' });
     const started = e.activityTaskStartedEventAttributes;
     if (started) {
+      const of = scheduledById.get(String(started.scheduledEventId));
       const attempt: StartedAttempt = {
-        activityType: typeOf.get(String(started.scheduledEventId)) ?? '',
+        activityType: of?.type ?? '',
+        activityId: of?.id ?? '',
         attempt: started.attempt ?? 1,
         identity: started.identity ?? '',
       };
