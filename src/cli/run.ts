@@ -195,10 +195,17 @@ export async function waitAndReport(client: SluiceClient, workflowId: string, js
       printJson({ workflowId, status: 'COMPLETED', result });
     } else {
       info(`completed ${workflowId}`);
-      info(`  manifest: ${result.manifestPath}`);
+      info(`  manifest: ${result.manifest.path ?? result.manifest.uri}`);
       for (const r of result.renditions ?? [])
-        info(`  ${r.name.padEnd(6)} ${r.path}  ${r.durationSec.toFixed(2)} s  ${(r.bytes / 1e6).toFixed(1)} MB`);
-      for (const t of result.thumbnails ?? []) info(`  thumb  ${t.path}  @ ${t.atSec} s`);
+        info(
+          `  ${r.name.padEnd(6)} ${r.path ?? r.uri}  ${r.durationSec.toFixed(2)} s  ${(r.bytes / 1e6).toFixed(1)} MB`,
+        );
+      for (const t of result.thumbnails ?? []) info(`  thumb  ${t.path ?? t.uri}  @ ${t.atSec} s`);
+      if (result.sourceBytesRead !== undefined) {
+        info(
+          `  source read: ${(result.sourceBytesRead / 1e6).toFixed(1)} MB by ranged reads, of ${(result.sourceBytes / 1e6).toFixed(1)} MB`,
+        );
+      }
       if (result.webhook) info(`  ${describeWebhook(result.webhook)}`);
     }
     return ExitCode.ok;

@@ -11,7 +11,19 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import { fileURLToPath } from 'node:url';
 import { loadConfig, type SluiceConfig } from '../config';
+import {
+  ObjectNotFoundError,
+  StorageAccessError,
+  isObjectUri,
+  openStorage,
+  parseS3Uri,
+  sha256File,
+  type ObjectInfo,
+  type Storage,
+} from '../storage';
+import { S3Store } from '../storage/s3';
 import { connectionSettings } from '../connection';
 import { dataConverterFor } from '../security/codec';
 import {
@@ -264,6 +276,26 @@ export class SluiceClient {
       issues.push({ path: 'source', message: 'must not be empty' });
       return undefined;
     }
+    if (isObjectUri(source)) {
+      // An object: its shape here; whether it exists is asked of the store at start (checkObjectSource).
+      if (source.startsWith('file://')) {
+        try {
+          source = fileURLToPath(source);
+        } catch {
+          issues.push({ path: 'source', message: `${source} is not a file:///absolute/path URI` });
+          return undefined;
+        }
+      } else if (parseS3Uri(source)) {
+        return source;
+      } else {
+        const scheme = source.slice(0, source.indexOf(':'));
+        issues.push({
+          path: 'source',
+          message: `unsupported scheme ${scheme}; expected s3://bucket/key or a path under SLUICE_MEDIA_ROOT`,
+        });
+        return undefined;
+      }
+    }
     if (source.includes('\0')) {
       issues.push({ path: 'source', message: 'must not contain NUL' });
       return undefined;
@@ -296,8 +328,81 @@ export class SluiceClient {
     return path.relative(root, real);
   }
 
+  /** The configured store (opened on first use). */
+  private get storage(): Storage {
+    this.openedStorage ??= openStorage(this.config.storage, {
+      outputDir: this.config.outputDir,
+      partitionsDir: this.config.reports.partitionsDir,
+    });
+    return this.openedStorage;
+  }
+  private openedStorage: Storage | undefined;
+
+  /**
+   * Makes the source readable by every worker: an `s3://` source must exist and be readable
+   * with these credentials (else InvalidInputError naming `source`: nothing starts); a local
+   * source, when the store is `s3`, is uploaded first (content-addressed, once) and replaced by
+   * its URI, since workers on other hosts cannot see this host's files.
+   */
+  private async checkObjectSource(source: string): Promise<string> {
+    const fail = (message: string) => new InvalidInputError([{ path: 'source', message }]);
+    const ref = parseS3Uri(source) ? this.storage.objectAt(source) : undefined;
+    if (ref) {
+      let info: ObjectInfo | undefined;
+      try {
+        info = await ref.store.head(ref.key);
+      } catch (err) {
+        if (err instanceof ObjectNotFoundError) throw fail(`${source}: the bucket does not exist`);
+        if (err instanceof StorageAccessError)
+          throw fail(`${source}: the store refused these credentials (${err.message})`);
+        throw err;
+      }
+      if (!info && ref.store instanceof S3Store && !(await ref.store.bucketExists())) {
+        throw fail(`${source}: the bucket does not exist`);
+      }
+      if (!info) throw fail(`${source} does not exist`);
+      if (info.bytes === 0) throw fail(`${source} is empty (0 bytes)`);
+      return source;
+    }
+    if (this.storage.kind !== 's3') return source;
+    const file = path.resolve(this.config.mediaRoot, source);
+    const sha256 = await sha256File(file);
+    const key = `${sha256}/${path.basename(file)}`;
+    if (!(await this.storage.uploads.head(key))) await this.storage.uploads.putFile(key, file, { sha256 });
+    return this.storage.uploads.uri(key);
+  }
+
+  /** Every artifact of a result with a fresh presigned `url` (on `s3`): stored URLs expire. */
+  private async withFreshUrls<R>(result: R): Promise<R> {
+    const visit = async (value: unknown): Promise<void> => {
+      if (Array.isArray(value)) {
+        for (const v of value) await visit(v);
+        return;
+      }
+      if (typeof value !== 'object' || value === null) return;
+      const record = value as Record<string, unknown>;
+      if (typeof record.uri === 'string' && typeof record.sha256 === 'string') {
+        const ref = parseS3Uri(record.uri) ? this.storage.objectAt(record.uri) : undefined;
+        if (ref) record.url = await ref.store.presign(ref.key, this.config.storage.presignTtlSec);
+      }
+      for (const v of Object.values(record)) await visit(v);
+    };
+    await visit(result);
+    return result;
+  }
+
   /** Same file (path, size, mtime) and same options → same key → same run. */
   private defaultKey(input: ValidVideoPipelineInput): string {
+    if (isObjectUri(input.source)) {
+      const identity = JSON.stringify([
+        input.source,
+        input.renditions,
+        input.chunkSeconds,
+        input.thumbnails,
+        input.tier,
+      ]);
+      return crypto.createHash('sha256').update(identity).digest('hex').slice(0, 20);
+    }
     const stat = fs.statSync(path.resolve(this.config.mediaRoot, input.source));
     const identity = JSON.stringify([
       input.source,
@@ -318,6 +423,7 @@ export class SluiceClient {
   async startVideoPipeline(opts: StartVideoOptions): Promise<StartedPipeline> {
     const input = this.validateVideo(opts);
     await this.checkWebhook(input.webhook);
+    input.source = await this.checkObjectSource(input.source);
     const workflowId = pipelineWorkflowId(PipelineKind.video, input.tenant, input.idempotencyKey);
     return this.startPipeline(PipelineKind.video, 'videoPipelineWorkflow', workflowId, input, {
       summary: `video ${input.source} → ${input.renditions.join(', ')} (${input.tier}, ${input.tenant})`,
@@ -497,7 +603,7 @@ export class SluiceClient {
 
   /** Waits for the result; throws the workflow's failure. */
   async getResult<R = VideoPipelineResult>(workflowId: string): Promise<R> {
-    return this.temporal.workflow.getHandle(workflowId).result() as Promise<R>;
+    return this.withFreshUrls((await this.temporal.workflow.getHandle(workflowId).result()) as R);
   }
 
   /** Requests cancellation; the pipeline stops its sub-jobs and removes partial outputs. */

@@ -13,6 +13,7 @@ import {
   type RenditionName,
   type Tier,
 } from './constants';
+import type { Artifact } from './artifact';
 import { WebhookTargetSchema, type WebhookOutcome } from './webhook';
 
 const renditionName = z.string().refine((v): v is RenditionName => (RENDITION_NAMES as string[]).includes(v), {
@@ -60,27 +61,32 @@ export const VideoPipelineInputSchema = z
 export type VideoPipelineInput = z.input<typeof VideoPipelineInputSchema>;
 export type ValidVideoPipelineInput = z.output<typeof VideoPipelineInputSchema>;
 
-export interface RenditionArtifact {
+export interface RenditionArtifact extends Artifact {
   name: RenditionName;
-  path: string;
   width: number;
   height: number;
   durationSec: number;
-  bytes: number;
-  sha256: string;
 }
 
-export interface ThumbnailArtifact {
-  path: string;
+export interface ThumbnailArtifact extends Artifact {
   atSec: number;
-  bytes: number;
-  sha256: string;
 }
 
 /** Result of `videoPipelineWorkflow`. */
 export interface VideoPipelineResult {
   workflowId: string;
-  manifestPath: string;
+  /** Run whose outputs these are: artifacts live under `<workflowId>/<runId>/` in the store. */
+  runId: string;
+  /** `manifest.json`: the renditions and thumbnails, without presigned URLs. */
+  manifest: Artifact;
+  /** URI of the source as the workers read it. */
+  source: string;
+  sourceBytes: number;
+  /**
+   * Bytes of the source the chunk encoders fetched from the store, summed over every chunk
+   * (ranged reads); undefined when the source is a local file.
+   */
+  sourceBytesRead?: number;
   sourceDurationSec: number;
   renditions: RenditionArtifact[];
   thumbnails: ThumbnailArtifact[];

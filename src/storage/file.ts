@@ -120,7 +120,12 @@ export class FileStore implements ObjectStore {
     return metered(fh.createReadStream({ start: range?.start, end: range?.end, autoClose: true }), this.meter);
   }
 
-  async getBuffer(key: string): Promise<Buffer> {
+  async getBuffer(key: string, range?: ByteRange): Promise<Buffer> {
+    if (range) {
+      const chunks: Buffer[] = [];
+      for await (const c of await this.get(key, range)) chunks.push(c as Buffer);
+      return Buffer.concat(chunks);
+    }
     const buf = await fsp.readFile(this.pathOf(key)).catch((err: NodeJS.ErrnoException) => {
       throw err.code === 'ENOENT' || err.code === 'ENOTDIR' ? new ObjectNotFoundError(this.uri(key)) : err;
     });
@@ -155,6 +160,10 @@ export class FileStore implements ObjectStore {
       if (stat) out.push({ key: path.relative(this.root, full).split(path.sep).join('/'), bytes: stat.size });
     }
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async delete(key: string): Promise<void> {
+    await fsp.rm(this.pathOf(key), { force: true });
   }
 
   async deletePrefix(prefix: string): Promise<number> {

@@ -1,10 +1,17 @@
 /**
  * Lets ffmpeg read an object in the store by byte ranges, as it reads a local file: a small HTTP
  * server on 127.0.0.1 (one per process) serves each opened object under an unguessable path, and
- * turns every range ffmpeg asks for into ranged GETs of at most {@link WINDOW_BYTES} against the
- * store. A chunk encoder that seeks to its start therefore reads only the part of the source it
- * needs (container index plus its own time range), never the whole source, and the bytes it
- * read are counted. Credentials never leave the process: ffmpeg sees only the loopback URL.
+ * turns every range ffmpeg asks for into ranged GETs of aligned {@link WINDOW_BYTES} windows
+ * against the store. A chunk encoder that seeks to its start therefore reads only the part of
+ * the source it needs (container index plus its own time range), never the whole source, and
+ * the bytes it read are counted. Credentials never leave the process: ffmpeg sees only the
+ * loopback URL.
+ *
+ * Each opened object keeps its most recent windows in memory (at most {@link CACHED_WINDOWS}):
+ * a connection is written ahead of what ffmpeg has consumed (the loopback socket buffers take up
+ * to a few MB while ffmpeg still flushes its encoder after its last needed byte), and the
+ * segments of one chunk are consecutive, so what one segment's connection read ahead is what the
+ * next one needs, and the container index is fetched once per chunk.
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -12,7 +19,12 @@ import type { AddressInfo } from 'node:net';
 import type { ObjectRef } from './index';
 
 /** Largest ranged GET: an open-ended range ffmpeg abandons costs at most this much over-read. */
-export const WINDOW_BYTES = 2 * 1024 * 1024;
+export const WINDOW_BYTES = 256 * 1024;
+/** Bytes a connection gets at once; after that, one window per {@link PACE_MS} (about 50 MB/s). */
+const BURST_BYTES = 2 * WINDOW_BYTES;
+const PACE_MS = 5;
+/** Windows kept per opened object: 32 × 256 KiB = 8 MiB. */
+export const CACHED_WINDOWS = 32;
 
 /** An object served to ffmpeg until closed. */
 export interface BridgedObject {
@@ -20,14 +32,37 @@ export interface BridgedObject {
   url: string;
   size: number;
   /** Bytes fetched from the store for this object so far. */
-  bytesRead(): number;
-  close(): void;
+  bytesRead: () => number;
+  close: () => void;
 }
 
 interface Served {
   ref: ObjectRef;
   size: number;
   read: number;
+  /** Recently used windows by index, oldest first (a Map keeps insertion order). */
+  windows: Map<number, Promise<Buffer>>;
+}
+
+/** Window `index` of `entry`, from its cache or one ranged GET. */
+function windowOf(entry: Served, index: number): Promise<Buffer> {
+  let cached = entry.windows.get(index);
+  if (cached) {
+    // Most recently used goes last.
+    entry.windows.delete(index);
+  } else {
+    const start = index * WINDOW_BYTES;
+    const end = Math.min(entry.size, start + WINDOW_BYTES) - 1;
+    cached = entry.ref.store.getBuffer(entry.ref.key, { start, end }).then((buf) => {
+      entry.read += buf.length;
+      return buf;
+    });
+    // A failed fetch is not kept: the next read tries again.
+    cached.catch(() => entry.windows.delete(index));
+  }
+  entry.windows.set(index, cached);
+  while (entry.windows.size > CACHED_WINDOWS) entry.windows.delete(entry.windows.keys().next().value as number);
+  return cached;
 }
 
 function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'invalid' | undefined {
@@ -56,13 +91,16 @@ export class RangeBridge {
   async open(ref: ObjectRef, size: number): Promise<BridgedObject> {
     const port = await this.start();
     const token = crypto.randomBytes(12).toString('hex');
-    const entry: Served = { ref, size, read: 0 };
+    const entry: Served = { ref, size, read: 0, windows: new Map() };
     this.served.set(token, entry);
     return {
       url: `http://127.0.0.1:${port}/${token}`,
       size,
       bytesRead: () => entry.read,
-      close: () => this.served.delete(token),
+      close: () => {
+        entry.windows.clear();
+        this.served.delete(token);
+      },
     };
   }
 
@@ -114,20 +152,26 @@ export class RangeBridge {
     let closed = false;
     res.on('close', () => (closed = true));
     try {
-      for (let pos = start; pos <= end && !closed; pos += WINDOW_BYTES) {
-        const body = await entry.ref.store.get(entry.ref.key, {
-          start: pos,
-          end: Math.min(end, pos + WINDOW_BYTES - 1),
-        });
-        try {
-          for await (const chunk of body) {
-            entry.read += (chunk as Buffer).length;
-            if (closed) break;
-            if (!res.write(chunk))
-              await new Promise<void>((r) => (closed ? r() : res.once('drain', r).once('close', r)));
-          }
-        } finally {
-          body.destroy();
+      let sent = 0;
+      for (let pos = start; pos <= end && !closed;) {
+        // Pace the read-ahead: ffmpeg closes a connection as soon as it has what it needs (the
+        // index, or its time range), but the loopback socket buffers megabytes written before.
+        if (sent >= BURST_BYTES) await new Promise((r) => setTimeout(r, PACE_MS));
+        const index = Math.floor(pos / WINDOW_BYTES);
+        const window = await windowOf(entry, index);
+        const from = pos - index * WINDOW_BYTES;
+        const to = Math.min(window.length, end - index * WINDOW_BYTES + 1);
+        pos += to - from;
+        sent += to - from;
+        if (closed) break;
+        if (!res.write(window.subarray(from, to))) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              res.off('drain', done).off('close', done);
+              resolve();
+            };
+            res.on('drain', done).on('close', done);
+          });
         }
       }
       res.end();

@@ -9,8 +9,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import {
+  DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   PutObjectCommand,
   S3Client,
@@ -45,7 +47,11 @@ export interface S3Settings {
   connectTimeoutSec?: number;
   /** Seconds a request may stay silent before it is abandoned (and retried). @default 30 */
   requestTimeoutSec?: number;
-  /** SDK attempts per request (the activity's retry policy comes on top). @default 3 */
+  /**
+   * SDK attempts per request, with its exponential backoff and jitter (100 ms doubling to 20 s):
+   * 10 attempts ride out a store outage of about 45 s inside one activity attempt; the
+   * activity's own retry policy comes on top. @default 10
+   */
   maxAttempts?: number;
   /** Static credentials. @default the SDK's chain (environment, profiles, web identity, instance role) */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
@@ -55,7 +61,7 @@ export interface S3Settings {
 export function createS3Client(s: S3Settings): S3Client {
   const config: S3ClientConfig = {
     region: s.region ?? 'us-east-1',
-    maxAttempts: s.maxAttempts ?? 3,
+    maxAttempts: s.maxAttempts ?? 10,
     ...(s.credentials ? { credentials: s.credentials } : {}),
     // The SDK builds its Node HTTP handler from these options.
     requestHandler: {
@@ -204,8 +210,8 @@ export class S3Store implements ObjectStore {
     return metered(res.Body as Readable, this.meter);
   }
 
-  async getBuffer(key: string): Promise<Buffer> {
-    const body = await this.get(key);
+  async getBuffer(key: string, range?: ByteRange): Promise<Buffer> {
+    const body = await this.get(key, range);
     const chunks: Buffer[] = [];
     try {
       for await (const c of body) chunks.push(c as Buffer);
@@ -224,6 +230,18 @@ export class S3Store implements ObjectStore {
       // A body cut off mid-stream (store restarted, link down) is worth a retry.
       if ((err as { code?: string }).code === 'ENOSPC') throw err;
       throw err instanceof StorageUnavailableError ? err : classifyS3Error(err, this.uri(key));
+    }
+  }
+
+  /** True when the bucket exists (HEAD answers 404 without saying whether the key or the bucket is missing). */
+  async bucketExists(): Promise<boolean> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return true;
+    } catch (err) {
+      const classified = classifyS3Error(err, `s3://${this.bucket}`);
+      if (classified instanceof ObjectNotFoundError) return false;
+      throw classified;
     }
   }
 
@@ -260,6 +278,12 @@ export class S3Store implements ObjectStore {
       }
     });
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.send(key, () =>
+      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) })),
+    );
   }
 
   async deletePrefix(prefix: string): Promise<number> {

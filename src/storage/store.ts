@@ -49,8 +49,8 @@ export interface ObjectStore {
   putFile(key: string, file: string, opts?: PutOptions): Promise<ObjectInfo>;
   /** Streams an object, or a byte range of it. Rejects with ObjectNotFoundError when missing. */
   get(key: string, range?: ByteRange): Promise<Readable>;
-  /** The whole object in memory (small objects: JSON, manifests). */
-  getBuffer(key: string): Promise<Buffer>;
+  /** The object (or a byte range of it) in memory: small objects and windows. */
+  getBuffer(key: string, range?: ByteRange): Promise<Buffer>;
   /** Copies an object to a local file (written to a temp name, then renamed). */
   download(key: string, file: string): Promise<ObjectInfo>;
   /** Size and recorded checksum, or undefined when the object does not exist. */
@@ -59,6 +59,8 @@ export interface ObjectStore {
   verify(key: string, bytes: number, sha256: string): Promise<boolean>;
   /** Every object under `prefix` (a folder-like prefix), sorted by key. */
   list(prefix: string): Promise<ObjectInfo[]>;
+  /** Removes one object (no error when it does not exist). */
+  delete(key: string): Promise<void>;
   /** Removes every object under `prefix`; resolves to how many were removed. */
   deletePrefix(prefix: string): Promise<number>;
   /** A time-limited HTTPS/HTTP GET URL (s3), or undefined (file). */

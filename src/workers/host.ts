@@ -29,8 +29,16 @@ import { dataConverterFor } from '../security/codec';
 import type { Logger } from '../logger';
 import { taskQueueFor, type Tier } from '../shared/constants';
 import { BacklogExporter } from '../scaling/exporter';
+import { openStorage, type Storage } from '../storage';
+import { RangeBridge } from '../storage/range-bridge';
 import { bundleWorkflows } from './bundle';
-import { ActivityMetricsInterceptor, createWorkerMetrics, metricTotal, type WorkerMetrics } from './metrics';
+import {
+  ActivityMetricsInterceptor,
+  createWorkerMetrics,
+  metricTotal,
+  registerStorageMeter,
+  type WorkerMetrics,
+} from './metrics';
 
 export interface WorkerHostOptions {
   config: SluiceConfig;
@@ -72,6 +80,8 @@ export class WorkerHost {
   /** Aborted shortly before the shutdown grace ends; long activities stop at a safe point on it. */
   private readonly drain = new AbortController();
   private drainTimer: NodeJS.Timeout | undefined;
+  /** Serves store objects to ffmpeg by byte ranges; closed at shutdown. */
+  private readonly bridge = new RangeBridge();
   /** Backlog exporter publishing on {@link metrics}' registry; undefined when off. */
   exporter: BacklogExporter | undefined;
 
@@ -213,18 +223,31 @@ export class WorkerHost {
     const { config, log } = this.opts;
     const binaries = resolveFfmpeg({ ffmpeg: config.ffmpegPath, ffprobe: config.ffprobePath });
     log.info({ ffmpeg: binaries.ffmpeg, source: binaries.source }, 'ffmpeg');
-    fs.mkdirSync(config.outputDir, { recursive: true });
+    const storage = this.openStorage();
     return createActivities({
       notify,
       media: {
         binaries,
         mediaRoot: config.mediaRoot,
-        outputRoot: config.outputDir,
+        storage,
+        bridge: this.bridge,
         limiter: new Bottleneck({ maxConcurrent: config.ffmpegConcurrency }),
         shutdownSignal: this.drain.signal,
       },
       reports: { source: createReportSource(config), outputRoot: config.outputDir },
     });
+  }
+
+  /** The configured store, its bytes counted in `sluice_storage_bytes_total{direction}`. */
+  private openStorage(): Storage {
+    const { config } = this.opts;
+    const storage = openStorage(config.storage, {
+      outputDir: config.outputDir,
+      partitionsDir: config.reports.partitionsDir,
+    });
+    this.opts.log.info({ storage: config.storage.url, scratch: config.storage.scratchDir }, 'storage');
+    registerStorageMeter(this.metrics.registry, storage);
+    return storage;
   }
 
   /** Ready: connected, and every tier's worker is polling. False while draining. */
@@ -330,6 +353,7 @@ export class WorkerHost {
       await this.running;
     } finally {
       clearTimeout(this.drainTimer);
+      await this.bridge.close();
       await this.exporter?.stop();
       this.pool?.close();
       await this.notify?.limiter.close();

@@ -203,3 +203,24 @@ export class ActivityMetricsInterceptor implements ActivityInboundCallsIntercept
     });
   }
 }
+
+/** `sluice_storage_bytes_total{direction="read"|"written"}`: bytes this process moved through the store. */
+export function registerStorageMeter(
+  registry: client.Registry,
+  storage: { meter: { read: number; written: number } },
+): void {
+  const seen = { read: 0, written: 0 };
+  new client.Counter({
+    name: 'sluice_storage_bytes_total',
+    help: 'Bytes this process read from and wrote to the object store (SLUICE_STORAGE_URL).',
+    labelNames: ['direction'],
+    registers: [registry],
+    collect() {
+      for (const direction of ['read', 'written'] as const) {
+        const now = storage.meter[direction];
+        if (now > seen[direction]) this.inc({ direction }, now - seen[direction]);
+        seen[direction] = now;
+      }
+    },
+  });
+}

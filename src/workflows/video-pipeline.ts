@@ -18,7 +18,7 @@ import {
   type VideoPipelineInput,
   type VideoPipelineResult,
 } from '../shared/video';
-import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput } from '../activities/media';
+import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput, TranscodeChunkResult } from '../activities/media';
 import { activityOptionsFor, runSubJobs } from './fan-out';
 import { trackProgress } from './progress';
 import { recordDeadLetter } from './flow-control';
@@ -71,13 +71,15 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     });
   }
   const input = parsed.data;
-  const pipelineId = workflowInfo().workflowId;
+  const { workflowId: pipelineId, runId } = workflowInfo();
+  // Every run writes under its own prefix: a later run with the same workflow ID never touches it.
+  const output = `${pipelineId}/${runId}`;
   const { progress, setStage } = trackProgress('probing');
 
   let result: VideoPipelineResult;
   try {
     setStage('probing', input.source);
-    const media = await probe.probeMedia({ pipelineId, source: input.source });
+    const media = await probe.probeMedia({ output, source: input.source });
     const chunks = planChunks(media.durationSec, input.chunkSeconds);
     const times = planThumbnails(media.durationSec, input.thumbnails);
     const renditions = input.renditions;
@@ -85,7 +87,7 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     const jobs: SubJob[] = [];
     for (const rendition of renditions) {
       chunks.forEach((c, chunkIndex) => {
-        const job: TranscodeChunkInput = { pipelineId, source: media.path, rendition, chunkIndex, ...c };
+        const job: TranscodeChunkInput = { output, source: media.uri, rendition, chunkIndex, ...c };
         jobs.push({
           activity: 'transcodeChunk',
           input: job,
@@ -93,14 +95,14 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
         });
       });
       if (media.hasAudio) {
-        const job: EncodeAudioInput = { pipelineId, source: media.path, rendition, durationSec: media.durationSec };
+        const job: EncodeAudioInput = { output, source: media.uri, rendition, durationSec: media.durationSec };
         jobs.push({ activity: 'encodeAudio', input: job, summary: `${rendition} audio` });
       }
     }
     times.forEach((atSec, index) =>
       jobs.push({
         activity: 'extractThumbnail',
-        input: { pipelineId, source: media.path, index, atSec },
+        input: { output, source: media.uri, index, atSec },
         summary: `thumbnail ${index + 1} @ ${atSec}s`,
       }),
     );
@@ -117,12 +119,17 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
       onSettled: (_, ok) => (ok ? progress.done++ : progress.failed++),
     });
     const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];
+    // Ranged reads of the source by the chunk encoders (absent for a local file).
+    const reads = fan.results
+      .filter((_, i) => jobs[i]?.activity === 'transcodeChunk')
+      .map((r) => (r as TranscodeChunkResult).sourceBytesRead);
+    const sourceBytesRead = reads.every((n) => n !== undefined) ? reads.reduce((a, n) => a + n, 0) : undefined;
 
     setStage('concatenating', renditions.join(', '));
     const artifacts = await Promise.all(
       renditions.map(async (rendition) => {
         const a = await finish.concatRendition({
-          pipelineId,
+          output,
           rendition,
           chunkCount: chunks.length,
           hasAudio: media.hasAudio,
@@ -133,18 +140,24 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     );
 
     setStage('manifest', `${artifacts.length} renditions, ${thumbnails.length} thumbnails`);
-    const manifestPath = await finish.writeManifest({
-      pipelineId,
-      source: input.source,
+    const manifest = await finish.writeManifest({
+      output,
+      workflowId: pipelineId,
+      runId,
+      source: media.uri,
       sourceDurationSec: media.durationSec,
       renditions: artifacts,
       thumbnails,
     });
-    await cleanup.cleanupPipeline({ pipelineId, removeArtifacts: false });
+    await cleanup.cleanupPipeline({ output, removeArtifacts: false });
     progress.done++;
     result = {
       workflowId: pipelineId,
-      manifestPath,
+      runId,
+      manifest,
+      source: media.uri,
+      sourceBytes: media.bytes,
+      ...(sourceBytesRead !== undefined ? { sourceBytesRead } : {}),
       sourceDurationSec: media.durationSec,
       renditions: artifacts,
       thumbnails,
@@ -152,7 +165,7 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
   } catch (err) {
     // Whatever happened, leave no half-written outputs behind; cleanup must run even when cancelled.
     const stage = progress.stage;
-    await CancellationScope.nonCancellable(() => cleanup.cleanupPipeline({ pipelineId, removeArtifacts: true }));
+    await CancellationScope.nonCancellable(() => cleanup.cleanupPipeline({ output, removeArtifacts: true }));
     setStage(isCancellation(err) ? 'cancelled' : 'failed', `during ${stage}`);
     // Invalid input is not dead-lettered: replaying it could only fail the same way.
     if (!(err instanceof ApplicationFailure && err.type === FailureType.InvalidInput)) {
@@ -165,10 +178,10 @@ export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promi
     setStage('notifying', input.webhook.url);
     result.webhook = await deliverCompletion(input.webhook, input.tenant, {
       kind: 'video',
-      manifestPath: result.manifestPath,
-      renditions: result.renditions.map((r) => ({ name: r.name, path: r.path, sha256: r.sha256 })),
+      manifest: result.manifest.uri,
+      renditions: result.renditions.map((r) => ({ name: r.name, uri: r.uri, sha256: r.sha256 })),
     });
   }
-  setStage('done', result.manifestPath);
+  setStage('done', result.manifest.uri);
   return result;
 }

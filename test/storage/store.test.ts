@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { ObjectNotFoundError, StorageAccessError, StorageUnavailableError } from '../../src/storage';
 import { FileStore } from '../../src/storage/file';
-import { RangeBridge } from '../../src/storage/range-bridge';
+import { RangeBridge, WINDOW_BYTES } from '../../src/storage/range-bridge';
 import { S3Store, createS3Client } from '../../src/storage/s3';
 import type { ObjectStore } from '../../src/storage/store';
 import { freePort } from '../../src/devserver/dev-server';
@@ -108,7 +108,11 @@ describe.each(backends)('the %s store', (kind, make) => {
       expect(res.status).toBe(206);
       expect(res.headers.get('content-range')).toBe(`bytes 1000-1999/${payload.length}`);
       expect(Buffer.from(await res.arrayBuffer()).equals(payload.subarray(1000, 2000))).toBe(true);
-      expect(served.bytesRead()).toBe(1000);
+      // Whole aligned windows are fetched, and kept: a second range in the same window costs nothing.
+      expect(served.bytesRead()).toBe(WINDOW_BYTES);
+      const again = await fetch(served.url, { headers: { range: 'bytes=5000-5009' } });
+      expect(Buffer.from(await again.arrayBuffer()).equals(payload.subarray(5000, 5010))).toBe(true);
+      expect(served.bytesRead()).toBe(WINDOW_BYTES);
       const whole = await fetch(served.url);
       expect(Buffer.from(await whole.arrayBuffer()).equals(payload)).toBe(true);
       expect((await fetch(served.url, { headers: { range: `bytes=${payload.length + 5}-` } })).status).toBe(416);

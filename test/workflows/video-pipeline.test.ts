@@ -3,6 +3,7 @@
  * short generated media): outputs, idempotent starts, inspection, cancellation and bad files.
  */
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
@@ -31,6 +32,10 @@ afterAll(async () => {
   await client?.close();
   await host?.shutdown();
 });
+
+function sha256(file: string): string {
+  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
 
 async function probeDuration(file: string): Promise<number> {
   const { stdout } = await runProcess(resolveFfmpeg().ffprobe, [
@@ -84,24 +89,27 @@ describe('videoPipelineWorkflow', () => {
 
     const inputDuration = await probeDuration(path.join(t.mediaRoot, short));
     expect(result.renditions.map((r) => r.name)).toEqual(['240p', '360p']);
+    const runDir = path.join(t.outputDir, workflowId, result.runId);
     for (const r of result.renditions) {
-      expect(Math.abs((await probeDuration(r.path)) - inputDuration)).toBeLessThanOrEqual(0.5);
+      // Every artifact has a URI; on the file backend also its path, under <workflowId>/<runId>/.
+      expect(r.uri).toBe(`file://${path.join(runDir, `${r.name}.mp4`)}`);
+      expect(r.path).toBe(path.join(runDir, `${r.name}.mp4`));
+      expect(r.url).toBeUndefined();
+      expect(Math.abs((await probeDuration(r.path!)) - inputDuration)).toBeLessThanOrEqual(0.5);
       expect(Math.abs(r.durationSec - inputDuration)).toBeLessThanOrEqual(0.5);
       expect(r.height).toBe(Number(r.name.replace('p', '')));
-      expect(fs.statSync(r.path).size).toBe(r.bytes);
+      expect(fs.statSync(r.path!).size).toBe(r.bytes);
+      expect(sha256(r.path!)).toBe(r.sha256);
     }
     expect(result.thumbnails).toHaveLength(2);
-    for (const th of result.thumbnails) expect(fs.statSync(th.path).size).toBe(th.bytes);
-    const manifest = JSON.parse(fs.readFileSync(result.manifestPath, 'utf8')) as VideoPipelineResult;
+    for (const th of result.thumbnails) expect(fs.statSync(th.path!).size).toBe(th.bytes);
+    expect(result.source).toBe(`file://${fs.realpathSync(path.join(t.mediaRoot, short))}`);
+    expect(result.sourceBytes).toBe(fs.statSync(path.join(t.mediaRoot, short)).size);
+    const manifest = JSON.parse(fs.readFileSync(result.manifest.path!, 'utf8')) as VideoPipelineResult;
     expect(manifest.renditions.map((r) => r.sha256)).toEqual(result.renditions.map((r) => r.sha256));
+    expect(sha256(result.manifest.path!)).toBe(result.manifest.sha256);
     // Nothing half-written or left over: only the artifacts remain.
-    expect(listFiles(path.join(t.outputDir, workflowId))).toEqual([
-      '240p.mp4',
-      '360p.mp4',
-      'manifest.json',
-      'thumb-01.jpg',
-      'thumb-02.jpg',
-    ]);
+    expect(listFiles(runDir)).toEqual(['240p.mp4', '360p.mp4', 'manifest.json', 'thumb-01.jpg', 'thumb-02.jpg']);
   });
 
   it('a duplicate start returns the same run, also after it completed', async () => {
@@ -164,7 +172,7 @@ describe('videoPipelineWorkflow', () => {
       idempotencyKey: 'e2e-cancel',
     });
     const dir = path.join(t.outputDir, id);
-    // Wait until transcoding has produced files, then cancel.
+    // Wait until transcoding has uploaded segments to the store, then cancel.
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline && !listFiles(dir).some((f) => f.endsWith('.ts')))
       await new Promise((r) => setTimeout(r, 200));
@@ -172,10 +180,10 @@ describe('videoPipelineWorkflow', () => {
     await client.cancel(id);
     const cause = await failureOf(id);
     expect(cause).toBeInstanceOf(CancelledFailure);
-    expect(fs.existsSync(dir)).toBe(false);
+    expect(listFiles(dir)).toEqual([]);
     const ffmpegs = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
       .split('\n')
-      .filter((l) => l.includes(dir));
+      .filter((l) => l.includes(t.config.storage.scratchDir));
     expect(ffmpegs).toEqual([]);
     expect((await client.getStatus(id)).stage).toBe('cancelled');
   });
@@ -199,7 +207,7 @@ describe('videoPipelineWorkflow', () => {
     expect(probes).toHaveLength(1);
     expect(attempts.length).toBeGreaterThan(0);
     expect(attempts.every((a) => a === 1)).toBe(true);
-    expect(fs.existsSync(path.join(t.outputDir, id))).toBe(false);
+    expect(listFiles(path.join(t.outputDir, id))).toEqual([]);
   });
 
   it('a truncated video fails once with non-retryable InvalidMedia', async () => {
@@ -234,5 +242,46 @@ describe('videoPipelineWorkflow', () => {
     expect(failure?.type).toBe(FailureType.InvalidInput);
     expect(failure?.nonRetryable).toBe(true);
     expect(failure?.message).toMatch(/renditions\.0: unknown rendition.*chunkSeconds: must be at least 1/);
+  });
+
+  it("a second run with the same workflow ID, cancelled, never touches the first run's artifacts", async () => {
+    // Go's default ID reuse policy allows a duplicate after completion: start one directly.
+    const first = await client.temporal.workflow.getHandle(workflowId).describe();
+    const before = listFiles(path.join(t.outputDir, workflowId, first.runId)).map((f) => [
+      f,
+      sha256(path.join(t.outputDir, workflowId, first.runId, f)),
+    ]);
+    expect(before.length).toBe(5);
+    const long = await sampleVideo(t, { seconds: 40, width: 640, height: 360, fps: 25 });
+    const second = await client.temporal.workflow.start('videoPipelineWorkflow', {
+      workflowId,
+      taskQueue: taskQueueFor('default', t.suffix),
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      args: [
+        {
+          source: long,
+          renditions: ['720p'],
+          chunkSeconds: 20,
+          thumbnails: 0,
+          tier: 'default',
+          tenant: 'acme',
+          idempotencyKey: 'e2e-1',
+        },
+      ],
+    });
+    expect(second.firstExecutionRunId).not.toBe(first.runId);
+    const secondDir = path.join(t.outputDir, workflowId, second.firstExecutionRunId);
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && !listFiles(secondDir).some((f) => f.endsWith('.ts')))
+      await new Promise((r) => setTimeout(r, 200));
+    await second.cancel();
+    await expect(second.result()).rejects.toBeInstanceOf(WorkflowFailedError);
+    // The second run removed what it wrote, and only that.
+    expect(listFiles(secondDir)).toEqual([]);
+    const after = listFiles(path.join(t.outputDir, workflowId, first.runId)).map((f) => [
+      f,
+      sha256(path.join(t.outputDir, workflowId, first.runId, f)),
+    ]);
+    expect(after).toEqual(before);
   });
 });

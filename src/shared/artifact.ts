@@ -1,0 +1,12 @@
+/** An artifact in a result or manifest: where it is, and what it holds. Sandbox-safe. */
+export interface Artifact {
+  /** `file:///abs/path` or `s3://bucket/key`. */
+  uri: string;
+  bytes: number;
+  /** Hex SHA-256 of the content. */
+  sha256: string;
+  /** Host path, on the `file` backend only. */
+  path?: string;
+  /** Presigned GET URL, on `s3` only; expires (SLUICE_PRESIGN_TTL_SECONDS), so readers presign again. */
+  url?: string;
+}
