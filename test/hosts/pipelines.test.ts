@@ -1,9 +1,10 @@
 /**
- * Issue 14, "several hosts, proven": the video pipeline on three hosts that share
+ * Issue 14, "several hosts, proven": the video and report pipelines on three hosts that share
  * nothing but the Temporal server and the S3 server on the bridge. Every artifact is compared
  * byte for byte (sha256) with a run of the same input on one host with the `file` backend, also
- * after a SIGKILLed host and a cut link.
+ * after a SIGKILLed host, a cut link and a 20 s store outage.
  */
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,6 +14,7 @@ import type { TranscodeChunkResult, TranscodeHeartbeat } from '../../src/activit
 import { generateSampleVideo } from '../../src/cli/samples';
 import type { SluiceClient } from '../../src/client';
 import { loadConfig } from '../../src/config';
+import type { ReportPipelineResult } from '../../src/shared/report';
 import type { VideoPipelineResult } from '../../src/shared/video';
 import { openStorage, type Storage } from '../../src/storage';
 import { spawnWorker, type WorkerProcess } from '../helpers/processes';
@@ -21,6 +23,26 @@ import { REPO_ROOT, createLab, type Host, type HostWorker, type Lab } from './ne
 
 const SUFFIX = `hosts-pipe-${process.pid}`;
 const VIDEO = { renditions: ['360p', '720p'], chunkSeconds: 40, thumbnails: 1, tenant: 'hosts' };
+const REPORT = {
+  from: '2024-01',
+  to: '2024-03',
+  measures: ['orders', 'revenue', 'avg_amount'],
+  groupBy: ['month', 'region'],
+  format: 'csv' as const,
+  tenant: 'hosts',
+};
+const DATA_ARGS = [
+  'data',
+  'generate',
+  '--start',
+  '2024-01',
+  '--months',
+  '3',
+  '--rows-per-month',
+  '2000',
+  '--seed',
+  '7',
+];
 
 let lab: Lab;
 let client: SluiceClient;
@@ -29,6 +51,22 @@ let sourceUri: string;
 const workers = new Map<string, HostWorker>();
 /** sha256 of each artifact of the one-host `file` run, by artifact name. */
 let videoBaseline: Record<string, string>;
+let reportBaseline: Record<string, string>;
+
+/** Runs `sluice <args>` in the root namespace with `env`; resolves on exit 0. */
+function sluice(args: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'sluice'), ...args], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) =>
+    child.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`sluice ${args.join(' ')} exited ${code}: ${stderr}`)),
+    ),
+  );
+}
 
 /** sha256 of an artifact named by a URI (`s3://`, `file://`) or a host path. */
 async function digest(ref: string): Promise<string> {
@@ -56,6 +94,15 @@ async function videoDigests(result: VideoPipelineResult): Promise<Record<string,
   for (const r of result.renditions) out[`rendition ${r.name}`] = await artifactDigest(r);
   for (const [i, t] of result.thumbnails.entries()) out[`thumbnail ${i}`] = await artifactDigest(t);
   return out;
+}
+
+async function reportDigests(result: ReportPipelineResult): Promise<Record<string, string>> {
+  const fields = result as unknown as Record<'csv' | 'json' | 'html', ArtifactField>;
+  return {
+    csv: await artifactDigest(fields.csv),
+    json: await artifactDigest(fields.json),
+    html: await artifactDigest(fields.html),
+  };
 }
 
 /** Waits until a host runs a chunk that has checkpointed at least one segment; returns the host and the chunk's activity ID. */
@@ -113,13 +160,14 @@ beforeAll(async () => {
     partitionsDir: path.join(lab.dir, 'root', 'orders'),
   });
 
-  // The input: a generated 40 s 720p video, uploaded to the store.
+  // The input: a generated 40 s 720p video, uploaded to the store; report partitions in the store.
   const cached = path.join(REPO_ROOT, '.data', 'test-media', 'sample-1280x720-15fps-40s.mp4');
   await generateSampleVideo({ ffmpeg: resolveFfmpeg().ffmpeg, out: cached, seconds: 40, fps: 15 });
   sourceUri = `s3://${lab.bucket}/media/source.mp4`;
   const object = storage.objectAt(sourceUri);
   if (!object) throw new Error('the source URI does not resolve');
   await object.store.putFile(object.key, cached);
+  await sluice(DATA_ARGS, rootEnv);
 
   // The one-host baseline: a worker in the root namespace on the `file` backend, its own queues.
   const base = path.join(lab.dir, 'baseline');
@@ -137,12 +185,15 @@ beforeAll(async () => {
     SLUICE_LOG_LEVEL: 'warn',
     SLUICE_METRICS_PORT: '0',
   };
+  await sluice(DATA_ARGS, baseEnv);
   let baseline: WorkerProcess | undefined;
   const baseClient = await labClient(lab, `${SUFFIX}-file`, baseEnv);
   try {
     baseline = await spawnWorker({ dir: base, env: baseEnv }, ['default']);
     const video = await baseClient.startVideoPipeline({ source: 'source.mp4', ...VIDEO, idempotencyKey: 'baseline' });
     videoBaseline = await videoDigests(await baseClient.getResult<VideoPipelineResult>(video.workflowId));
+    const report = await baseClient.startReportPipeline({ ...REPORT, idempotencyKey: 'baseline' });
+    reportBaseline = await reportDigests(await baseClient.getReportResult(report.workflowId));
   } finally {
     baseline?.child.kill('SIGKILL');
     await baseClient.close();
@@ -165,6 +216,13 @@ describe('pipelines on three hosts sharing only Temporal and S3', () => {
       expect.stringMatching(/^s3:\/\//),
     ]);
     // The work was spread: the run's activities ran on more than one host.
+    const hosts = new Set((await startedAttempts(client, workflowId)).map((a) => hostOf(a.identity)));
+    expect(hosts.size).toBeGreaterThanOrEqual(2);
+  }, 300_000);
+
+  it('completes a report over partitions in the store with artifacts byte-identical to one host on `file`', async () => {
+    const { workflowId } = await client.startReportPipeline({ ...REPORT, idempotencyKey: 'plain' });
+    expect(await reportDigests(await client.getReportResult(workflowId))).toEqual(reportBaseline);
     const hosts = new Set((await startedAttempts(client, workflowId)).map((a) => hostOf(a.identity)));
     expect(hosts.size).toBeGreaterThanOrEqual(2);
   }, 300_000);
@@ -208,5 +266,20 @@ describe('pipelines on three hosts sharing only Temporal and S3', () => {
     while (cut.pids().length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
     await new Promise((r) => setTimeout(r, 15_000));
     expect(await listStore(lab, 'lab/')).toEqual(before);
+  }, 300_000);
+
+  it('store outage: with the S3 server stopped for 20 s mid-pipeline, the pipeline completes after it returns', async () => {
+    const s3 = lab.s3;
+    if (!s3) throw new Error('no S3 server');
+    const { workflowId } = await client.startVideoPipeline({ source: sourceUri, ...VIDEO, idempotencyKey: 'outage' });
+    await hostWithCheckpointedChunk(workflowId, 180_000);
+    await s3.stop();
+    try {
+      await new Promise((r) => setTimeout(r, 20_000));
+    } finally {
+      await s3.start();
+    }
+    const result = await client.getResult<VideoPipelineResult>(workflowId);
+    expect(await videoDigests(result)).toEqual(videoBaseline);
   }, 300_000);
 });
