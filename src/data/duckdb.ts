@@ -1,11 +1,17 @@
 /**
- * The embedded report source: DuckDB over one Parquet file per month under
- * `<SLUICE_DATA_DIR>/orders/<YYYY-MM>.parquet`. One DuckDB instance per process, one
- * connection per query.
+ * The embedded report source: DuckDB over one Parquet file per month, `<YYYY-MM>.parquet` in
+ * the datasets store (`<SLUICE_DATA_DIR>/orders/` on `file`, `<prefix>/orders/` on `s3`). On
+ * `file` DuckDB reads the partition in place; on `s3` the partition is copied into this host's
+ * scratch folder for the query and removed after it (DuckDB's httpfs extension would be
+ * downloaded at run time, which an offline worker cannot do). One DuckDB instance per process,
+ * one connection per query.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { ObjectNotFoundError, type ObjectStore } from '../storage';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { ResultGarbage } from './gc';
 import { aggregateQuery, columnGroups } from './queries';
@@ -19,12 +25,19 @@ import {
 
 /** Path of a month's partition. */
 export function partitionFile(dir: string, month: string): string {
-  return path.join(dir, `${month}.parquet`);
+  return path.join(dir, partitionKey(month));
+}
+
+/** Key of a month's partition in the datasets store. */
+export function partitionKey(month: string): string {
+  return `${month}.parquet`;
 }
 
 export interface DuckDbSourceOptions {
-  /** Directory holding `<YYYY-MM>.parquet` files. */
-  partitionsDir: string;
+  /** The datasets store holding `<YYYY-MM>.parquet` objects. */
+  partitions: ObjectStore;
+  /** This host's scratch folder, for copies of partitions that are not local files. */
+  scratchDir: string;
   /** DuckDB threads. @default the cores shared among the concurrent queries (at least 1) */
   threads?: number;
   /** DuckDB `memory_limit`, e.g. '256MB'. @default DuckDB's own (80% of RAM) */
@@ -96,13 +109,37 @@ export class DuckDbSource implements ReportDataSource {
     return this.instance;
   }
 
-  listPartitions(months: readonly string[]): Promise<string[]> {
-    return Promise.resolve(months.filter((m) => fs.existsSync(partitionFile(this.opts.partitionsDir, m))));
+  async listPartitions(months: readonly string[]): Promise<string[]> {
+    const found = await Promise.all(
+      months.map(async (m) => ((await this.opts.partitions.head(partitionKey(m))) ? m : undefined)),
+    );
+    return found.filter((m): m is string => m !== undefined);
   }
 
   async aggregate(req: AggregateRequest): Promise<SourceGroup[]> {
-    const file = partitionFile(this.opts.partitionsDir, req.month);
-    if (!fs.existsSync(file)) throw new PartitionNotFoundError(req.month);
+    const key = partitionKey(req.month);
+    const local = this.opts.partitions.localPath(key);
+    if (local) {
+      if (!fs.existsSync(local)) throw new PartitionNotFoundError(req.month);
+      return this.query(req, local);
+    }
+    // A private copy in scratch for this query, removed after it.
+    await fsp.mkdir(this.opts.scratchDir, { recursive: true });
+    const copy = path.join(this.opts.scratchDir, `part-${req.month}-${crypto.randomBytes(4).toString('hex')}.parquet`);
+    try {
+      try {
+        await this.opts.partitions.download(key, copy);
+      } catch (err) {
+        if (err instanceof ObjectNotFoundError) throw new PartitionNotFoundError(req.month);
+        throw err;
+      }
+      return await this.query(req, copy);
+    } finally {
+      await fsp.rm(copy, { force: true });
+    }
+  }
+
+  private async query(req: AggregateRequest, file: string): Promise<SourceGroup[]> {
     const q = aggregateQuery('duckdb', { ...req, source: { parquetFile: file } });
     if (req.signal?.aborted) throw new Error('aggregate aborted');
     const conn = await this.acquire();

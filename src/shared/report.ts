@@ -3,6 +3,7 @@
  * the edge and again inside the workflow), month arithmetic, and the result type.
  * Sandbox-safe: no Node built-ins.
  */
+import type { Artifact } from './artifact';
 import { z } from 'zod';
 import { IDEMPOTENCY_KEY_PATTERN, TENANT_PATTERN, TIERS, type Tier } from './constants';
 import { FailurePolicySchema } from './fan-out';
@@ -167,7 +168,8 @@ export interface PartialGroup {
 
 /** Input of the `aggregatePartition` activity. */
 export interface AggregatePartitionInput {
-  pipelineId: string;
+  /** The run's output prefix in the artifacts store: `<workflowId>/<runId>`. */
+  output: string;
   month: string;
   groupBy: GroupBy[];
   tenantFilter?: string;
@@ -181,8 +183,8 @@ export interface AggregatePartitionResult {
   shard: number;
   groups: number;
   rows: number;
-  /** Path of the partials file (JSON), read by `mergeReport`. */
-  partialsFile: string;
+  /** URI of the partials (JSON) in the run's `.work/`, read by `mergeReport`. */
+  partials: string;
 }
 
 /** Input of `listPartitions`. */
@@ -192,7 +194,8 @@ export interface ListPartitionsInput {
 
 /** Input of the `mergeReport` activity. */
 export interface MergeReportInput {
-  pipelineId: string;
+  /** The run's output prefix in the artifacts store: `<workflowId>/<runId>`. */
+  output: string;
   title: string;
   measures: Measure[];
   groupBy: GroupBy[];
@@ -212,16 +215,19 @@ export interface MissingPartition {
 
 /** Artifacts of a report: all three formats, and the primary one. */
 export interface ReportArtifacts {
-  csv: string;
-  json: string;
-  html: string;
-  primary: string;
+  csv: Artifact;
+  json: Artifact;
+  html: Artifact;
+  /** The artifact of the requested format. */
+  primary: Artifact;
   rows: number;
 }
 
 /** Result of `reportPipelineWorkflow`. */
 export interface ReportPipelineResult extends ReportArtifacts {
   workflowId: string;
+  /** Run whose outputs these are: artifacts live under `<workflowId>/<runId>/` in the store. */
+  runId: string;
   from: string;
   to: string;
   /** Months aggregated. */

@@ -234,7 +234,7 @@ export class WorkerHost {
         limiter: new Bottleneck({ maxConcurrent: config.ffmpegConcurrency }),
         shutdownSignal: this.drain.signal,
       },
-      reports: { source: createReportSource(config), outputRoot: config.outputDir },
+      reports: { source: createReportSource(config, storage), storage },
     });
   }
 

@@ -9,6 +9,7 @@ import {
   isCancellation,
   proxyActivities,
   upsertSearchAttributes,
+  patched,
   workflowInfo,
 } from '@temporalio/workflow';
 import { FailureType } from '../shared/constants';
@@ -65,7 +66,9 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
     fail(FailureType.InvalidInput, issues.map((i) => `${i.path}: ${i.message}`).join('; '), issues);
   }
   const input = parsed.data;
-  const pipelineId = workflowInfo().workflowId;
+  const { workflowId: pipelineId, runId } = workflowInfo();
+  // Every run writes under its own prefix: a later run with the same workflow ID never touches it.
+  const output = `${pipelineId}/${runId}`;
   const to = input.to ?? addMonths(currentMonth(), -1);
   const from = input.from ?? addMonths(to, -((input.lastMonths ?? 1) - 1));
   const months = monthRange(from, to);
@@ -93,7 +96,7 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
     for (const month of present) {
       for (let shard = 0; shard < input.shards; shard++) {
         const job: AggregatePartitionInput = {
-          pipelineId,
+          output,
           month,
           groupBy: input.groupBy,
           shard,
@@ -162,7 +165,7 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
     );
     const title = `Orders ${from} … ${to}${input.groupBy.length ? ` by ${input.groupBy.join(', ')}` : ''}`;
     const artifacts = await merge.mergeReport({
-      pipelineId,
+      output,
       title,
       measures: input.measures,
       groupBy: input.groupBy,
@@ -171,11 +174,14 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
       shards: input.shards,
       missing,
     });
+    // The merge keeps the partials (a merge retried after a crash reads them again): remove them now.
+    // Histories recorded before this step replay without it.
+    if (patched('report-cleanup-after-merge')) await cleanup.cleanupReport({ output, removeArtifacts: false });
     progress.done++;
-    result = { workflowId: pipelineId, from, to, used, missing, partial, subJobs: jobs.length, ...artifacts };
+    result = { workflowId: pipelineId, runId, from, to, used, missing, partial, subJobs: jobs.length, ...artifacts };
   } catch (err) {
     const stage = progress.stage;
-    await CancellationScope.nonCancellable(() => cleanup.cleanupReport({ pipelineId, removeArtifacts: true }));
+    await CancellationScope.nonCancellable(() => cleanup.cleanupReport({ output, removeArtifacts: true }));
     setStage(isCancellation(err) ? 'cancelled' : 'failed', `during ${stage}`);
     throw err;
   }
@@ -188,10 +194,10 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
       to: result.to,
       partial: result.partial,
       missing: result.missing.map((m) => m.month),
-      primary: result.primary,
+      primary: result.primary.uri,
       rows: result.rows,
     });
   }
-  setStage('done', `${result.rows} rows → ${result.primary}${result.partial ? ' (partial)' : ''}`);
+  setStage('done', `${result.rows} rows → ${result.primary.uri}${result.partial ? ' (partial)' : ''}`);
   return result;
 }

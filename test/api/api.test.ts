@@ -13,7 +13,15 @@ import { createApiServer, listen } from '../../src/api/server';
 import type { SluiceClient } from '../../src/client';
 import { DuckDbSource } from '../../src/data/duckdb';
 import type { WorkerHost } from '../../src/workers/host';
-import { REPO_ROOT, connectClient, makeTestEnv, startHost, type TestEnv } from '../helpers/env';
+import {
+  REPO_ROOT,
+  connectClient,
+  makeTestEnv,
+  startHost,
+  type TestEnv,
+  duckDbSource,
+  storageOf,
+} from '../helpers/env';
 import { FaultPlan, reportActivities, smallPartitions } from '../report/helpers';
 
 let t: TestEnv;
@@ -45,8 +53,8 @@ const report = { from: '2024-01', to: '2024-02', measures: ['orders'], groupBy: 
 beforeAll(async () => {
   t = makeTestEnv('api', { SLUICE_API_BODY_LIMIT_BYTES: String(LIMIT) });
   await smallPartitions(t.config.reports.partitionsDir, '2024-01', 2, 200);
-  source = new DuckDbSource({ partitionsDir: t.config.reports.partitionsDir });
-  host = await startHost(t, ['default'], reportActivities(source, t.outputDir, plan));
+  source = duckDbSource(t);
+  host = await startHost(t, ['default'], reportActivities(source, storageOf(t), plan));
   client = await connectClient(t);
   server = createApiServer({ client, bodyLimitBytes: t.config.api.bodyLimitBytes });
   base = `http://127.0.0.1:${await listen(server, 0)}`;

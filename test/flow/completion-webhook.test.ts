@@ -68,7 +68,7 @@ describe('completion webhook of a report', () => {
         to: '2025-02',
         partial: false,
         missing: [],
-        primary: result.primary,
+        primary: result.primary.uri,
         rows: result.rows,
       },
     });
@@ -88,7 +88,7 @@ describe('completion webhook of a report', () => {
     const result = await client.getResult<ReportPipelineResult>(workflowId);
     expect(result.webhook?.delivered).toBe(false);
     expect(result.webhook?.error).toMatch(/answered 410/);
-    expect(fs.existsSync(result.primary)).toBe(true);
+    expect(fs.existsSync(result.primary.path!)).toBe(true);
     // 410 is not retried.
     expect(receiver.requests).toHaveLength(1);
 

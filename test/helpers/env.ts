@@ -11,6 +11,8 @@ import { loadConfig, type SluiceConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { TIERS, type Tier } from '../../src/shared/constants';
 import { WorkerHost } from '../../src/workers/host';
+import { DuckDbSource } from '../../src/data/duckdb';
+import { openStorage, type Storage } from '../../src/storage';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 /** Generated media shared by all test files (made once, reused): never committed. */
@@ -61,6 +63,20 @@ export async function sampleVideo(
   const target = path.join(t.mediaRoot, name);
   if (!fs.existsSync(target)) fs.copyFileSync(cached, target);
   return name;
+}
+
+/** The env's configured storage (file or s3), as workers open it. */
+export function storageOf(t: TestEnv): Storage {
+  return openStorage(t.config.storage, {
+    outputDir: t.config.outputDir,
+    partitionsDir: t.config.reports.partitionsDir,
+  });
+}
+
+/** DuckDB over the env's datasets store. */
+export function duckDbSource(t: TestEnv): DuckDbSource {
+  const storage = storageOf(t);
+  return new DuckDbSource({ partitions: storage.datasets, scratchDir: storage.scratchDir });
 }
 
 /** Workers for the given tiers on this file's queues: the real activities from config unless given. */

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DuckDbSource } from '../../src/data/duckdb';
 import type { WorkerHost } from '../../src/workers/host';
 import { oneJson, runSluice } from '../helpers/cli';
-import { makeTestEnv, startHost, type TestEnv } from '../helpers/env';
+import { makeTestEnv, startHost, type TestEnv, duckDbSource, storageOf } from '../helpers/env';
 import { reportActivities } from './helpers';
 
 let t: TestEnv;
@@ -25,8 +25,8 @@ const sha = (file: string) => crypto.createHash('sha256').update(fs.readFileSync
 
 beforeAll(async () => {
   t = makeTestEnv('report-cli');
-  source = new DuckDbSource({ partitionsDir: t.config.reports.partitionsDir });
-  host = await startHost(t, ['default'], reportActivities(source, t.outputDir));
+  source = duckDbSource(t);
+  host = await startHost(t, ['default'], reportActivities(source, storageOf(t)));
 });
 
 afterAll(async () => {
@@ -136,10 +136,14 @@ describe('sluice report', () => {
       '--json',
     ]);
     expect(run.code, run.stderr).toBe(0);
-    const out = oneJson(run) as { workflowId: string; status: string; result: { used: string[]; primary: string } };
+    const out = oneJson(run) as {
+      workflowId: string;
+      status: string;
+      result: { used: string[]; primary: { path?: string } };
+    };
     expect(out).toMatchObject({ workflowId: 'report:cli:cli-ok', status: 'COMPLETED' });
     expect(out.result.used).toEqual(['2024-11', '2024-12', '2025-01']);
-    const report = JSON.parse(fs.readFileSync(out.result.primary, 'utf8')) as { rows: { orders: number }[] };
+    const report = JSON.parse(fs.readFileSync(out.result.primary.path!, 'utf8')) as { rows: { orders: number }[] };
     expect(report.rows.reduce((n, r) => n + r.orders, 0)).toBe(900);
   });
 

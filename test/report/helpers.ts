@@ -1,6 +1,7 @@
 /** Report test helpers: generated partitions, real report activities with a fault plan, result checks. */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Storage } from '../../src/storage';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
@@ -36,8 +37,8 @@ export class FaultPlan {
   }
 
   readonly hook = async (input: AggregatePartitionInput, attempt: number): Promise<void> => {
-    this.calls.push({ workflowId: input.pipelineId, month: input.month, attempt });
-    const fault = this.faults.get(`${input.pipelineId}|${input.month}`);
+    this.calls.push({ workflowId: input.output.split('/')[0]!, month: input.month, attempt });
+    const fault = this.faults.get(`${input.output.split('/')[0]!}|${input.month}`);
     if (!fault) return;
     if (fault.delayMs) {
       const ctx = Context.current();
@@ -45,13 +46,13 @@ export class FaultPlan {
       try {
         await ctx.sleep(fault.delayMs);
       } catch (err) {
-        this.cancelled.push({ workflowId: input.pipelineId, month: input.month });
+        this.cancelled.push({ workflowId: input.output.split('/')[0]!, month: input.month });
         throw err;
       } finally {
         clearInterval(beat);
       }
     }
-    const calls = this.callsOf(input.pipelineId, input.month);
+    const calls = this.callsOf(input.output.split('/')[0]!, input.month);
     if (fault.failCalls === undefined || calls <= fault.failCalls) {
       throw ApplicationFailure.create({
         type: fault.type ?? 'Injected',
@@ -63,8 +64,8 @@ export class FaultPlan {
 }
 
 /** Real report activities over `source`, with the fault plan's hook. */
-export function reportActivities(source: ReportDataSource, outputRoot: string, plan?: FaultPlan) {
-  const deps: ReportDeps = { source, outputRoot, heartbeatMs: 500, faults: plan ? { beforeAggregate: plan.hook } : {} };
+export function reportActivities(source: ReportDataSource, storage: Storage, plan?: FaultPlan) {
+  const deps: ReportDeps = { source, storage, heartbeatMs: 500, faults: plan ? { beforeAggregate: plan.hook } : {} };
   return createReportActivities(deps);
 }
 

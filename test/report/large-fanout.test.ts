@@ -9,7 +9,7 @@ import type { SluiceClient } from '../../src/client';
 import { DuckDbSource } from '../../src/data/duckdb';
 import { VIDEO_LIMITS } from '../../src/shared/constants';
 import type { WorkerHost } from '../../src/workers/host';
-import { connectClient, makeTestEnv, startHost, type TestEnv } from '../helpers/env';
+import { connectClient, makeTestEnv, startHost, type TestEnv, duckDbSource, storageOf } from '../helpers/env';
 import { reportActivities, smallPartitions } from './helpers';
 
 let t: TestEnv;
@@ -20,8 +20,8 @@ let source: DuckDbSource;
 beforeAll(async () => {
   t = makeTestEnv('report-large', { SLUICE_SLOTS_DEFAULT: '24' });
   await smallPartitions(t.config.reports.partitionsDir, '2024-01', 12, 300);
-  source = new DuckDbSource({ partitionsDir: t.config.reports.partitionsDir });
-  host = await startHost(t, ['default'], reportActivities(source, t.outputDir));
+  source = duckDbSource(t);
+  host = await startHost(t, ['default'], reportActivities(source, storageOf(t)));
   client = await connectClient(t);
 });
 
@@ -72,7 +72,7 @@ describe('large fan-out', () => {
     // Same totals as the unsharded report.
     const plain = await client.startReportPipeline({ ...common, idempotencyKey: 'fan-plain' });
     const p = await client.getReportResult(plain.workflowId);
-    const rows = (file: string) => (JSON.parse(fs.readFileSync(file, 'utf8')) as { rows: unknown[] }).rows;
+    const rows = (a: { path?: string }) => (JSON.parse(fs.readFileSync(a.path!, 'utf8')) as { rows: unknown[] }).rows;
     expect(rows(r.json)).toEqual(rows(p.json));
   });
 });

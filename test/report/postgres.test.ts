@@ -16,7 +16,7 @@ import { mergePartials } from '../../src/activities/reports/render';
 import { FailureType } from '../../src/shared/constants';
 import { createLogger } from '../../src/logger';
 import { WorkerHost, loadWorkflowBundle } from '../../src/workers/host';
-import { connectClient, makeTestEnv, type TestEnv } from '../helpers/env';
+import { connectClient, makeTestEnv, type TestEnv, duckDbSource, storageOf } from '../helpers/env';
 import { failureOf, reportActivities, rootApplicationFailure, smallPartitions } from './helpers';
 
 const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/test';
@@ -55,7 +55,7 @@ beforeAll(async () => {
         config: env.config,
         tiers: ['default'],
         log: createLogger('warn'),
-        activities: reportActivities(src, env.outputDir),
+        activities: reportActivities(src, storageOf(env)),
         workflowBundle,
         serveHttp: false,
       }),
@@ -105,9 +105,9 @@ describe('PostgreSQL report source', () => {
     });
     const r = await client.getReportResult(workflowId);
     expect(r.used).toEqual(['2024-01', '2024-02', '2024-03']);
-    const rows = (JSON.parse(fs.readFileSync(r.json, 'utf8')) as { rows: unknown[] }).rows;
+    const rows = (JSON.parse(fs.readFileSync(r.json.path!, 'utf8')) as { rows: unknown[] }).rows;
 
-    const duck = new DuckDbSource({ partitionsDir: t.config.reports.partitionsDir });
+    const duck = duckDbSource(t);
     const parts = [];
     for (const month of r.used)
       parts.push({ month, groups: await duck.aggregate({ month, groupBy: [...groupBy], shard: 0, shards: 1 }) });

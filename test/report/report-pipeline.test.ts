@@ -3,6 +3,7 @@
  * Parquet partitions: artifacts and their numbers, bad input, missing partitions, and every
  * fan-in failure policy with injected failures.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -12,7 +13,15 @@ import { DuckDbSource, openDuckDb, partitionFile } from '../../src/data/duckdb';
 import { FailureType } from '../../src/shared/constants';
 import type { ReportPipelineResult } from '../../src/shared/report';
 import type { WorkerHost } from '../../src/workers/host';
-import { connectClient, listFiles, makeTestEnv, startHost, type TestEnv } from '../helpers/env';
+import {
+  connectClient,
+  listFiles,
+  makeTestEnv,
+  startHost,
+  type TestEnv,
+  duckDbSource,
+  storageOf,
+} from '../helpers/env';
 import {
   FaultPlan,
   failureOf,
@@ -32,8 +41,8 @@ beforeAll(async () => {
   t = makeTestEnv('report', { SLUICE_SLOTS_DEFAULT: '8' });
   // Six months of data: 2024-01 … 2024-06. 2024-07 onwards has no partition.
   await smallPartitions(t.config.reports.partitionsDir, '2024-01', 6);
-  source = new DuckDbSource({ partitionsDir: t.config.reports.partitionsDir });
-  host = await startHost(t, ['default'], reportActivities(source, t.outputDir, plan));
+  source = duckDbSource(t);
+  host = await startHost(t, ['default'], reportActivities(source, storageOf(t), plan));
   client = await connectClient(t);
 });
 
@@ -59,7 +68,7 @@ describe('reportPipelineWorkflow over DuckDB', () => {
     expect(workflowId).toBe('report:acme:r-basic');
     result = await client.getReportResult(workflowId);
     expect(result).toMatchObject({ used: ['2024-01', '2024-02', '2024-03'], missing: [], partial: false, subJobs: 3 });
-    expect(result.primary).toBe(result.csv);
+    expect(result.primary).toEqual(result.csv);
 
     // The same numbers straight from DuckDB, one query over all three files.
     const db = await openDuckDb(1);
@@ -75,7 +84,7 @@ describe('reportPipelineWorkflow over DuckDB', () => {
     ).getRowObjectsJS();
     conn.closeSync();
     db.closeSync();
-    const json = JSON.parse(fs.readFileSync(result.json, 'utf8')) as { rows: Record<string, unknown>[] };
+    const json = JSON.parse(fs.readFileSync(result.json.path!, 'utf8')) as { rows: Record<string, unknown>[] };
     expect(json.rows).toHaveLength(15);
     expect(json.rows).toEqual(
       expected.map((r) => ({
@@ -87,15 +96,25 @@ describe('reportPipelineWorkflow over DuckDB', () => {
         max_amount: r.max_amount,
       })),
     );
-    const csv = fs.readFileSync(result.csv, 'utf8').trim().split('\n');
+    const csv = fs.readFileSync(result.csv.path!, 'utf8').trim().split('\n');
     expect(csv[0]).toBe('month,region,orders,revenue,avg_amount,max_amount');
     expect(csv).toHaveLength(16);
-    const html = fs.readFileSync(result.html, 'utf8');
+    const html = fs.readFileSync(result.html.path!, 'utf8');
     expect(html).toContain('<svg');
     expect(html).toContain('<rect');
     expect(html).not.toMatch(/<script|<link|src=|https?:\/\//i);
     // Only the finished artifacts remain: the partials' work dir is gone.
-    expect(listFiles(path.join(t.outputDir, workflowId))).toEqual(['report.csv', 'report.html', 'report.json']);
+    expect(listFiles(path.join(t.outputDir, workflowId, result.runId))).toEqual([
+      'report.csv',
+      'report.html',
+      'report.json',
+    ]);
+    // Each artifact: its URI, path, size and checksum.
+    for (const a of [result.csv, result.json, result.html]) {
+      expect(a.uri).toBe(`file://${a.path}`);
+      expect(fs.statSync(a.path!).size).toBe(a.bytes);
+      expect(crypto.createHash('sha256').update(fs.readFileSync(a.path!)).digest('hex')).toBe(a.sha256);
+    }
   });
 
   it('a repeated request with the same key returns the same workflow', async () => {
@@ -129,7 +148,7 @@ describe('reportPipelineWorkflow over DuckDB', () => {
     });
     const sharded = await client.getReportResult(workflowId);
     expect(sharded.subJobs).toBe(12);
-    const rowsOf = (file: string) => (JSON.parse(fs.readFileSync(file, 'utf8')) as { rows: unknown[] }).rows;
+    const rowsOf = (a: { path?: string }) => (JSON.parse(fs.readFileSync(a.path!, 'utf8')) as { rows: unknown[] }).rows;
     expect(rowsOf(sharded.json)).toEqual(rowsOf(result.json));
   });
 });
@@ -191,7 +210,7 @@ describe('bad input', () => {
     const failure = rootApplicationFailure(await failureOf(client, workflowId));
     expect(failure?.type).toBe(FailureType.NotFound);
     expect(failure?.message).toContain('no partition for months 2024-07, 2024-08');
-    expect(fs.existsSync(path.join(t.outputDir, workflowId))).toBe(false);
+    expect(listFiles(path.join(t.outputDir, workflowId))).toEqual([]);
   });
 
   it('completes with the months it has under partial, lists the missing ones, and sets Partial', async () => {
@@ -273,7 +292,7 @@ describe('fan-in failure policies with injected failures', () => {
     expect(r.missing.map((m) => m.month)).toEqual(['2024-02', '2024-06']);
     expect(r.missing[0]?.reason).toContain('injected failure in 2024-02');
     expect(await searchAttributes(client, workflowId)).toMatchObject({ Partial: true });
-    const json = JSON.parse(fs.readFileSync(r.json, 'utf8')) as { rows: { month: string }[]; missing: unknown[] };
+    const json = JSON.parse(fs.readFileSync(r.json.path!, 'utf8')) as { rows: { month: string }[]; missing: unknown[] };
     expect(json.rows.map((row) => row.month)).toEqual(['2024-01', '2024-03', '2024-04', '2024-05']);
     expect(json.missing).toEqual(r.missing);
   });

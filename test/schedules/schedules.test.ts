@@ -14,7 +14,15 @@ import { applySchedules } from '../../src/schedules/apply';
 import { ScheduleFileError, loadSchedulesFile, parseSchedules } from '../../src/schedules/file';
 import type { WorkerHost } from '../../src/workers/host';
 import { oneJson, runSluice } from '../helpers/cli';
-import { REPO_ROOT, connectClient, makeTestEnv, startHost, type TestEnv } from '../helpers/env';
+import {
+  REPO_ROOT,
+  connectClient,
+  makeTestEnv,
+  startHost,
+  type TestEnv,
+  duckDbSource,
+  storageOf,
+} from '../helpers/env';
 import { reportActivities, smallPartitions } from '../report/helpers';
 
 let t: TestEnv;
@@ -49,8 +57,8 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 beforeAll(async () => {
   t = makeTestEnv('sched');
   await smallPartitions(t.config.reports.partitionsDir, '2024-01', 2, 200);
-  source = new DuckDbSource({ partitionsDir: t.config.reports.partitionsDir });
-  host = await startHost(t, ['default', 'low'], reportActivities(source, t.outputDir));
+  source = duckDbSource(t);
+  host = await startHost(t, ['default', 'low'], reportActivities(source, storageOf(t)));
   client = await connectClient(t);
 });
 

@@ -12,7 +12,15 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
 import { DuckDbSource } from '../../src/data/duckdb';
 import type { WorkerHost } from '../../src/workers/host';
-import { REPO_ROOT, connectClient, makeTestEnv, startHost, type TestEnv } from '../helpers/env';
+import {
+  REPO_ROOT,
+  connectClient,
+  makeTestEnv,
+  startHost,
+  type TestEnv,
+  duckDbSource,
+  storageOf,
+} from '../helpers/env';
 import { reportActivities, smallPartitions } from '../report/helpers';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -29,8 +37,8 @@ let summary: string;
 beforeAll(async () => {
   t = makeTestEnv('ui');
   await smallPartitions(t.config.reports.partitionsDir, '2024-01', 2, 200);
-  source = new DuckDbSource({ partitionsDir: t.config.reports.partitionsDir });
-  host = await startHost(t, ['default'], reportActivities(source, t.outputDir));
+  source = duckDbSource(t);
+  host = await startHost(t, ['default'], reportActivities(source, storageOf(t)));
   client = await connectClient(t);
   const started = await client.startReportPipeline({
     from: '2024-01',

@@ -1,16 +1,18 @@
 /**
- * Report activities (DuckDB / PostgreSQL). Created by {@link createReportActivities} from their
- * dependencies, so tests pass their own source, output root and fault hooks.
+ * Report activities (DuckDB / PostgreSQL) over the artifacts store. Created by
+ * {@link createReportActivities} from their dependencies, so tests pass their own source, store
+ * and fault hooks.
  *
- * Layout under `<outputRoot>/<pipelineId>/`:
- *   `.work/<YYYY-MM>-s<shard>.json` — partials of one sub-job (written atomically; a retry reuses it)
- *   `report.csv`, `report.json`, `report.html` — artifacts, each written to a temp name and renamed
+ * Layout under the run's `<workflowId>/<runId>/` (the `output` of every input):
+ *   `.work/<YYYY-MM>-s<shard>.json` — partials of one sub-job (a retry reuses them)
+ *   `report.csv`, `report.json`, `report.html` — artifacts, each visible only when complete
+ * Every step is idempotent at every point where it can die: `mergeReport` never removes the
+ * partials it reads (the workflow's cleanup does, after the merge succeeded), so a merge retried
+ * after a crash reads the same partials and writes the same bytes again.
  */
-import fs from 'node:fs';
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import { ApplicationFailure, Context, activityInfo, heartbeat } from '@temporalio/activity';
 import { FailureType } from '../../shared/constants';
+import type { Artifact } from '../../shared/artifact';
 import type {
   AggregatePartitionInput,
   AggregatePartitionResult,
@@ -20,6 +22,7 @@ import type {
   ReportArtifacts,
 } from '../../shared/report';
 import { PartitionNotFoundError, SourceUnavailableError, type ReportDataSource } from '../../data/source';
+import { joinKey, storageFailure, type ObjectInfo, type Storage } from '../../storage';
 import { mergePartials, renderCsv, renderHtml, type MonthPartials } from './render';
 
 /** Test hooks: called inside the activity (so `Context.current()` works) before the work starts. */
@@ -30,8 +33,8 @@ export interface ReportFaults {
 
 export interface ReportDeps {
   source: ReportDataSource;
-  /** Artifacts go to `<outputRoot>/<pipelineId>/`. */
-  outputRoot: string;
+  /** Artifacts go to `<workflowId>/<runId>/` in `storage.artifacts`. */
+  storage: Storage;
   /** Heartbeat interval while a query runs. @default 2000 */
   heartbeatMs?: number;
   faults?: ReportFaults;
@@ -39,41 +42,26 @@ export interface ReportDeps {
 
 /** Input of `cleanupReport`. */
 export interface CleanupReportInput {
-  pipelineId: string;
-  /** Also remove finished artifacts (after a failure or cancellation). */
+  /** The run's output prefix: `<workflowId>/<runId>`. */
+  output: string;
+  /** Also remove this run's finished artifacts (after a failure or cancellation). */
   removeArtifacts: boolean;
 }
 
-/** Workflow IDs become directory names: keep them to one safe path segment. */
-function pipelineDir(root: string, pipelineId: string): string {
-  if (!pipelineId || pipelineId.includes('/') || pipelineId.includes('\0') || pipelineId.startsWith('.'))
+/** The run's prefix, checked to be `<workflowId>/<runId>` with no way out of the store. */
+function runKey(output: string, ...rest: string[]): string {
+  const parts = output.split('/');
+  if (parts.length !== 2 || parts.some((p) => !p || p.startsWith('.')) || output.includes('\0'))
     throw ApplicationFailure.create({
       type: FailureType.InvalidInput,
       nonRetryable: true,
-      message: `pipelineId ${JSON.stringify(pipelineId)} is not a safe directory name`,
+      message: `output ${JSON.stringify(output)} is not <workflowId>/<runId>`,
     });
-  return path.join(root, pipelineId);
+  return joinKey(output, ...rest);
 }
 
-function partialsPath(dir: string, month: string, shard: number): string {
-  return path.join(dir, '.work', `${month}-s${String(shard).padStart(4, '0')}.json`);
-}
-
-async function writeAtomic(file: string, content: string): Promise<void> {
-  await fsp.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    await fsp.writeFile(tmp, content);
-    await fsp.rename(tmp, file);
-  } catch (err) {
-    await fsp.rm(tmp, { force: true });
-    throw ApplicationFailure.create({
-      type: FailureType.OutputUnwritable,
-      nonRetryable: true,
-      message: `cannot write ${file}: ${(err as Error).message}`,
-      cause: err as Error,
-    });
-  }
+function partialsKey(output: string, month: string, shard: number): string {
+  return runKey(output, '.work', `${month}-s${String(shard).padStart(4, '0')}.json`);
 }
 
 function toFailure(err: unknown): unknown {
@@ -88,7 +76,7 @@ function toFailure(err: unknown): unknown {
   if (err instanceof SourceUnavailableError) {
     return ApplicationFailure.create({ type: FailureType.DownstreamUnavailable, message: err.message, cause: err });
   }
-  return err;
+  return storageFailure(err);
 }
 
 /** Report activities over one data source: `listPartitions`, `aggregatePartition`, `mergeReport`, `cleanupReport`. */
@@ -104,108 +92,129 @@ export function createReportActivities(deps: ReportDeps) {
     }
   }
 
+  const { artifacts } = deps.storage;
+
+  /** Writes a value to the store; a full disk or a store failure gets its own type. */
+  async function put(key: string, content: string, contentType: string): Promise<ObjectInfo> {
+    try {
+      return await artifacts.put(key, content, { contentType });
+    } catch (err) {
+      throw toFailure(err);
+    }
+  }
+
+  async function describe(key: string, info: ObjectInfo): Promise<Artifact> {
+    const local = artifacts.localPath(key);
+    const url = await artifacts.presign(key, deps.storage.presignTtlSec);
+    return {
+      uri: artifacts.uri(key),
+      bytes: info.bytes,
+      sha256: info.sha256 ?? '',
+      ...(local ? { path: local } : {}),
+      ...(url ? { url } : {}),
+    };
+  }
+
   /**
    * Aggregates one shard of one month's partition into partial groups (count, sum, min, max in
-   * cents) and writes them to the pipeline's work dir. Heartbeats while the query runs; a
-   * cancellation interrupts the query. A retry after a completed write reuses the file.
+   * cents) and writes them to the run's `.work/` in the store. Heartbeats while the query runs;
+   * a cancellation interrupts the query. A retry after a completed write reuses the partials.
    */
   async function aggregatePartition(input: AggregatePartitionInput): Promise<AggregatePartitionResult> {
     const ctx = Context.current();
-    const dir = pipelineDir(deps.outputRoot, input.pipelineId);
-    const partialsFile = partialsPath(dir, input.month, input.shard);
+    const key = partialsKey(input.output, input.month, input.shard);
     heartbeat({ month: input.month, shard: input.shard, phase: 'start' });
     await deps.faults?.beforeAggregate?.(input, activityInfo().attempt);
-    if (fs.existsSync(partialsFile)) {
-      const groups = (JSON.parse(await fsp.readFile(partialsFile, 'utf8')) as { groups: PartialGroup[] }).groups;
-      return summary(input, groups, partialsFile);
-    }
     const beat = setInterval(() => heartbeat({ month: input.month, shard: input.shard, phase: 'query' }), heartbeatMs);
-    let groups: PartialGroup[];
     try {
-      groups = await deps.source.aggregate({ ...input, signal: ctx.cancellationSignal });
+      if (await artifacts.head(key)) {
+        const groups = (JSON.parse((await artifacts.getBuffer(key)).toString('utf8')) as { groups: PartialGroup[] })
+          .groups;
+        return summary(input, groups, key);
+      }
+      let groups: PartialGroup[];
+      try {
+        groups = await deps.source.aggregate({ ...input, signal: ctx.cancellationSignal });
+      } catch (err) {
+        // A query interrupted by cancellation surfaces as a DuckDB error: report the cancellation instead.
+        if (ctx.cancellationSignal.aborted) await ctx.cancelled;
+        throw err;
+      }
+      await put(key, JSON.stringify({ month: input.month, shard: input.shard, groups }), 'application/json');
+      heartbeat({ month: input.month, shard: input.shard, phase: 'written' });
+      return summary(input, groups, key);
     } catch (err) {
-      // A query interrupted by cancellation surfaces as a DuckDB error: report the cancellation instead.
-      if (ctx.cancellationSignal.aborted) await ctx.cancelled;
       throw toFailure(err);
     } finally {
       clearInterval(beat);
     }
-    await writeAtomic(partialsFile, JSON.stringify({ month: input.month, shard: input.shard, groups }));
-    heartbeat({ month: input.month, shard: input.shard, phase: 'written' });
-    return summary(input, groups, partialsFile);
   }
 
-  function summary(
-    input: AggregatePartitionInput,
-    groups: PartialGroup[],
-    partialsFile: string,
-  ): AggregatePartitionResult {
+  function summary(input: AggregatePartitionInput, groups: PartialGroup[], key: string): AggregatePartitionResult {
     return {
       month: input.month,
       shard: input.shard,
       groups: groups.length,
       rows: groups.reduce((n, g) => n + g.count, 0),
-      partialsFile,
+      partials: artifacts.uri(key),
     };
   }
 
-  /** Fan-in: merges the partials of the months used and writes CSV, JSON and HTML, each atomically. */
+  /**
+   * Fan-in: merges the partials of the months used and writes CSV, JSON and HTML to the store,
+   * each visible only when complete. It never removes the partials: a merge that dies at any
+   * point runs again on the same partials and writes the same artifacts.
+   */
   async function mergeReport(input: MergeReportInput): Promise<ReportArtifacts> {
-    const dir = pipelineDir(deps.outputRoot, input.pipelineId);
     const parts: MonthPartials[] = [];
     let read = 0;
-    for (const month of input.used) {
-      for (let shard = 0; shard < input.shards; shard++) {
-        const data = JSON.parse(await fsp.readFile(partialsPath(dir, month, shard), 'utf8')) as {
-          groups: PartialGroup[];
-        };
-        parts.push({ month, groups: data.groups });
-        if (++read % 200 === 0) heartbeat({ phase: 'reading', done: read });
+    try {
+      for (const month of input.used) {
+        for (let shard = 0; shard < input.shards; shard++) {
+          const data = JSON.parse(
+            (await artifacts.getBuffer(partialsKey(input.output, month, shard))).toString('utf8'),
+          ) as {
+            groups: PartialGroup[];
+          };
+          parts.push({ month, groups: data.groups });
+          if (++read % 200 === 0) heartbeat({ phase: 'reading', done: read });
+        }
       }
+    } catch (err) {
+      throw toFailure(err);
     }
     const rows = mergePartials(parts, input.groupBy, input.measures);
     const columns = [...input.groupBy, ...input.measures];
-    const files = {
-      csv: path.join(dir, 'report.csv'),
-      json: path.join(dir, 'report.json'),
-      html: path.join(dir, 'report.html'),
+    const meta = {
+      title: input.title,
+      groupBy: input.groupBy,
+      measures: input.measures,
+      used: input.used,
+      missing: input.missing,
     };
-    await writeAtomic(files.csv, renderCsv(rows, columns));
-    await writeAtomic(
-      files.json,
-      JSON.stringify(
-        {
-          title: input.title,
-          groupBy: input.groupBy,
-          measures: input.measures,
-          used: input.used,
-          missing: input.missing,
-          rows,
-        },
-        null,
-        2,
-      ) + '\n',
+    const keys = {
+      csv: runKey(input.output, 'report.csv'),
+      json: runKey(input.output, 'report.json'),
+      html: runKey(input.output, 'report.html'),
+    };
+    const csv = await describe(keys.csv, await put(keys.csv, renderCsv(rows, columns), 'text/csv'));
+    const json = await describe(
+      keys.json,
+      await put(keys.json, JSON.stringify({ ...meta, rows }, null, 2) + '\n', 'application/json'),
     );
-    await writeAtomic(
-      files.html,
-      renderHtml({
-        title: input.title,
-        rows,
-        groupBy: input.groupBy,
-        measures: input.measures,
-        used: input.used,
-        missing: input.missing,
-      }),
-    );
-    await fsp.rm(path.join(dir, '.work'), { recursive: true, force: true });
+    const html = await describe(keys.html, await put(keys.html, renderHtml({ ...meta, rows }), 'text/html'));
+    const files = { csv, json, html };
     return { ...files, primary: files[input.format], rows: rows.length };
   }
 
-  /** Removes the work dir (and, after a failure, the artifacts). */
+  /** Removes the run's `.work/` (and, after a failure or cancel, the run's artifacts). Never another run's. */
   async function cleanupReport(input: CleanupReportInput): Promise<void> {
-    const dir = pipelineDir(deps.outputRoot, input.pipelineId);
-    await fsp.rm(path.join(dir, '.work'), { recursive: true, force: true });
-    if (input.removeArtifacts) await fsp.rm(dir, { recursive: true, force: true });
+    try {
+      await artifacts.deletePrefix(runKey(input.output, '.work'));
+      if (input.removeArtifacts) await artifacts.deletePrefix(runKey(input.output));
+    } catch (err) {
+      throw toFailure(err);
+    }
   }
 
   return { listPartitions, aggregatePartition, mergeReport, cleanupReport };
