@@ -14,6 +14,7 @@ import type { TranscodeChunkResult, TranscodeHeartbeat } from '../../src/activit
 import { generateSampleVideo } from '../../src/cli/samples';
 import type { SluiceClient } from '../../src/client';
 import { loadConfig } from '../../src/config';
+import { listPartitionFiles } from '../../src/data/generate';
 import type { ReportPipelineResult } from '../../src/shared/report';
 import type { VideoPipelineResult } from '../../src/shared/video';
 import { openStorage, type Storage } from '../../src/storage';
@@ -167,7 +168,13 @@ beforeAll(async () => {
   const object = storage.objectAt(sourceUri);
   if (!object) throw new Error('the source URI does not resolve');
   await object.store.putFile(object.key, cached);
+  // `sluice data generate` writes the partitions; they go to the store's datasets (orders/) for
+  // the hosts (the same bytes again, should generate already write to the store itself).
   await sluice(DATA_ARGS, rootEnv);
+  const partitionsDir = loadConfig(rootEnv, lab.dir).reports.partitionsDir;
+  for (const month of listPartitionFiles(partitionsDir)) {
+    await storage.datasets.putFile(`${month}.parquet`, path.join(partitionsDir, `${month}.parquet`));
+  }
 
   // The one-host baseline: a worker in the root namespace on the `file` backend, its own queues.
   const base = path.join(lab.dir, 'baseline');
