@@ -15,6 +15,7 @@ import { DuckDbSource } from '../../src/data/duckdb';
 import type { WorkerHost } from '../../src/workers/host';
 import {
   REPO_ROOT,
+  listFiles,
   connectClient,
   makeTestEnv,
   startHost,
@@ -161,7 +162,7 @@ describe('pipelines', () => {
     await expect(client.getResult('report:api:api-slow')).rejects.toThrow();
     const after = await call('GET', `/v1/pipelines/${id}`);
     expect(after.body).toMatchObject({ status: 'CANCELLED', stage: 'cancelled' });
-    expect(fs.existsSync(path.join(t.outputDir, 'report:api:api-slow'))).toBe(false);
+    expect(listFiles(path.join(t.outputDir, 'report:api:api-slow'))).toEqual([]);
   });
 
   it('404 for an unknown pipeline or path, 405 for a wrong method', async () => {

@@ -165,11 +165,11 @@ describe('sluice video/status/result/cancel against running workers', () => {
     const out = oneJson(run) as {
       workflowId: string;
       status: string;
-      result: { manifestPath: string; renditions: { name: string; path: string; durationSec: number }[] };
+      result: { manifest: { path: string }; renditions: { name: string; path: string; durationSec: number }[] };
     };
     expect(out.workflowId).toBe('video:cli:k1');
     expect(out.status).toBe('COMPLETED');
-    expect(fs.existsSync(out.result.manifestPath)).toBe(true);
+    expect(fs.existsSync(out.result.manifest.path)).toBe(true);
     expect(out.result.renditions).toHaveLength(1);
     expect(out.result.renditions[0]?.name).toBe('240p');
     expect(fs.existsSync(out.result.renditions[0]?.path ?? '')).toBe(true);
@@ -265,7 +265,7 @@ describe('sluice video/status/result/cancel against running workers', () => {
     const result = await runSluice(t, ['result', 'video:cli:to-cancel', '--json']);
     expect(result.code).toBe(1);
     expect(oneJson(result)).toMatchObject({ status: 'FAILED' });
-    expect(fs.existsSync(path.join(t.outputDir, 'video:cli:to-cancel'))).toBe(false);
+    expect(listFiles(path.join(t.outputDir, 'video:cli:to-cancel'))).toEqual([]);
   });
 });
 
