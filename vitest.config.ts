@@ -7,7 +7,7 @@ export default defineConfig({
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     globalSetup: ['test/global-setup.ts'],
     include: ['test/**/*.test.ts'],
-    exclude: ['test/faults/**', 'node_modules/**'],
+    exclude: ['test/faults/**', 'test/hosts/**', 'node_modules/**'],
     testTimeout: 240_000,
     hookTimeout: 180_000,
     teardownTimeout: 60_000,

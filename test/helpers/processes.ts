@@ -39,7 +39,7 @@ export async function readyz(port: number): Promise<number | 'down'> {
 
 /** Starts `node bin/sluice worker --tiers …` (compiled code: `npm test` builds first) and waits until it is ready. */
 export async function spawnWorker(
-  t: TestEnv,
+  t: Pick<TestEnv, 'dir' | 'env'>,
   tiers: string[],
   extraEnv: NodeJS.ProcessEnv = {},
 ): Promise<WorkerProcess> {

@@ -1,0 +1,144 @@
+/**
+ * bench:hosts — scale-out efficiency of the video pipeline over several hosts (issue 14 item 9).
+ *
+ * The same generated 120 s 720p video (renditions 360p + 720p) on N = 1, 2, 4 hosts of the
+ * several-hosts lab (test/hosts/netns.ts: one network and mount namespace per host, nothing
+ * shared but Temporal and versitygw on a bridge), each host's worker and its ffmpeg children
+ * capped at 0.4 CPU by their own cgroup (cpu.cfs_quota_us 40000 per 100000). Prints per N:
+ *   - wall(N), from start to result, and wall(1) ÷ (N × wall(N)) (target ≥ 0.85 at N = 4);
+ *   - the bytes moved through the store per pipeline as a ratio to source + final artifacts
+ *     (target ≤ 1.5), counted by the workers' own storage meter (`sluice_storage_bytes_total` on
+ *     each host's /metrics, summed over hosts), and, as an upper bound that needs no cooperation
+ *     from Sluice, every byte through the hosts' veths (S3 and Temporal traffic together).
+ * Benchmarks print; nothing here asserts a target. Needs root.
+ *
+ *   npm run bench:hosts [-- --hosts 1,2,4 --seconds 120 --cpus 0.4 --chunk-seconds 30]
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { resolveFfmpeg } from '../src/activities/media/ffmpeg';
+import { generateSampleVideo } from '../src/cli/samples';
+import { loadConfig } from '../src/config';
+import type { VideoPipelineResult } from '../src/shared/video';
+import { openStorage } from '../src/storage';
+import { labClient } from '../test/hosts/helpers';
+import { createLab, type Host, type HostWorker } from '../test/hosts/netns';
+import { REPO, listArg, numberArg, saveFigures } from './harness';
+
+const HOSTS = listArg('hosts', [1, 2, 4]);
+const SECONDS = numberArg('seconds', 120);
+const CPUS = numberArg('cpus', 0.4);
+const CHUNK_SECONDS = numberArg('chunk-seconds', 30);
+
+/** Bytes through a host's veth so far (both directions, seen from the bridge side). */
+function vethBytes(host: Host): number {
+  const stat = (name: string) => Number(fs.readFileSync(`/sys/class/net/${host.veth}/statistics/${name}`, 'utf8'));
+  return stat('rx_bytes') + stat('tx_bytes');
+}
+
+/** `sluice_storage_bytes_total` summed over directions on a worker's /metrics; undefined when absent. */
+async function storageBytes(host: Host, worker: HostWorker): Promise<number | undefined> {
+  const text = await (await fetch(`http://${host.ip}:${worker.port}/metrics`)).text();
+  const lines = text.split('\n').filter((l) => l.startsWith('sluice_storage_bytes_total'));
+  if (lines.length === 0) return undefined;
+  return lines.reduce((sum, l) => sum + Number(l.split(/\s+/).pop()), 0);
+}
+
+interface Row {
+  hosts: number;
+  wallSec: number;
+  efficiency: number;
+  sourceBytes: number;
+  artifactBytes: number;
+  storeBytes: number | undefined;
+  storeRatio: number | undefined;
+  vethBytes: number;
+  vethRatio: number;
+}
+
+async function main(): Promise<void> {
+  const maxHosts = Math.max(...HOSTS);
+  const binaries = resolveFfmpeg();
+  const cached = path.join(REPO, '.data', 'bench', `sample-1280x720-${SECONDS}s.mp4`);
+  process.stderr.write(`generating ${SECONDS} s 720p input (cached at ${cached})…\n`);
+  await generateSampleVideo({ ffmpeg: binaries.ffmpeg, out: cached, seconds: SECONDS });
+  const sourceBytes = fs.statSync(cached).size;
+
+  const lab = await createLab({ hosts: maxHosts, cpus: CPUS });
+  const rows: Row[] = [];
+  try {
+    const suffix = `bench-hosts-${process.pid}`;
+    const env = lab.workerEnv({ SLUICE_TASK_QUEUE_SUFFIX: suffix, SLUICE_DATA_DIR: path.join(lab.dir, 'root') });
+    const storage = openStorage(loadConfig(env, lab.dir).storage, {
+      outputDir: path.join(lab.dir, 'root', 'outputs'),
+      partitionsDir: path.join(lab.dir, 'root', 'orders'),
+    });
+    const sourceUri = `s3://${lab.bucket}/media/input.mp4`;
+    const source = storage.objectAt(sourceUri);
+    if (!source) throw new Error('the source URI does not resolve');
+    await source.store.putFile(source.key, cached);
+    const client = await labClient(lab, suffix);
+    try {
+      for (const n of HOSTS) {
+        const hosts = lab.hosts.slice(0, n);
+        const workers: HostWorker[] = [];
+        for (const host of hosts) workers.push(await host.startWorker(['default'], env));
+        const vethBefore = hosts.map(vethBytes);
+        const started = performance.now();
+        const { workflowId } = await client.startVideoPipeline({
+          source: sourceUri,
+          renditions: ['360p', '720p'],
+          chunkSeconds: CHUNK_SECONDS,
+          thumbnails: 1,
+          tenant: 'bench',
+          idempotencyKey: `hosts-${n}`,
+        });
+        const result = await client.getResult<VideoPipelineResult>(workflowId);
+        const wallSec = (performance.now() - started) / 1000;
+        const moved = hosts.reduce((sum, h, i) => sum + vethBytes(h) - (vethBefore[i] ?? 0), 0);
+        const meters = await Promise.all(hosts.map((h, i) => storageBytes(h, workers[i] as HostWorker)));
+        const storeBytes = meters.every((m) => m !== undefined)
+          ? meters.reduce<number>((a, b) => a + (b ?? 0), 0)
+          : undefined;
+        const artifactBytes = [...result.renditions, ...result.thumbnails].reduce((sum, a) => sum + a.bytes, 0);
+        const base = sourceBytes + artifactBytes;
+        const wall1 = rows.find((r) => r.hosts === 1)?.wallSec ?? (n === 1 ? wallSec : NaN);
+        rows.push({
+          hosts: n,
+          wallSec: +wallSec.toFixed(2),
+          efficiency: +(wall1 / (n * wallSec)).toFixed(3),
+          sourceBytes,
+          artifactBytes,
+          storeBytes,
+          storeRatio: storeBytes === undefined ? undefined : +(storeBytes / base).toFixed(3),
+          vethBytes: moved,
+          vethRatio: +(moved / base).toFixed(3),
+        });
+        process.stderr.write(`N=${n}: ${wallSec.toFixed(1)} s\n`);
+        for (const host of hosts) await host.kill();
+      }
+    } finally {
+      await client.close();
+    }
+  } finally {
+    await lab.close();
+  }
+
+  saveFigures('hosts', { input: `${SECONDS} s 1280x720`, cpusPerHost: CPUS, chunkSeconds: CHUNK_SECONDS, rows });
+  const mb = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 1e6).toFixed(1)} MB`);
+  console.log(`bench:hosts  input ${SECONDS} s 720p → 360p + 720p, ${CPUS} CPU per host, chunks of ${CHUNK_SECONDS} s`);
+  for (const r of rows) {
+    console.log(
+      `  N=${r.hosts}: wall ${r.wallSec.toFixed(1)} s, wall(1) ÷ (N × wall(N)) = ${r.efficiency.toFixed(3)}` +
+        `${r.hosts === 4 ? ' (target ≥ 0.85)' : ''}; store bytes ${mb(r.storeBytes)}` +
+        ` = ${r.storeRatio?.toFixed(3) ?? 'n/a'} × (source + artifacts ${mb(r.sourceBytes + r.artifactBytes)}) (target ≤ 1.5);` +
+        ` all veth traffic ${mb(r.vethBytes)} = ${r.vethRatio.toFixed(3)} ×`,
+    );
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
