@@ -16,6 +16,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { StorageUnavailableError } from './errors';
 import type { ObjectRef } from './index';
 
 /** Largest ranged GET: an open-ended range ffmpeg abandons costs at most this much over-read. */
@@ -33,6 +34,11 @@ export interface BridgedObject {
   size: number;
   /** Bytes fetched from the store for this object so far. */
   bytesRead: () => number;
+  /**
+   * True when a response to ffmpeg was cut off because the store failed for longer than the
+   * bridge waits: ffmpeg may take the cut for the end of the file, so its output is suspect.
+   */
+  wasCut: () => boolean;
   close: () => void;
 }
 
@@ -40,12 +46,32 @@ interface Served {
   ref: ObjectRef;
   size: number;
   read: number;
+  cut: boolean;
   /** Recently used windows by index, oldest first (a Map keeps insertion order). */
   windows: Map<number, Promise<Buffer>>;
 }
 
+/** How long a window fetch waits out a store that is down before the response is cut. */
+export const WINDOW_PATIENCE_MS = 120_000;
+
+/**
+ * `fetch()`, retried while the store is unavailable (with the SDK's own retries inside each
+ * try), backing off from 0.5 s to 5 s, for at most {@link WINDOW_PATIENCE_MS}.
+ */
+async function fetchPatiently(fetch: () => Promise<Buffer>, patienceMs: number): Promise<Buffer> {
+  const deadline = Date.now() + patienceMs;
+  for (let delay = 500; ; delay = Math.min(5_000, delay * 2)) {
+    try {
+      return await fetch();
+    } catch (err) {
+      if (!(err instanceof StorageUnavailableError) || Date.now() + delay > deadline) throw err;
+      await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random() / 2)));
+    }
+  }
+}
+
 /** Window `index` of `entry`, from its cache or one ranged GET. */
-function windowOf(entry: Served, index: number): Promise<Buffer> {
+function windowOf(entry: Served, index: number, patienceMs: number): Promise<Buffer> {
   let cached = entry.windows.get(index);
   if (cached) {
     // Most recently used goes last.
@@ -53,7 +79,7 @@ function windowOf(entry: Served, index: number): Promise<Buffer> {
   } else {
     const start = index * WINDOW_BYTES;
     const end = Math.min(entry.size, start + WINDOW_BYTES) - 1;
-    cached = entry.ref.store.getBuffer(entry.ref.key, { start, end }).then((buf) => {
+    cached = fetchPatiently(() => entry.ref.store.getBuffer(entry.ref.key, { start, end }), patienceMs).then((buf) => {
       entry.read += buf.length;
       return buf;
     });
@@ -87,16 +113,20 @@ export class RangeBridge {
   private listening: Promise<number> | undefined;
   private readonly served = new Map<string, Served>();
 
+  /** @param patienceMs How long a window fetch waits out a store outage. @default WINDOW_PATIENCE_MS */
+  constructor(private readonly patienceMs = WINDOW_PATIENCE_MS) {}
+
   /** Serves `ref` (whose size is `size`) until the returned handle is closed. */
   async open(ref: ObjectRef, size: number): Promise<BridgedObject> {
     const port = await this.start();
     const token = crypto.randomBytes(12).toString('hex');
-    const entry: Served = { ref, size, read: 0, windows: new Map() };
+    const entry: Served = { ref, size, read: 0, cut: false, windows: new Map() };
     this.served.set(token, entry);
     return {
       url: `http://127.0.0.1:${port}/${token}`,
       size,
       bytesRead: () => entry.read,
+      wasCut: () => entry.cut,
       close: () => {
         entry.windows.clear();
         this.served.delete(token);
@@ -158,7 +188,7 @@ export class RangeBridge {
         // index, or its time range), but the loopback socket buffers megabytes written before.
         if (sent >= BURST_BYTES) await new Promise((r) => setTimeout(r, PACE_MS));
         const index = Math.floor(pos / WINDOW_BYTES);
-        const window = await windowOf(entry, index);
+        const window = await windowOf(entry, index, this.patienceMs);
         const from = pos - index * WINDOW_BYTES;
         const to = Math.min(window.length, end - index * WINDOW_BYTES + 1);
         pos += to - from;
@@ -176,7 +206,9 @@ export class RangeBridge {
       }
       res.end();
     } catch {
-      // The store failed mid-body: cut the response so ffmpeg sees a read error, not a short file.
+      // The store stayed down past the bridge's patience: cut the response, and remember it,
+      // since ffmpeg may read the cut as the end of the file (see BridgedObject.wasCut).
+      entry.cut = true;
       res.destroy();
     }
   }

@@ -16,7 +16,7 @@ import { RangeBridge, WINDOW_BYTES } from '../../src/storage/range-bridge';
 import { S3Store, createS3Client } from '../../src/storage/s3';
 import type { ObjectStore } from '../../src/storage/store';
 import { freePort } from '../../src/devserver/dev-server';
-import { createBucket } from '../helpers/s3-server';
+import { createBucket, startS3Server } from '../helpers/s3-server';
 
 async function text(stream: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
@@ -119,6 +119,43 @@ describe.each(backends)('the %s store', (kind, make) => {
     } finally {
       served.close();
       await bridge.close();
+    }
+  });
+});
+
+describe('the range bridge when the store goes away', () => {
+  it('cuts the response after its patience, and says so (ffmpeg may take a cut for the end of the file)', async () => {
+    const server = await startS3Server({ port: await freePort() });
+    const c = createS3Client({
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: server.accessKey, secretAccessKey: server.secretKey },
+      maxAttempts: 1,
+    });
+    const store = new S3Store(c, await createBucket(server, 'cut'));
+    const payload = crypto.randomBytes(3 * WINDOW_BYTES);
+    await store.put('source.bin', payload);
+    const bridge = new RangeBridge(1_000);
+    const served = await bridge.open({ store, key: 'source.bin', uri: store.uri('source.bin') }, payload.length);
+    try {
+      // The first window is fetched and cached; then the store stops.
+      const first = await fetch(served.url, { headers: { range: 'bytes=0-99' } });
+      expect((await first.arrayBuffer()).byteLength).toBe(100);
+      expect(served.wasCut()).toBe(false);
+      await server.stop();
+      const res = await fetch(served.url, { headers: { range: `bytes=0-` } });
+      expect(res.status).toBe(206);
+      // The body ends early (an error, or fewer bytes than announced), and the bridge remembers.
+      const got = await res.arrayBuffer().then(
+        (b) => b.byteLength,
+        () => -1,
+      );
+      expect(got).not.toBe(payload.length);
+      expect(served.wasCut()).toBe(true);
+    } finally {
+      served.close();
+      await bridge.close();
+      c.destroy();
     }
   });
 });

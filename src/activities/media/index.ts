@@ -204,6 +204,11 @@ interface OpenedSource {
   bytes: number;
   /** Bytes fetched from the store so far (undefined for a local file). */
   bytesRead(): number | undefined;
+  /**
+   * Throws a retryable StorageUnavailable when a read of the source was cut off by a store
+   * outage: ffmpeg may have taken the cut for the end of the file, so what it wrote is not kept.
+   */
+  assertWhole(): void;
   close(): void;
 }
 
@@ -283,7 +288,21 @@ export function createMediaActivities(deps: MediaDeps) {
         });
       }
       const served = await deps.bridge.open(ref, info.bytes);
-      return { input: served.url, uri: source, bytes: info.bytes, bytesRead: served.bytesRead, close: served.close };
+      return {
+        input: served.url,
+        uri: source,
+        bytes: info.bytes,
+        bytesRead: served.bytesRead,
+        assertWhole: () => {
+          if (served.wasCut()) {
+            throw ApplicationFailure.create({
+              type: FailureType.StorageUnavailable,
+              message: `reading ${source} was cut off by a store outage; the output is discarded and the attempt retried`,
+            });
+          }
+        },
+        close: served.close,
+      };
     }
     const real = await localSource(source);
     const stat = await fsp.stat(real);
@@ -293,6 +312,7 @@ export function createMediaActivities(deps: MediaDeps) {
       uri: pathToFileURL(real).href,
       bytes: stat.size,
       bytesRead: () => undefined,
+      assertWhole: () => undefined,
       close: () => undefined,
     };
   }
@@ -363,6 +383,7 @@ export function createMediaActivities(deps: MediaDeps) {
       }
       // A file cut short can still probe when its index is at the front: decode its last second.
       await assertTailDecodes(src.input, durationSec, input.source);
+      src.assertWhole();
       return {
         uri: src.uri,
         durationSec,
@@ -566,6 +587,8 @@ export function createMediaActivities(deps: MediaDeps) {
                     },
                   }),
                 );
+                // A read cut off by a store outage must not become a short segment.
+                src.assertWhole();
                 const sha256 = await sha256File(local);
                 await claimed();
                 const info = await upload(key(file), local, sha256);
@@ -665,6 +688,7 @@ export function createMediaActivities(deps: MediaDeps) {
             } catch (err) {
               throw ffmpegFailure(err, artifacts.uri(key));
             }
+            src.assertWhole();
             const info = await upload(key, local);
             return { rendition: input.rendition, bytes: info.bytes };
           }),
@@ -708,6 +732,7 @@ export function createMediaActivities(deps: MediaDeps) {
             } catch (err) {
               throw ffmpegFailure(err, artifacts.uri(key));
             }
+            src.assertWhole();
             const info = await upload(key, local);
             return { ...(await describe(key, info)), atSec: input.atSec };
           }),
