@@ -69,6 +69,15 @@ export function terminationGraceSeconds(tier: Tier): number {
   return Math.ceil(DEPLOY_SHUTDOWN_GRACE_MS[tier] / 1000) + 30;
 }
 
+/**
+ * Scratch per pod, from its activity slots: each slot may hold one concat's working set (every
+ * segment of one rendition downloaded, plus the MP4 it becomes: twice the rendition, about 1.1 GB
+ * for 30 minutes of 1080p at 5 Mbps) or one report partition's copy; 3 GiB a slot, plus 1 GiB.
+ */
+function scratchSizeLimit(tier: Tier): string {
+  return `${DEPLOY_SLOTS[tier] * 3 + 1}Gi`;
+}
+
 function deployment(tier: Tier): object {
   return {
     apiVersion: 'apps/v1',
@@ -101,6 +110,9 @@ function deployment(tier: Tier): object {
                 { configMapRef: { name: 'sluice-config' } },
                 // TEMPORAL_API_KEY / TLS paths for Temporal Cloud, when present.
                 { secretRef: { name: 'sluice-temporal', optional: true } },
+                // AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the object store. Leave the Secret out
+                // with IRSA / workload identity: the AWS SDK then takes the ServiceAccount's role.
+                { secretRef: { name: 'sluice-storage', optional: true } },
               ],
               env: [
                 { name: `SLUICE_SLOTS_${tier.toUpperCase()}`, value: String(DEPLOY_SLOTS[tier]) },
@@ -131,18 +143,17 @@ function deployment(tier: Tier): object {
                 readOnlyRootFilesystem: true,
                 capabilities: { drop: ['ALL'] },
               },
+              // Inputs, intermediates and artifacts live in the object store (SLUICE_STORAGE_URL): a
+              // pod keeps only per-host scratch, which each activity removes when it ends.
               volumeMounts: [
-                { name: 'data', mountPath: '/data' },
+                { name: 'scratch', mountPath: '/scratch' },
                 { name: 'tmp', mountPath: '/tmp' },
-                { name: 'media', mountPath: '/media', readOnly: true },
               ],
             },
           ],
           volumes: [
-            { name: 'data', emptyDir: {} },
-            { name: 'tmp', emptyDir: {} },
-            // Replace with the shared media volume (PVC, CSI bucket mount) in an overlay.
-            { name: 'media', emptyDir: {} },
+            { name: 'scratch', emptyDir: { sizeLimit: scratchSizeLimit(tier) } },
+            { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
           ],
         },
       },
@@ -562,9 +573,15 @@ export function renderDeploy(): Record<string, string> {
       SLUICE_METRICS_PORT: String(METRICS_PORT),
       SLUICE_SDK_METRICS_PORT: String(SDK_METRICS_PORT),
       SLUICE_SCALE_POLL_MS: '15000',
-      SLUICE_DATA_DIR: '/data',
-      SLUICE_OUTPUT_DIR: '/data/outputs',
-      SLUICE_MEDIA_ROOT: '/media',
+      // Everything a pipeline reads or writes is in the store; set the bucket and prefix here, the
+      // credentials in the sluice-storage Secret (or IRSA / workload identity), a non-AWS store's
+      // endpoint as AWS_ENDPOINT_URL_S3 (path-style addressing).
+      SLUICE_STORAGE_URL: 's3://sluice-media/sluice',
+      AWS_REGION: 'us-east-1',
+      SLUICE_DATA_DIR: '/scratch/data',
+      SLUICE_SCRATCH_DIR: '/scratch/work',
+      // Sources are s3:// URIs in a cluster; no host folder is shared between pods.
+      SLUICE_MEDIA_ROOT: '/scratch/media',
       SLUICE_LOG_LEVEL: 'info',
     },
   });

@@ -124,6 +124,38 @@ describe('deploy/ manifests', () => {
     }
   });
 
+  it('workers share nothing but the object store: no emptyDir for inputs or outputs, bounded scratch, storage from config and a Secret', () => {
+    for (const dir of ['overlays/dev', 'overlays/prod', 'overlays/cloud']) {
+      const out = execFileSync(findTool('kustomize'), ['build', path.join(DEPLOY, dir)], { encoding: 'utf8' });
+      const docs = parseDocs(out, dir);
+      const config = docs.find((d) => d.kind === 'ConfigMap') as { data: Record<string, string> };
+      expect(config.data.SLUICE_STORAGE_URL, dir).toMatch(/^s3:\/\/[a-z0-9.-]+\//);
+      expect(config.data.SLUICE_OUTPUT_DIR, dir).toBeUndefined();
+      const workers = docs.filter((d) => d.kind === 'Deployment') as {
+        metadata: { name: string };
+        spec: {
+          template: {
+            spec: {
+              volumes: { name: string; emptyDir?: { sizeLimit?: string } }[];
+              containers: { envFrom: { secretRef?: { name: string } }[]; volumeMounts: { mountPath: string }[] }[];
+            };
+          };
+        };
+      }[];
+      expect(workers).toHaveLength(4);
+      for (const w of workers) {
+        const pod = w.spec.template.spec;
+        // Only scratch and /tmp, each with a size limit; nothing mounted at /data or /media.
+        expect(pod.volumes.map((v) => v.name).sort(), w.metadata.name).toEqual(['scratch', 'tmp']);
+        for (const v of pod.volumes)
+          expect(v.emptyDir?.sizeLimit, `${w.metadata.name} ${v.name}`).toMatch(/^\d+(Mi|Gi)$/);
+        const c = pod.containers[0]!;
+        expect(c.volumeMounts.map((m) => m.mountPath).sort()).toEqual(['/scratch', '/tmp']);
+        expect(c.envFrom.map((e) => e.secretRef?.name)).toContain('sluice-storage');
+      }
+    }
+  });
+
   it('prod places critical on on-demand nodes and low on spot nodes', () => {
     const out = execFileSync(findTool('kustomize'), ['build', path.join(DEPLOY, 'overlays/prod')], {
       encoding: 'utf8',

@@ -2,8 +2,11 @@
  * `sluice data generate|load-postgres`: deterministic orders partitions for reports, and a copy
  * of them in PostgreSQL so both report sources hold the same data.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config';
+import { openStorage } from '../../storage';
 import { generateOrders } from '../../data/generate';
 import { loadPostgres } from '../../data/load-postgres';
 import { describePgUrl } from '../../data/postgres';
@@ -38,7 +41,9 @@ export function registerDataCommands(program: Command, setExit: SetExit): void {
 
   data
     .command('generate')
-    .description('write deterministic monthly orders partitions (Parquet) under SLUICE_DATA_DIR/orders')
+    .description(
+      'write deterministic monthly orders partitions (Parquet) to the store: SLUICE_DATA_DIR/orders, or <SLUICE_STORAGE_URL>/orders on s3',
+    )
     .option(
       '--start <YYYY-MM>',
       'first month (default: --months before the current month, so the partitions are the last complete months that lastMonths schedules read)',
@@ -56,15 +61,35 @@ export function registerDataCommands(program: Command, setExit: SetExit): void {
         throw new UsageError('start', `must be a month as YYYY-MM, got ${JSON.stringify(start)}`);
       const config = loadConfig();
       const began = Date.now();
-      const parts = await generateOrders({
-        dir: config.reports.partitionsDir,
+      const storage = openStorage(config.storage, {
+        outputDir: config.outputDir,
+        partitionsDir: config.reports.partitionsDir,
+      });
+      // On s3 the partitions are written to this host's scratch, uploaded, then removed here.
+      fs.mkdirSync(config.storage.scratchDir, { recursive: true });
+      const dir =
+        storage.kind === 'file'
+          ? config.reports.partitionsDir
+          : fs.mkdtempSync(path.join(config.storage.scratchDir, 'generate-'));
+      const generated = await generateOrders({
+        dir,
         start,
         months: count,
         rowsPerMonth: wholeNumber('rows-per-month', opts.rowsPerMonth, 1, 100_000_000),
         seed: wholeNumber('seed', opts.seed, 0, 2 ** 31),
         threads: config.reports.duckdbThreads,
       });
-      if (opts.json) printJson({ dir: config.reports.partitionsDir, partitions: parts, ms: Date.now() - began });
+      const parts =
+        storage.kind === 'file'
+          ? generated
+          : await Promise.all(
+              generated.map(async (p) => {
+                await storage.datasets.putFile(`${p.month}.parquet`, p.file);
+                return { ...p, file: storage.datasets.uri(`${p.month}.parquet`) };
+              }),
+            ).finally(() => fs.rmSync(dir, { recursive: true, force: true }));
+      const where = storage.kind === 'file' ? config.reports.partitionsDir : storage.datasets.uri('');
+      if (opts.json) printJson({ dir: where, partitions: parts, ms: Date.now() - began });
       else {
         for (const p of parts) info(`${p.month}  ${p.rows} rows  ${(p.bytes / 1e6).toFixed(2)} MB  ${p.file}`);
         info(`${parts.length} partitions in ${((Date.now() - began) / 1000).toFixed(1)} s`);
