@@ -143,7 +143,7 @@ describe('the temporal CLI as a client', () => {
         timeout: 300_000,
       },
     );
-    expect(result).toContain('"manifestPath"');
+    expect(result).toContain('"manifest"');
     let listed: string[] = [];
     for (let i = 0; i < 40 && !listed.includes(workflowId); i++) {
       if (i > 0) await new Promise((r) => setTimeout(r, 500));

@@ -133,8 +133,19 @@ describe('rollout from build A to build B', () => {
     expect(both?.current).toBe(A);
     expect(both?.versions.map((v) => v.buildId).sort()).toEqual([A, B]);
 
-    // 4a. Ramp B to 50 %: new runs split between the builds by workflow ID.
-    await rampVersion(target(), B, 50, ['default']);
+    // 4a. Ramp B to 50 %: new runs split between the builds by workflow ID. The server refuses
+    // until it has seen B's pollers on every task queue A has (workflow and activity): under
+    // load that takes a moment after the host starts, so the ramp is retried for a bounded time.
+    const rampDeadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        await rampVersion(target(), B, 50, ['default']);
+        break;
+      } catch (err) {
+        if (!/missing active task queues/.test((err as Error).message) || Date.now() > rampDeadline) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
     const pinnedOpenAtRamp = (await deploymentStatus(target(), ['default']))[0]?.versions.find(
       (v) => v.buildId === A,
     )?.openPinnedRuns;
