@@ -5,6 +5,7 @@ import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio
 import { createLogger } from '../../src/logger';
 import { taskQueueFor, type Tier } from '../../src/shared/constants';
 import { WorkerHost, loadWorkflowBundle } from '../../src/workers/host';
+import { registerVersion, workerDeploymentOptionsFor } from '../../src/workers/versioning';
 import type { TestEnv } from '../helpers/env';
 
 let bundle: Promise<WorkflowBundleOption> | undefined;
@@ -34,12 +35,27 @@ export async function startFlowHost(t: TestEnv, tiers: readonly Tier[], activiti
  */
 export async function startWorkflowOnlyWorker(t: TestEnv, tier: Tier): Promise<{ stop(): Promise<void> }> {
   const connection = await NativeConnection.connect({ address: t.config.temporal.address! });
+  // The env's Worker Deployment version, made current as WorkerHost does: the workflows declare
+  // a versioning behavior, which an unversioned worker cannot run.
+  const buildId = t.config.versioning.buildId ?? 'test';
+  const deployment = workerDeploymentOptionsFor(tier, t.config, buildId);
   const worker = await Worker.create({
     connection,
     taskQueue: taskQueueFor(tier, t.suffix),
     workflowBundle: await sharedBundle(),
+    ...(deployment ? { workerDeploymentOptions: deployment } : {}),
   });
   const running = worker.run();
+  if (deployment) {
+    await registerVersion({
+      service: connection.workflowService,
+      namespace: 'default',
+      deploymentName: deployment.version.deploymentName,
+      self: { buildId, source: 'SLUICE_BUILD_ID', bundleBuildId: buildId },
+      setCurrent: 'if-unset',
+      log: createLogger('warn'),
+    });
+  }
   return {
     async stop() {
       worker.shutdown();
