@@ -56,13 +56,13 @@ describe('SIGKILL in the middle of a chunk', () => {
 
     // Webhooks go out on the critical tier: every worker here serves it too.
     victim = await spawnWorker(t, ['default', 'critical']);
-    const { workflowId } = await client.startVideoPipeline({
+    const { workflowId, runId } = await client.startVideoPipeline({
       source,
       ...request,
       idempotencyKey: 'killed',
       webhook: { url: receiver.url },
     });
-    const chunkDir = path.join(t.outputDir, workflowId, '.work', '480p', 'chunk-00000');
+    const chunkDir = path.join(t.outputDir, workflowId, runId!, '.work', '480p', 'chunk-00000');
     // Killed once the first segment is checkpointed (progress.json, written right after each
     // segment and before its heartbeat), not the moment its file appears: a kill between the two
     // leaves nothing to resume from.

@@ -68,8 +68,8 @@ describe('SIGTERM in the middle of a chunk', () => {
     worker = proc.child;
     const { port, exited } = proc;
 
-    const { workflowId } = await client.startVideoPipeline({ source, ...request, idempotencyKey: 'drained' });
-    const chunkDir = path.join(t.outputDir, workflowId, '.work', '480p', 'chunk-00000');
+    const { workflowId, runId } = await client.startVideoPipeline({ source, ...request, idempotencyKey: 'drained' });
+    const chunkDir = path.join(t.outputDir, workflowId, runId!, '.work', '480p', 'chunk-00000');
     // Wait for the first finished segment, so the kill lands in the middle of the chunk.
     await until(
       'the first segment',
@@ -122,6 +122,6 @@ describe('SIGTERM in the middle of a chunk', () => {
     expect(b?.durationSec).toBeCloseTo(a?.durationSec ?? 0, 2);
     expect(await videoFrameMd5(b?.path ?? '')).toBe(await videoFrameMd5(a?.path ?? ''));
     expect(b?.sha256).toBe(a?.sha256);
-    expect(fs.existsSync(path.join(t.outputDir, workflowId, '.work'))).toBe(false);
+    expect(fs.existsSync(path.join(t.outputDir, workflowId, runId!, '.work'))).toBe(false);
   }, 300_000);
 });
