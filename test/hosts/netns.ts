@@ -269,6 +269,9 @@ function exitedOf(child: ChildProcess): Promise<number | null> {
   });
 }
 
+/** Where a host's mount namespace keeps a repository that lives under /tmp while /tmp is replaced. */
+const REPO_ASIDE = '/run/sluice-lab-repo';
+
 /** Creates the bridge, the hosts, the Temporal dev server and (unless `s3: false`) versitygw. */
 export async function createLab(opts: LabOptions): Promise<Lab> {
   if (process.getuid?.() !== 0) throw new Error('the several-hosts lab needs root (network namespaces, cgroups)');
@@ -422,9 +425,17 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
     // The anchor holds the host's mount and UTS namespaces; it runs outside the cgroup (it uses no
     // CPU, and "kill the host's processes" must leave the host itself standing).
     const size = opts.tmpfsSize ?? '2g';
+    const underTmp = REPO_ROOT === '/tmp' || REPO_ROOT.startsWith('/tmp/');
     const setup = [
       `hostname ${hostname}`,
+      // A repository under /tmp (a CI clone) would vanish under the host's private /tmp: keep a
+      // bind of it aside in this mount namespace, and put it back over the new tmpfs.
+      ...(underTmp ? [`mkdir -p ${REPO_ASIDE}`, `mount --bind ${JSON.stringify(REPO_ROOT)} ${REPO_ASIDE}`] : []),
       `mount -t tmpfs -o size=${size},mode=1777 tmpfs /tmp`,
+      ...(underTmp
+        ? [`mkdir -p ${JSON.stringify(REPO_ROOT)}`, `mount --bind ${REPO_ASIDE} ${JSON.stringify(REPO_ROOT)}`]
+        : []),
+      `mkdir -p ${JSON.stringify(path.join(REPO_ROOT, '.data'))}`,
       `mount -t tmpfs -o size=16m tmpfs ${JSON.stringify(path.join(REPO_ROOT, '.data'))}`,
       `mkdir -p ${['data', 'scratch', 'media', 'out'].map((d) => path.join(HOST_HOME, d)).join(' ')}`,
       'echo ready',
