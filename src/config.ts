@@ -2,10 +2,10 @@
  * Configuration: the environment is parsed once, here, into a typed and validated object.
  * Nothing else reads `process.env`; workflows never do. Every problem is listed at once.
  */
-import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
+import { usableCpus } from './shared/cpu-quota';
 import { BUILD_ID_PATTERN, DEFAULT_SLOT_WEIGHTS, TIERS, isTier, type Tier } from './shared/constants';
 import { parseApiKeys } from './security/api-keys';
 import { parseCodecKeys } from './security/keys';
@@ -66,7 +66,7 @@ const EnvSchema = z.object({
   SLUICE_SLOTS_DEFAULT: int(1, 1000).default(4),
   /** Activity slots of the low tier (per process). @default 2 */
   SLUICE_SLOTS_LOW: int(1, 1000).default(2),
-  /** @default the number of CPU cores — ffmpeg processes at once per worker process (a Bottleneck limiter). */
+  /** @default the CPUs this process may use (its cgroup CPU quota, rounded down, else its cores) — ffmpeg processes at once per worker process (a Bottleneck limiter). */
   SLUICE_FFMPEG_CONCURRENCY: int(1, 256).optional(),
   /** Explicit ffmpeg / ffprobe binaries. Default: system binaries on PATH, else the npm-shipped ones. */
   SLUICE_FFMPEG_PATH: z.string().min(1).optional(),
@@ -609,7 +609,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     slots: Object.fromEntries(
       TIERS.map((t) => [t, e[`SLUICE_SLOTS_${t.toUpperCase()}` as `SLUICE_SLOTS_${Uppercase<Tier>}`]]),
     ) as Record<Tier, number>,
-    ffmpegConcurrency: e.SLUICE_FFMPEG_CONCURRENCY ?? Math.max(1, os.availableParallelism()),
+    ffmpegConcurrency: e.SLUICE_FFMPEG_CONCURRENCY ?? usableCpus(),
     maxCachedWorkflows: e.SLUICE_MAX_CACHED_WORKFLOWS,
     ffmpegPath: e.SLUICE_FFMPEG_PATH,
     ffprobePath: e.SLUICE_FFPROBE_PATH,
