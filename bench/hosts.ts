@@ -12,9 +12,10 @@
  *     from Sluice, every byte through the hosts' veths (S3 and Temporal traffic together).
  * Benchmarks print; nothing here asserts a target. Needs root.
  *
- *   npm run bench:hosts [-- --hosts 1,2,4 --seconds 120 --cpus 0.4 --chunk-seconds 30]
+ *   npm run bench:hosts [-- --hosts 1,2,4 --seconds 120 --cpus 0.4 --chunk-seconds 30 --cpu-shares 16384 --slots 1]
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { resolveFfmpeg } from '../src/activities/media/ffmpeg';
@@ -30,6 +31,39 @@ const HOSTS = listArg('hosts', [1, 2, 4]);
 const SECONDS = numberArg('seconds', 120);
 const CPUS = numberArg('cpus', 0.4);
 const CHUNK_SECONDS = numberArg('chunk-seconds', 30);
+/**
+ * CPU weight (cgroup v1 cpu.shares) of the hosts and of this process with the servers it starts.
+ * The 0.4 CPU cap is a ceiling; at the default weight a host on a machine with other load gets
+ * less, and the figures would measure that load instead of the scale-out. 0 leaves the default.
+ */
+const CPU_SHARES = numberArg('cpu-shares', 16_384);
+/**
+ * Activity slots of each host's default tier. A 0.4 CPU host runs one ffmpeg at a time (the
+ * worker sizes its ffmpeg limiter from its cgroup quota); more slots only park activities behind
+ * that limiter on one host while another host idles, as a 0.4 CPU pod would be sized.
+ */
+const SLOTS = numberArg('slots', 1);
+const CGROUP_CPU = '/sys/fs/cgroup/cpu';
+
+/**
+ * Moves this process (and so the Temporal and S3 servers it starts) into a cgroup of its own with
+ * `shares` CPU weight; returns the undo.
+ */
+function weighServers(shares: number): () => void {
+  if (!shares) return () => undefined;
+  const dir = path.join(CGROUP_CPU, `sluice-bench-${process.pid}`);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'cpu.shares'), String(shares));
+  fs.writeFileSync(path.join(dir, 'cgroup.procs'), String(process.pid));
+  return () => {
+    try {
+      fs.writeFileSync(path.join(CGROUP_CPU, 'cgroup.procs'), String(process.pid));
+      fs.rmdirSync(dir);
+    } catch {
+      // A server outlived the lab: the cgroup stays until it exits.
+    }
+  };
+}
 
 /** Bytes through a host's veth so far (both directions, seen from the bridge side). */
 function vethBytes(host: Host): number {
@@ -65,7 +99,8 @@ async function main(): Promise<void> {
   await generateSampleVideo({ ffmpeg: binaries.ffmpeg, out: cached, seconds: SECONDS });
   const sourceBytes = fs.statSync(cached).size;
 
-  const lab = await createLab({ hosts: maxHosts, cpus: CPUS });
+  const unweigh = weighServers(CPU_SHARES);
+  const lab = await createLab({ hosts: maxHosts, cpus: CPUS, cpuShares: CPU_SHARES || undefined });
   const rows: Row[] = [];
   try {
     const suffix = `bench-hosts-${process.pid}`;
@@ -83,7 +118,9 @@ async function main(): Promise<void> {
       for (const n of HOSTS) {
         const hosts = lab.hosts.slice(0, n);
         const workers: HostWorker[] = [];
-        for (const host of hosts) workers.push(await host.startWorker(['default'], env));
+        for (const host of hosts) {
+          workers.push(await host.startWorker(['default'], { ...env, SLUICE_SLOTS_DEFAULT: String(SLOTS) }));
+        }
         const vethBefore = hosts.map(vethBytes);
         const started = performance.now();
         const { workflowId } = await client.startVideoPipeline({
@@ -123,11 +160,25 @@ async function main(): Promise<void> {
     }
   } finally {
     await lab.close();
+    unweigh();
   }
 
-  saveFigures('hosts', { input: `${SECONDS} s 1280x720`, cpusPerHost: CPUS, chunkSeconds: CHUNK_SECONDS, rows });
+  saveFigures('hosts', {
+    input: `${SECONDS} s 1280x720`,
+    cpusPerHost: CPUS,
+    cpuShares: CPU_SHARES,
+    slotsPerHost: SLOTS,
+    chunkSeconds: CHUNK_SECONDS,
+    loadAverage: os.loadavg(),
+    rows,
+  });
   const mb = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 1e6).toFixed(1)} MB`);
-  console.log(`bench:hosts  input ${SECONDS} s 720p → 360p + 720p, ${CPUS} CPU per host, chunks of ${CHUNK_SECONDS} s`);
+  console.log(
+    `bench:hosts  input ${SECONDS} s 720p → 360p + 720p, ${CPUS} CPU and ${SLOTS} slot(s) per host (cpu.shares ${CPU_SHARES || 'default'}), chunks of ${CHUNK_SECONDS} s; load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  );
   for (const r of rows) {
     console.log(
       `  N=${r.hosts}: wall ${r.wallSec.toFixed(1)} s, wall(1) ÷ (N × wall(N)) = ${r.efficiency.toFixed(3)}` +

@@ -39,6 +39,13 @@ export interface LabOptions {
   hosts: number;
   /** CPU cap of each host's processes, in CPUs (0.4 = 40 ms per 100 ms). @default no cap */
   cpus?: number;
+  /**
+   * CPU weight (cgroup v1 `cpu.shares`) of each host's cgroup. A cap is a ceiling, not a
+   * reservation: on a machine with other load, a host at the default weight (1024, one nice-0
+   * process) may get far less than its cap. A benchmark raises it so the cap is what binds.
+   * @default 1024
+   */
+  cpuShares?: number;
   /** Start versitygw on the bridge (needs `.tools/versitygw`). @default true */
   s3?: boolean;
   /** Size of each host's tmpfs. @default '2g' */
@@ -421,6 +428,7 @@ export async function createLab(opts: LabOptions): Promise<Lab> {
       path.join(cgDir, 'cpu.cfs_quota_us'),
       opts.cpus ? String(Math.round(opts.cpus * CFS_PERIOD_US)) : '-1',
     );
+    fs.writeFileSync(path.join(cgDir, 'cpu.shares'), String(opts.cpuShares ?? 1024));
 
     // The anchor holds the host's mount and UTS namespaces; it runs outside the cgroup (it uses no
     // CPU, and "kill the host's processes" must leave the host itself standing).
