@@ -79,6 +79,54 @@ async function storageBytes(host: Host, worker: HostWorker): Promise<number | un
   return lines.reduce((sum, l) => sum + Number(l.split(/\s+/).pop()), 0);
 }
 
+/** Where the wall time of a run went, from its history: the phases before and after the chunks, and each host's busy time. */
+interface Timeline {
+  /** Workflow start → first transcodeChunk start (probe, planning). */
+  headSec: number;
+  /** First → last transcodeChunk/encodeAudio/thumbnail end (the fan-out). */
+  fanOutSec: number;
+  /** Last fan-out activity end → workflow end (concatenation, manifest). */
+  tailSec: number;
+  /** Seconds each host spent running activities (its worker identity's started → closed). */
+  busySec: Record<string, number>;
+}
+
+async function timelineOf(client: Awaited<ReturnType<typeof labClient>>, workflowId: string): Promise<Timeline> {
+  const events = (await client.temporal.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+  const at = (e: (typeof events)[number]) => Number(e.eventTime?.seconds ?? 0) + (e.eventTime?.nanos ?? 0) / 1e9;
+  const typeOf = new Map<string, string>();
+  const started = new Map<string, { type: string; host: string; t: number }>();
+  const spans: { type: string; host: string; start: number; end: number }[] = [];
+  for (const e of events) {
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (scheduled) typeOf.set(String(e.eventId), scheduled.activityType?.name ?? '');
+    const s = e.activityTaskStartedEventAttributes;
+    if (s) {
+      const host = (s.identity ?? '').split('@').pop() ?? '';
+      started.set(String(e.eventId), { type: typeOf.get(String(s.scheduledEventId)) ?? '', host, t: at(e) });
+    }
+    const closed =
+      e.activityTaskCompletedEventAttributes ??
+      e.activityTaskFailedEventAttributes ??
+      e.activityTaskTimedOutEventAttributes;
+    const begin = closed ? started.get(String(closed.startedEventId)) : undefined;
+    if (begin) spans.push({ type: begin.type, host: begin.host, start: begin.t, end: at(e) });
+  }
+  const first = events[0] ? at(events[0]) : 0;
+  const last = events.length ? at(events[events.length - 1] as (typeof events)[number]) : 0;
+  const fan = spans.filter((s) => ['transcodeChunk', 'encodeAudio', 'extractThumbnail'].includes(s.type));
+  const fanStart = Math.min(...fan.map((s) => s.start));
+  const fanEnd = Math.max(...fan.map((s) => s.end));
+  const busySec: Record<string, number> = {};
+  for (const s of spans) busySec[s.host] = +((busySec[s.host] ?? 0) + s.end - s.start).toFixed(1);
+  return {
+    headSec: +(fanStart - first).toFixed(1),
+    fanOutSec: +(fanEnd - fanStart).toFixed(1),
+    tailSec: +(last - fanEnd).toFixed(1),
+    busySec,
+  };
+}
+
 interface Row {
   hosts: number;
   wallSec: number;
@@ -89,6 +137,7 @@ interface Row {
   storeRatio: number | undefined;
   vethBytes: number;
   vethRatio: number;
+  timeline: Timeline;
 }
 
 async function main(): Promise<void> {
@@ -151,6 +200,7 @@ async function main(): Promise<void> {
           storeRatio: storeBytes === undefined ? undefined : +(storeBytes / base).toFixed(3),
           vethBytes: moved,
           vethRatio: +(moved / base).toFixed(3),
+          timeline: await timelineOf(client, workflowId),
         });
         process.stderr.write(`N=${n}: ${wallSec.toFixed(1)} s\n`);
         for (const host of hosts) await host.kill();
@@ -185,6 +235,13 @@ async function main(): Promise<void> {
         `${r.hosts === 4 ? ' (target ≥ 0.85)' : ''}; store bytes ${mb(r.storeBytes)}` +
         ` = ${r.storeRatio?.toFixed(3) ?? 'n/a'} × (source + artifacts ${mb(r.sourceBytes + r.artifactBytes)}) (target ≤ 1.5);` +
         ` all veth traffic ${mb(r.vethBytes)} = ${r.vethRatio.toFixed(3)} ×`,
+    );
+    const t = r.timeline;
+    console.log(
+      `       head ${t.headSec} s, fan-out ${t.fanOutSec} s, tail ${t.tailSec} s; busy per host: ` +
+        Object.entries(t.busySec)
+          .map(([h, sec]) => `${h} ${sec} s`)
+          .join(', '),
     );
   }
 }
