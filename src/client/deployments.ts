@@ -8,6 +8,7 @@
  */
 import { temporal } from '@temporalio/proto';
 import { BUILD_ID_PATTERN, TIERS, deploymentNameFor, taskQueueFor, type Tier } from '../shared/constants';
+import { describeDeploymentInfo } from '../scaling/versions';
 import { InvalidInputError } from './index';
 
 type WorkflowService = temporal.api.workflowservice.v1.WorkflowService;
@@ -58,17 +59,8 @@ function statusName(s: number | null | undefined): string {
   return name.replace('WORKER_DEPLOYMENT_VERSION_STATUS_', '').toLowerCase();
 }
 
-function isNotFound(err: unknown): boolean {
-  return (err as { code?: number }).code === 5;
-}
-
-async function describeDeployment(t: DeploymentTarget, deploymentName: string) {
-  try {
-    return (await t.service.describeWorkerDeployment({ namespace: t.namespace, deploymentName })).workerDeploymentInfo;
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  }
+function describeDeployment(t: DeploymentTarget, deploymentName: string) {
+  return describeDeploymentInfo(t.service, t.namespace, deploymentName);
 }
 
 /** Pollers per build ID on a tier's workflow and activity queues. */
@@ -282,46 +274,5 @@ export async function rampVersion(
   return names.map((deploymentName) => ({ deploymentName, percent }));
 }
 
-/** Backlog of one version on one of its task queues (server 1.29 reports it per version). */
-export interface VersionBacklog {
-  tier: Tier;
-  deploymentName: string;
-  buildId: string;
-  taskQueue: string;
-  queueType: 'workflow' | 'activity';
-  backlog: number;
-  backlogAgeSeconds: number;
-}
-
-/** Per version of every tier's deployment, its backlog on each task queue it polls. */
-export async function versionBacklogs(t: DeploymentTarget, tiers: readonly Tier[] = TIERS): Promise<VersionBacklog[]> {
-  const out: VersionBacklog[] = [];
-  for (const tier of tiers) {
-    const deploymentName = deploymentNameFor(tier, t.suffix);
-    const info = await describeDeployment(t, deploymentName);
-    for (const v of info?.versionSummaries ?? []) {
-      const buildId = v.deploymentVersion?.buildId ?? '';
-      const res = await t.service.describeWorkerDeploymentVersion({
-        namespace: t.namespace,
-        deploymentVersion: { deploymentName, buildId },
-        reportTaskQueueStats: true,
-      });
-      for (const q of res.versionTaskQueues ?? []) {
-        const queueType = q.type === TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW ? 'workflow' : 'activity';
-        if (q.type !== TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW && q.type !== TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
-          continue;
-        const age = q.stats?.approximateBacklogAge;
-        out.push({
-          tier,
-          deploymentName,
-          buildId,
-          taskQueue: q.name ?? '',
-          queueType,
-          backlog: Number(q.stats?.approximateBacklogCount ?? 0),
-          backlogAgeSeconds: Number(age?.seconds ?? 0) + (age?.nanos ?? 0) / 1e9,
-        });
-      }
-    }
-  }
-  return out;
-}
+/** Per-version backlog lives with the other backlog readers (the exporter publishes it too). */
+export { versionBacklogs, type VersionBacklog } from '../scaling/versions';

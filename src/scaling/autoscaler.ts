@@ -25,10 +25,9 @@ import { freePort } from '../devserver/dev-server';
 import type { Logger } from '../logger';
 import { type Tier } from '../shared/constants';
 import { workerProcessEnv } from '../shared/node-options';
-import { BacklogExporter, type ObservedDuration } from './exporter';
+import { BacklogExporter, type BacklogStatsService, type ObservedDuration } from './exporter';
 import type { CapacityPlan } from './planner';
 import { mergeDurations, scrapeDurationTotals, scrapeInFlight } from './scrape';
-import type { DescribeTaskQueueService } from './stats';
 
 /** What the autoscaler reports as it works (the demo and the bench print these). */
 export type AutoscalerEvent =
@@ -56,7 +55,7 @@ export interface LocalAutoscalerOptions {
   tiers: readonly Tier[];
   log: Logger;
   /** Where task-queue stats come from (a client's workflowService). */
-  service: DescribeTaskQueueService;
+  service: BacklogStatsService;
   /** Environment the workers inherit (config travels this way). @default process.env */
   baseEnv?: NodeJS.ProcessEnv;
   spawnWorker?: SpawnWorker;

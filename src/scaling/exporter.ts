@@ -2,7 +2,9 @@
  * Backlog exporter: reads every tier × {workflow, activity} queue's stats at a fixed interval and
  * publishes them, with the planner's desired replicas per tier, as prom-client gauges on the
  * process's registry (the one WorkerHost serves on /metrics). KEDA, an HPA on an External
- * metric, Grafana and the alerts all read these names.
+ * metric, Grafana and the alerts all read these names. With versioning on it also publishes each
+ * Worker Deployment version's own backlog (one series per build ID), read as `sluice capacity`
+ * reads it (./versions).
  */
 import client from 'prom-client';
 import type { ScalingConfig, SluiceConfig } from '../config';
@@ -10,6 +12,10 @@ import type { Logger } from '../logger';
 import { TIER_SLA_SECONDS, TIERS, type Tier } from '../shared/constants';
 import { planCapacity, type CapacityPlan, type PlannerSettings } from './planner';
 import { describeAllQueues, tierLoad, type DescribeTaskQueueService, type QueueStats } from './stats';
+import { versionBacklogs, type VersionBacklog, type VersionStatsService } from './versions';
+
+/** What the exporter reads: queue stats, and per-version stats when versioning is on. */
+export type BacklogStatsService = DescribeTaskQueueService & VersionStatsService;
 
 /** Metric names the exporter publishes (deploy/ rules and the dashboard use these). */
 export const BACKLOG_METRICS = {
@@ -17,6 +23,8 @@ export const BACKLOG_METRICS = {
   backlogAge: 'sluice_task_queue_backlog_age_seconds',
   addRate: 'sluice_task_queue_add_rate',
   dispatchRate: 'sluice_task_queue_dispatch_rate',
+  versionBacklog: 'sluice_task_queue_version_backlog',
+  versionBacklogAge: 'sluice_task_queue_version_backlog_age_seconds',
   desiredReplicas: 'sluice_desired_replicas',
   pollErrors: 'sluice_backlog_poll_errors_total',
   lastPoll: 'sluice_backlog_last_poll_timestamp_seconds',
@@ -76,7 +84,7 @@ export async function observedDurations(registry: client.Registry): Promise<Part
 
 /** Options of {@link BacklogExporter}. */
 export interface BacklogExporterOptions {
-  service: DescribeTaskQueueService;
+  service: BacklogStatsService;
   config: SluiceConfig;
   registry: client.Registry;
   log: Logger;
@@ -100,6 +108,10 @@ export class BacklogExporter {
     const gauge = (name: string, help: string) =>
       (opts.registry.getSingleMetric(name) as client.Gauge<(typeof queueLabels)[number]> | undefined) ??
       new client.Gauge({ name, help, labelNames: queueLabels, registers });
+    const versionLabels = [...queueLabels, 'deployment', 'build_id'] as const;
+    const versionGauge = (name: string, help: string) =>
+      (opts.registry.getSingleMetric(name) as client.Gauge<(typeof versionLabels)[number]> | undefined) ??
+      new client.Gauge({ name, help, labelNames: versionLabels, registers });
     this.gauges = {
       backlog: gauge(BACKLOG_METRICS.backlog, 'Approximate tasks waiting in the task queue (describeTaskQueue)'),
       backlogAge: gauge(BACKLOG_METRICS.backlogAge, 'Age of the oldest waiting task in the task queue, seconds'),
@@ -107,6 +119,14 @@ export class BacklogExporter {
       dispatchRate: gauge(
         BACKLOG_METRICS.dispatchRate,
         'Tasks dispatched from the task queue per second (30 s average)',
+      ),
+      versionBacklog: versionGauge(
+        BACKLOG_METRICS.versionBacklog,
+        "Approximate tasks waiting for one Worker Deployment version (build) of the tier's deployment",
+      ),
+      versionBacklogAge: versionGauge(
+        BACKLOG_METRICS.versionBacklogAge,
+        'Age of the oldest task waiting for one Worker Deployment version (build), seconds',
       ),
       desired:
         (opts.registry.getSingleMetric(BACKLOG_METRICS.desiredReplicas) as client.Gauge<'tier'> | undefined) ??
@@ -149,8 +169,8 @@ export class BacklogExporter {
     tick();
   }
 
-  /** Reads every queue once, updates the gauges and returns the plans. */
-  async pollOnce(): Promise<{ stats: QueueStats[]; plans: CapacityPlan[] }> {
+  /** Reads every queue once (and every version's backlog with versioning on), updates the gauges and returns the plans. */
+  async pollOnce(): Promise<{ stats: QueueStats[]; plans: CapacityPlan[]; versions: VersionBacklog[] }> {
     const { config } = this.opts;
     const tiers = this.opts.tiers ?? TIERS;
     const stats = await describeAllQueues(this.opts.service, config.temporal.namespace, config.taskQueueSuffix, tiers);
@@ -161,6 +181,26 @@ export class BacklogExporter {
       this.gauges.addRate.set(labels, s.addRate);
       this.gauges.dispatchRate.set(labels, s.dispatchRate);
     }
+    const versions = config.versioning.enabled
+      ? await versionBacklogs(
+          { service: this.opts.service, namespace: config.temporal.namespace, suffix: config.taskQueueSuffix },
+          tiers,
+        )
+      : [];
+    // A retired version's series go away with it: start from none at every poll.
+    this.gauges.versionBacklog.reset();
+    this.gauges.versionBacklogAge.reset();
+    for (const v of versions) {
+      const labels = {
+        tier: v.tier,
+        task_queue: v.taskQueue,
+        queue_type: v.queueType,
+        deployment: v.deploymentName,
+        build_id: v.buildId,
+      };
+      this.gauges.versionBacklog.set(labels, v.backlog);
+      this.gauges.versionBacklogAge.set(labels, v.backlogAgeSeconds);
+    }
     const durations = await (this.opts.durations ?? (() => observedDurations(this.opts.registry)))();
     const plans = tiers.map((tier) =>
       planCapacity(tierLoad(tier, stats), plannerSettingsFor(tier, config, durations[tier])),
@@ -170,7 +210,7 @@ export class BacklogExporter {
       this.lastPlans[plan.tier] = plan;
     }
     this.gauges.lastPoll.set(Date.now() / 1000);
-    return { stats, plans };
+    return { stats, plans, versions };
   }
 
   /** Stops polling; waits for a poll in progress. */

@@ -9,6 +9,7 @@ import { runBatch, type SubJobBatchInput } from './fan-out';
 import { jobsPipelineWorkflow } from './jobs-pipeline';
 import { reportPipelineWorkflow } from './report-pipeline';
 import { videoPipelineWorkflow } from './video-pipeline';
+import { whenVersioned } from './versioning';
 
 export { videoPipelineWorkflow, reportPipelineWorkflow, burstWorkflow, jobsPipelineWorkflow };
 export { progressQuery, progressEventsSinceQuery, waitProgressEventsUpdate } from './progress';
@@ -25,8 +26,9 @@ export async function subJobBatchWorkflow(input: SubJobBatchInput): Promise<FanO
 // the build it started on (an hour-long transcode or a batched report is never replayed on other
 // code, so a deploy needs no patched() for it). AUTO_UPGRADE: runs of second-long sub-jobs move to
 // the current build at their next workflow task; their code changes still need patched().
-setWorkflowOptions({ versioningBehavior: 'PINNED' }, videoPipelineWorkflow);
-setWorkflowOptions({ versioningBehavior: 'PINNED' }, reportPipelineWorkflow);
-setWorkflowOptions({ versioningBehavior: 'PINNED' }, subJobBatchWorkflow);
-setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, jobsPipelineWorkflow);
-setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, burstWorkflow);
+// Declared only on versioned workers (see ./versioning): SLUICE_VERSIONING=0 runs them unversioned.
+setWorkflowOptions(whenVersioned('PINNED'), videoPipelineWorkflow);
+setWorkflowOptions(whenVersioned('PINNED'), reportPipelineWorkflow);
+setWorkflowOptions(whenVersioned('PINNED'), subJobBatchWorkflow);
+setWorkflowOptions(whenVersioned('AUTO_UPGRADE'), jobsPipelineWorkflow);
+setWorkflowOptions(whenVersioned('AUTO_UPGRADE'), burstWorkflow);

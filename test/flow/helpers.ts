@@ -35,8 +35,9 @@ export async function startFlowHost(t: TestEnv, tiers: readonly Tier[], activiti
  */
 export async function startWorkflowOnlyWorker(t: TestEnv, tier: Tier): Promise<{ stop(): Promise<void> }> {
   const connection = await NativeConnection.connect({ address: t.config.temporal.address! });
-  // The env's Worker Deployment version, made current as WorkerHost does: the workflows declare
-  // a versioning behavior, which an unversioned worker cannot run.
+  // The env's Worker Deployment version, made current as WorkerHost does, so that the workflows
+  // run on the same build as the activity host a test starts later (its tasks follow the
+  // workflow's version). With SLUICE_VERSIONING=0 both are unversioned.
   const buildId = t.config.versioning.buildId ?? 'test';
   const deployment = workerDeploymentOptionsFor(tier, t.config, buildId);
   const worker = await Worker.create({
