@@ -9,9 +9,17 @@ import { runBatch, type SubJobBatchInput } from './fan-out';
 import { jobsPipelineWorkflow } from './jobs-pipeline';
 import { reportPipelineWorkflow } from './report-pipeline';
 import { videoPipelineWorkflow } from './video-pipeline';
+import { tenantGateWorkflow } from './tenant-gate';
 
 export { videoPipelineWorkflow, reportPipelineWorkflow, burstWorkflow, jobsPipelineWorkflow };
 export { progressQuery, progressEventsSinceQuery, waitProgressEventsUpdate } from './progress';
+export { tenantGateWorkflow };
+export {
+  tenantGateRequestSignal,
+  tenantGateCapsSignal,
+  tenantGateGrantSignal,
+  tenantGateStateQuery,
+} from './tenant-gate';
 
 /**
  * Child workflow of a large fan-out: runs one batch of sub-jobs as activities on the parent's
@@ -30,3 +38,5 @@ setWorkflowOptions({ versioningBehavior: 'PINNED' }, reportPipelineWorkflow);
 setWorkflowOptions({ versioningBehavior: 'PINNED' }, subJobBatchWorkflow);
 setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, jobsPipelineWorkflow);
 setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, burstWorkflow);
+// A tenant's gate lives as long as the deployment: it moves to each new build (continuing as new).
+setWorkflowOptions({ versioningBehavior: 'AUTO_UPGRADE' }, tenantGateWorkflow);
