@@ -45,7 +45,7 @@ import {
   recordDeadLetter,
   runPriority,
 } from './flow-control';
-import { inTenantGate, withSubJobPermit } from './tenant-gate';
+import { inTenantGate, isGated, withSubJobPermit } from './tenant-gate';
 
 /** Names of the activities a worker registers: options keyed by these fail the typecheck on a typo. */
 export type ActivityName = keyof SluiceActivities | keyof PackActivities;
@@ -571,8 +571,9 @@ export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOpt
         parentClosePolicy: 'TERMINATE',
         // Children inherit nothing by accident: same priority key, fairness key and weight as the run.
         priority: runPriority(),
-        // A pipeline that set its own flow settings hands them to its batches (they read the memo).
-        ...(ownsRunFlow() ? { memo: { [FLOW_MEMO_KEY]: flowMemo() } } : {}),
+        // A pipeline that set its own flow settings hands them to its batches (they read the memo),
+        // and so does one under its tenant's caps: its batches ask the same gate.
+        ...(ownsRunFlow() || isGated() ? { memo: { [FLOW_MEMO_KEY]: flowMemo() } } : {}),
       }) as Promise<FanOutOutcome<R>>,
     {
       window: parallelChildren,

@@ -332,6 +332,11 @@ function gated(): Holder | undefined {
   return holder ?? undefined;
 }
 
+/** True when this run asks a tenant gate (its batch children must be told where it is). */
+export function isGated(): boolean {
+  return gated() !== undefined;
+}
+
 function breakOpen(h: Holder, err: unknown): void {
   if (h.broken) return;
   h.broken = true;
