@@ -16,12 +16,15 @@
  * `npm run soak:caps` runs the issue's 2,000 (see bench/tenant-caps.ts).
  */
 import fs from 'node:fs';
+import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BurstSleepResult } from '../../src/activities/burst';
 import { TenantAtCapacityError, type JobsPipelineResult, type SluiceClient } from '../../src/client';
 import { StageKey } from '../../src/shared/search-attributes';
+import { createApiServer, listen } from '../../src/api/server';
+import { oneJson, runSluice } from '../helpers/cli';
 import { connectClient, makeTestEnv, type TestEnv } from '../helpers/env';
 import { spawnWorker, until, type WorkerProcess } from '../helpers/processes';
 import { maxOverlap, scheduleToStartMs, percentile } from '../helpers/caps';
@@ -32,6 +35,8 @@ const KILL_CAP = 3;
 
 let t: TestEnv;
 let client: SluiceClient;
+let api: http.Server;
+let apiBase: string;
 const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
@@ -55,12 +60,15 @@ beforeAll(async () => {
     SLUICE_SLOT_WEIGHTS: 'critical=1,default=8',
   });
   client = await connectClient(t);
+  api = createApiServer({ client, bodyLimitBytes: t.config.api.bodyLimitBytes });
+  apiBase = `http://127.0.0.1:${await listen(api, 0)}`;
   // The gates run on the critical queue; the sub-jobs on default.
   workers.push(await spawnWorker(t, ['critical', 'default']), await spawnWorker(t, ['critical', 'default']));
 });
 
 afterAll(async () => {
   for (const w of workers) w.child.kill('SIGKILL');
+  await new Promise<void>((r) => (api ? api.close(() => r()) : r()));
   await client?.close();
 });
 
@@ -78,6 +86,13 @@ describe('hard per-tenant caps', () => {
       window: 64,
       jobs: sleeps(FLOOD_JOBS, 20),
     });
+    // The big one holds the tenant's one running place before the next one asks.
+    await until(
+      'the flood pipeline to hold its running place',
+      () => client.gateState('flood'),
+      (g) => g?.running[0] === big.workflowId,
+      30_000,
+    );
     const next = await client.startJobsPipeline({
       tenant: 'flood',
       idempotencyKey: 'flood-next',
@@ -106,6 +121,41 @@ describe('hard per-tenant caps', () => {
     expect(refused).toBeInstanceOf(TenantAtCapacityError);
     expect((refused as TenantAtCapacityError).retryAfterSeconds).toBeGreaterThanOrEqual(1);
     expect(await client.exists('jobs:flood:flood-refused')).toBe(false);
+    // The same over HTTP (429 with Retry-After) and from the CLI (exit 2), for a report of the tenant.
+    const res = await fetch(`${apiBase}/v1/reports?rejectWhenFull=true`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': 'refused-http' },
+      body: JSON.stringify({ tenant: 'flood', from: '2025-01', to: '2025-02' }),
+    });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(await res.json()).toMatchObject({ error: 'tenant at capacity', tenant: 'flood', maxRunning: 1 });
+    const cli = await runSluice(t, [
+      'report',
+      '--from',
+      '2025-01',
+      '--to',
+      '2025-02',
+      '--tenant',
+      'flood',
+      '--id',
+      'refused-cli',
+      '--reject-when-full',
+      '--json',
+    ]);
+    expect(cli.code, cli.stderr).toBe(2);
+    expect(oneJson(cli)).toMatchObject({ error: 'tenant at capacity', tenant: 'flood' });
+    expect(cli.stderr).toMatch(/tenant flood is at its cap of 1 running pipelines/);
+    // Operators see it: `sluice limits show` prints what each capped tenant's gate holds.
+    const show = await runSluice(t, ['limits', 'show', '--json']);
+    expect(show.code, show.stderr).toBe(0);
+    expect((oneJson(show).gates as Record<string, unknown>).flood).toMatchObject({
+      caps: { maxRunning: 1, maxInFlight: FLOOD_CAP },
+      running: [big.workflowId],
+      queued: [next.workflowId],
+    });
+    expect(await client.exists('report:flood:refused-http')).toBe(false);
+    expect(await client.exists('report:flood:refused-cli')).toBe(false);
 
     // The trickle: a one-sub-job pipeline every 250 ms while the flood runs.
     const trickle: string[] = [];
