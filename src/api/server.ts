@@ -3,6 +3,8 @@
  *
  *   POST   /v1/videos          JSON body + `Idempotency-Key` header → 202 {workflowId, runId}
  *   POST   /v1/reports         JSON body + `Idempotency-Key` header → 202 {workflowId, runId}
+ *          (either with `?rejectWhenFull=true`: 429 with Retry-After when the tenant is at its
+ *          `maxRunning` cap, instead of a run that waits in order with Stage="queued")
  *   GET    /v1/pipelines/:id   → 200 status, stage and progress
  *   DELETE /v1/pipelines/:id   → 202 cancellation requested; 409 when the run has already closed
  *
@@ -25,6 +27,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import {
   InvalidInputError,
   PipelineClosedError,
+  TenantAtCapacityError,
   REPORT_OPTION_KEYS,
   VIDEO_OPTION_KEYS,
   type SluiceClient,
@@ -158,6 +161,14 @@ function idempotencyKey(req: http.IncomingMessage): string {
   return key;
 }
 
+/** A boolean query parameter: absent, `true`/`1` or `false`/`0`; anything else is 400 naming it. */
+function flag(url: URL, name: string): boolean {
+  const value = url.searchParams.get(name);
+  if (value === null || value === 'false' || value === '0') return false;
+  if (value === 'true' || value === '1' || value === '') return true;
+  throw invalid([{ path: name, message: `must be true or false, got ${JSON.stringify(value)}` }]);
+}
+
 function onlyFields(body: Record<string, unknown>, allowed: string[]): void {
   const unknown = Object.keys(body).filter((k) => !allowed.includes(k));
   if (unknown.length > 0)
@@ -213,6 +224,7 @@ export function createApiServer(opts: ApiServerOptions): http.Server {
     const who = principalOf(req);
     const start = async (kind: 'videos' | 'reports') => {
       const key = idempotencyKey(req);
+      const rejectWhenFull = flag(url, 'rejectWhenFull');
       const body = await readJson(req, opts.bodyLimitBytes);
       onlyFields(body, kind === 'videos' ? VIDEO_FIELDS : REPORT_FIELDS);
       if (who.tenant !== '*') {
@@ -229,11 +241,11 @@ export function createApiServer(opts: ApiServerOptions): http.Server {
         kind === 'videos'
           ? await client.startVideoPipeline(
               { ...(body as unknown as StartVideoOptions), idempotencyKey: key },
-              { requestHash },
+              { requestHash, rejectWhenFull },
             )
           : await client.startReportPipeline(
               { ...(body as unknown as StartReportOptions), idempotencyKey: key },
-              { requestHash },
+              { requestHash, rejectWhenFull },
             );
       // Stripe's rules: a key names one request; a spent key says how its run ended.
       const run = await client.describePipeline(started.workflowId);
@@ -305,6 +317,21 @@ export function createApiServer(opts: ApiServerOptions): http.Server {
         if (err.status === 401) extra['www-authenticate'] = 'Bearer realm="sluice"';
         send(res, err.status, err.body, extra);
       } else if (err instanceof InvalidInputError) send(res, 400, { error: 'invalid input', issues: err.issues });
+      else if (err instanceof TenantAtCapacityError)
+        send(
+          res,
+          429,
+          {
+            error: 'tenant at capacity',
+            message: err.message,
+            tenant: err.tenant,
+            maxRunning: err.maxRunning,
+            running: err.running,
+            queued: err.queued,
+            retryAfterSeconds: err.retryAfterSeconds,
+          },
+          { 'retry-after': String(err.retryAfterSeconds) },
+        );
       else {
         opts.log?.error({ err, url: req.url }, 'api request failed');
         send(res, 500, { error: 'internal error' });

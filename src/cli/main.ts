@@ -7,7 +7,7 @@ import { installRuntime, withClient } from './context';
 import type { StartVideoOptions } from '../client';
 import { TIERS, isTier, type Tier } from '../shared/constants';
 import { createLogger } from '../logger';
-import { ExitCode, UsageError, info, printJson, reportError } from './output';
+import { ExitCode, REJECT_WHEN_FULL_HELP, UsageError, info, printJson, reportError } from './output';
 import { runUp, runWorker, waitAndReport } from './run';
 import { registerCapacityCommands } from './commands/capacity';
 import { registerCodecServerCommands } from './commands/codec-server';
@@ -97,6 +97,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--tenant <tenant>', 'tenant (default: default)')
     .option('--id <key>', 'idempotency key (default: derived from the file and options)')
     .option('--webhook <url>', 'completion callback: a signed POST once the outputs are written')
+    .option('--reject-when-full', REJECT_WHEN_FULL_HELP)
     .option('--wait', 'wait for the result')
     .option('--json', 'print one JSON object on stdout')
     .action(async (source: string, opts: Record<string, unknown>) => {
@@ -118,7 +119,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
         ...(opts.webhook !== undefined ? { webhook: { url: opts.webhook as string } } : {}),
       };
       await withClient(async (client) => {
-        const started = await client.startVideoPipeline(start);
+        const started = await client.startVideoPipeline(start, { rejectWhenFull: opts.rejectWhenFull === true });
         if (!opts.wait) {
           if (json) printJson({ workflowId: started.workflowId, runId: started.runId, status: 'STARTED' });
           else info(`started ${started.workflowId}`);

@@ -6,7 +6,11 @@
 import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { ConfigError } from '../config';
-import { InvalidInputError } from '../client';
+import { InvalidInputError, TenantAtCapacityError } from '../client';
+
+/** Help of `--reject-when-full` on the commands that start pipelines. */
+export const REJECT_WHEN_FULL_HELP =
+  'exit 2 instead of queueing when the tenant already has its maxRunning pipelines (SLUICE_TENANT_LIMITS)';
 import type { WebhookOutcome } from '../shared/webhook';
 
 export const ExitCode = { ok: 0, failed: 1, invalid: 2 } as const;
@@ -60,6 +64,18 @@ export function reportError(err: unknown, json: boolean): number {
     info(
       `error: invalid input\n${issues.map((i) => `  ${i.path}: ${i.message.replace(`${i.path}: `, '')}`).join('\n')}`,
     );
+    return ExitCode.invalid;
+  }
+  if (err instanceof TenantAtCapacityError) {
+    // Nothing started: like invalid input, the caller must change something (wait) and ask again.
+    if (json)
+      printJson({
+        error: 'tenant at capacity',
+        tenant: err.tenant,
+        maxRunning: err.maxRunning,
+        retryAfterSeconds: err.retryAfterSeconds,
+      });
+    info(`error: ${err.message}`);
     return ExitCode.invalid;
   }
   if (err instanceof WorkflowNotFoundError) {

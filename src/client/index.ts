@@ -27,8 +27,27 @@ import { S3Store } from '../storage/s3';
 import { ConfigError, loadConfig, type SluiceConfig } from '../config';
 import { connectionSettings } from '../connection';
 import { dataConverterFor } from '../security/codec';
-import { TenantLimitsError, TenantLimitsSource, type TenantLimits } from '../ratelimit/tenant-limits';
-import { MAX_SOURCE_LENGTH, REQUEST_MEMO_KEY, PipelineKind, Tier, pipelineWorkflowId } from '../shared/constants';
+import { TenantLimitsError, TenantLimitsSource, capsOf, type TenantLimits } from '../ratelimit/tenant-limits';
+import {
+  FLOW_MEMO_KEY,
+  MAX_SOURCE_LENGTH,
+  PRIORITY_KEY_BY_TIER,
+  REQUEST_MEMO_KEY,
+  PipelineKind,
+  TENANT_GATE_TIER,
+  Tier,
+  pipelineWorkflowId,
+  taskQueueFor,
+  tenantGateWorkflowId,
+  type TenantCaps,
+  type TenantGateMemo,
+} from '../shared/constants';
+import {
+  tenantGateCapsSignal,
+  tenantGateStateQuery,
+  tenantGateWorkflow,
+  type TenantGateState,
+} from '../workflows/tenant-gate';
 import { PipelineKindKey, StageKey, TenantKey } from '../shared/search-attributes';
 import { progressQuery } from '../workflows/progress';
 import { pipelineStartOptions, type StartSpec, type WorkflowOf } from './start-options';
@@ -135,9 +154,34 @@ export class PipelineClosedError extends Error {
   }
 }
 
-/** What an edge (the HTTP API) records with a start: the request's fingerprint, in the memo. */
+/** What an edge (the CLI, the HTTP API) says about a start. */
 export interface StartRequestMeta {
+  /** The request's fingerprint, kept in the memo. */
   requestHash?: string;
+  /**
+   * Refuse the start ({@link TenantAtCapacityError}) when the tenant already has `maxRunning`
+   * pipelines running or queued, instead of queueing it. A duplicate of an existing run is never
+   * refused. @default false — the run waits in order with Stage="queued"
+   */
+  rejectWhenFull?: boolean;
+}
+
+/** A start refused with `rejectWhenFull`: the tenant is at its `maxRunning` cap. */
+export class TenantAtCapacityError extends Error {
+  constructor(
+    readonly tenant: string,
+    readonly maxRunning: number,
+    readonly running: number,
+    readonly queued: number,
+    /** When to try again (the gate's estimate from its recent runs). */
+    readonly retryAfterSeconds: number,
+  ) {
+    super(
+      `tenant ${tenant} is at its cap of ${maxRunning} running pipelines (${running} running, ${queued} queued); ` +
+        `try again in ${retryAfterSeconds} s, or start without --reject-when-full to wait in order`,
+    );
+    this.name = 'TenantAtCapacityError';
+  }
 }
 
 /** See {@link SluiceClient.describePipeline}. */
@@ -579,9 +623,27 @@ export class SluiceClient {
     workflowType: N,
     workflowId: string,
     input: Parameters<WorkflowOf<N>>[0],
-    spec: StartSpec,
+    spec: StartSpec & { rejectWhenFull?: boolean },
   ): Promise<StartedPipeline> {
+    const { rejectWhenFull, ...startSpec } = spec;
+    // The tenant's caps as the limits file says now: its gate gets them before the run asks it.
+    const caps = this.tenantLimits ? capsOf(this.tenantLimits.current(), spec.tenant) : undefined;
+    const gate =
+      caps && (caps.maxRunning > 0 || caps.maxInFlight > 0) ? await this.ensureGate(spec.tenant, caps) : undefined;
+    if (gate && rejectWhenFull && caps && caps.maxRunning > 0 && !(await this.exists(workflowId))) {
+      const state = await this.gateState(spec.tenant);
+      if (state && state.running.length + state.queued.length >= caps.maxRunning)
+        throw new TenantAtCapacityError(
+          spec.tenant,
+          caps.maxRunning,
+          state.running.length,
+          state.queued.length,
+          state.retryAfterSeconds,
+        );
+    }
     try {
+      const options = pipelineStartOptions(this.configWithLiveWeights(spec.tenant), startSpec);
+      if (gate) options.memo[FLOW_MEMO_KEY] = { ...options.memo[FLOW_MEMO_KEY], gate };
       const handle = await this.temporal.workflow.start<WorkflowOf<N>>(workflowType, {
         workflowId,
         args: [input] as Parameters<WorkflowOf<N>>,
@@ -589,8 +651,8 @@ export class SluiceClient {
         // A finished run is not started again either: the key names one piece of work.
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
         // Queue, priority, fairness, flow memo and search attributes: the one builder (start-options.ts),
-        // with a tenant's weight as the limits file says now.
-        ...pipelineStartOptions(this.configWithLiveWeights(spec.tenant), spec),
+        // with a tenant's weight (and its gate) as the limits file says now.
+        ...options,
       });
       return { workflowId, runId: handle.firstExecutionRunId };
     } catch (err) {
@@ -598,6 +660,36 @@ export class SluiceClient {
         const description = await this.temporal.workflow.getHandle(workflowId).describe();
         return { workflowId, runId: description.runId };
       }
+      throw err;
+    }
+  }
+
+  /**
+   * Starts the tenant's gate if it is not running, and gives it the caps in force (signal-with-start:
+   * one call either way). Returns what the run's flow memo says about it.
+   */
+  private async ensureGate(tenant: string, caps: TenantCaps): Promise<TenantGateMemo> {
+    const workflowId = tenantGateWorkflowId(tenant, this.config.taskQueueSuffix);
+    await this.temporal.workflow.signalWithStart(tenantGateWorkflow, {
+      workflowId,
+      taskQueue: taskQueueFor(TENANT_GATE_TIER, this.config.taskQueueSuffix),
+      args: [{ tenant, caps }],
+      signal: tenantGateCapsSignal,
+      signalArgs: [caps],
+      priority: { priorityKey: PRIORITY_KEY_BY_TIER[TENANT_GATE_TIER], fairnessKey: tenant },
+      staticSummary: `tenant gate of ${tenant}`,
+    });
+    return { workflowId, running: caps.maxRunning > 0, inFlight: caps.maxInFlight > 0 };
+  }
+
+  /** What the tenant's gate holds now; undefined when it has none (no caps, or never started). */
+  async gateState(tenant: string): Promise<TenantGateState | undefined> {
+    try {
+      return await this.temporal.workflow
+        .getHandle(tenantGateWorkflowId(tenant, this.config.taskQueueSuffix))
+        .query(tenantGateStateQuery);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
       throw err;
     }
   }
@@ -636,7 +728,7 @@ export class SluiceClient {
    * Starts a generic sub-job pipeline (`jobsPipelineWorkflow`) on its tier's queue: any
    * registered activities under a failure policy, then an optional completion webhook.
    */
-  async startJobsPipeline(opts: StartJobsOptions): Promise<StartedPipeline> {
+  async startJobsPipeline(opts: StartJobsOptions, request?: StartRequestMeta): Promise<StartedPipeline> {
     const input = this.validateJobs(opts);
     const { tier, tenant } = input;
     const workflowId = pipelineWorkflowId(PipelineKind.jobs, tenant, input.idempotencyKey);
@@ -646,6 +738,7 @@ export class SluiceClient {
       tenant,
       priorityKey: input.priorityKey,
       summary: opts.summary ?? `${opts.jobs.length} sub-jobs (${tier}, ${tenant})`,
+      ...request,
     });
   }
 

@@ -24,9 +24,17 @@ const TenantEntrySchema = z
     /** Temporal `fairnessWeight` of the tenant's runs. @default 1 (or SLUICE_FAIRNESS_WEIGHTS) */
     weight: z.number({ invalid_type_error: 'must be a number' }).positive('must be a positive number').max(1000),
     /** Pipelines running at once; 0 = no cap. @default 0 */
-    maxRunning: z.number({ invalid_type_error: 'must be a number' }).int('must be a whole number').min(0).max(1e6),
+    maxRunning: z
+      .number({ invalid_type_error: 'must be a number' })
+      .int('must be a whole number')
+      .min(0, 'must not be negative (0 = no cap)')
+      .max(1e6, 'must be at most 1000000'),
     /** Sub-jobs in flight across every worker; 0 = no cap. @default 0 */
-    maxInFlight: z.number({ invalid_type_error: 'must be a number' }).int('must be a whole number').min(0).max(1e6),
+    maxInFlight: z
+      .number({ invalid_type_error: 'must be a number' })
+      .int('must be a whole number')
+      .min(0, 'must not be negative (0 = no cap)')
+      .max(1e6, 'must be at most 1000000'),
   })
   .partial()
   .strict();

@@ -289,7 +289,39 @@ export interface FlowMemo {
    * up, by tier. Only tiers listed here promote. @default { low: 1800 }
    */
   promoteAfterSeconds?: Partial<Record<Tier, number>>;
+  /**
+   * The tenant's gate ({@link tenantGateWorkflowId}) when its limits file sets caps: `running`
+   * makes the run wait for one of the tenant's `maxRunning` places, `inFlight` makes each sub-job
+   * wait for one of its `maxInFlight` permits. @default unset: no caps
+   */
+  gate?: TenantGateMemo;
 }
+
+/** Which of a tenant's caps a run obeys, and where its gate is. */
+export interface TenantGateMemo {
+  workflowId: string;
+  running: boolean;
+  inFlight: boolean;
+}
+
+/** A tenant's hard caps (0 = none). */
+export interface TenantCaps {
+  /** Pipelines running at once; the rest wait in order (Stage="queued"). */
+  maxRunning: number;
+  /** Sub-jobs (activity tasks of a fan-out) in flight at once, across every worker. */
+  maxInFlight: number;
+}
+
+/** Tier whose queue runs the tenant gates (`sluice-critical`): served wherever pipelines are. */
+export const TENANT_GATE_TIER: Tier = Tier.critical;
+
+/** Workflow ID of a tenant's gate; the queue suffix keeps deployments sharing a namespace apart. */
+export function tenantGateWorkflowId(tenant: string, suffix = ''): string {
+  return `sluice-tenant-gate:${tenant}${suffix ? `:${suffix}` : ''}`;
+}
+
+/** Retry-After of a start refused because the tenant is full, before the gate has seen a run finish. @default 30 */
+export const TENANT_FULL_RETRY_AFTER_SECONDS = 30;
 
 /** Tier of a pipeline whose input names none. */
 export const DEFAULT_TIER: Tier = Tier.default;

@@ -45,6 +45,7 @@ import {
   recordDeadLetter,
   runPriority,
 } from './flow-control';
+import { inTenantGate, isGated, withSubJobPermit } from './tenant-gate';
 
 /** Names of the activities a worker registers: options keyed by these fail the typecheck on a typo. */
 export type ActivityName = keyof SluiceActivities | keyof PackActivities;
@@ -132,7 +133,8 @@ function optionsOf(name: string): ActivityOptions {
  * run's priority and fairness key, promoted to the next tier up if it waits past its age.
  */
 export function runSubJob<R>(job: SubJob): Promise<R> {
-  return dispatchSubJob<R>(job, { ...optionsOf(job.activity), summary: job.summary });
+  // Under the tenant's sub-job cap when its limits set one (one permit per activity task).
+  return withSubJobPermit(() => dispatchSubJob<R>(job, { ...optionsOf(job.activity), summary: job.summary }));
 }
 
 /** A failed packed sub-job, as the fan-out and the dead-letter queue read a failure. */
@@ -175,7 +177,8 @@ function packedRunner<R>(pack: number): (job: SubJob) => Promise<R> {
       inputs: waiters.map((w) => w.job.input),
       maxAttempts: base.retry?.maximumAttempts ?? 1,
     };
-    void dispatchSubJob<PackResult>({ activity: PACKED_ACTIVITY, input }, options).then(
+    // A pack is one activity task running its sub-jobs one after another: one permit of the cap.
+    void withSubJobPermit(() => dispatchSubJob<PackResult>({ activity: PACKED_ACTIVITY, input }, options)).then(
       (result) =>
         waiters.forEach((w, i) => {
           const outcome = result.outcomes[i];
@@ -442,7 +445,15 @@ const BATCH_SLICE = 500;
  * failure unless its policy is fail-fast; the parent applies the pipeline's policy to the
  * merged outcome. Continues as new before its history grows large.
  */
-export async function runBatch(
+export function runBatch(
+  input: SubJobBatchInput,
+  continueAsNew: (next: SubJobBatchInput) => Promise<never>,
+): Promise<FanOutOutcome<unknown>> {
+  // A batch child asks its tenant's gate for permits under its own ID, and leaves it when done.
+  return inTenantGate(() => runBatchSlices(input, continueAsNew), { takesRunPlace: false });
+}
+
+async function runBatchSlices(
   input: SubJobBatchInput,
   continueAsNew: (next: SubJobBatchInput) => Promise<never>,
 ): Promise<FanOutOutcome<unknown>> {
@@ -560,8 +571,9 @@ export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOpt
         parentClosePolicy: 'TERMINATE',
         // Children inherit nothing by accident: same priority key, fairness key and weight as the run.
         priority: runPriority(),
-        // A pipeline that set its own flow settings hands them to its batches (they read the memo).
-        ...(ownsRunFlow() ? { memo: { [FLOW_MEMO_KEY]: flowMemo() } } : {}),
+        // A pipeline that set its own flow settings hands them to its batches (they read the memo),
+        // and so does one under its tenant's caps: its batches ask the same gate.
+        ...(ownsRunFlow() || isGated() ? { memo: { [FLOW_MEMO_KEY]: flowMemo() } } : {}),
       }) as Promise<FanOutOutcome<R>>,
     {
       window: parallelChildren,

@@ -9,10 +9,18 @@ import { runBatch, type SubJobBatchInput } from './fan-out';
 import { jobsPipelineWorkflow } from './jobs-pipeline';
 import { reportPipelineWorkflow } from './report-pipeline';
 import { videoPipelineWorkflow } from './video-pipeline';
+import { tenantGateWorkflow } from './tenant-gate';
 import { whenVersioned } from './versioning';
 
 export { videoPipelineWorkflow, reportPipelineWorkflow, burstWorkflow, jobsPipelineWorkflow };
 export { progressQuery, progressEventsSinceQuery, waitProgressEventsUpdate } from './progress';
+export { tenantGateWorkflow };
+export {
+  tenantGateRequestSignal,
+  tenantGateCapsSignal,
+  tenantGateGrantSignal,
+  tenantGateStateQuery,
+} from './tenant-gate';
 
 /**
  * Child workflow of a large fan-out: runs one batch of sub-jobs as activities on the parent's
@@ -32,3 +40,5 @@ setWorkflowOptions(whenVersioned('PINNED'), reportPipelineWorkflow);
 setWorkflowOptions(whenVersioned('PINNED'), subJobBatchWorkflow);
 setWorkflowOptions(whenVersioned('AUTO_UPGRADE'), jobsPipelineWorkflow);
 setWorkflowOptions(whenVersioned('AUTO_UPGRADE'), burstWorkflow);
+// A tenant's gate lives as long as the deployment: it moves to each new build (continuing as new).
+setWorkflowOptions(whenVersioned('AUTO_UPGRADE'), tenantGateWorkflow);

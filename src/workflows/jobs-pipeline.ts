@@ -10,6 +10,7 @@ import { JobsPipelineInputSchema, type JobsPipelineInput } from '../shared/jobs'
 import { activityOptionsFor, runSubJobs } from './fan-out';
 import { parseWorkflowInput } from './input';
 import { recordDeadLetter, withDeadLetterStatus } from './flow-control';
+import { inTenantGate } from './tenant-gate';
 
 export type { JobsPipelineInput };
 
@@ -37,6 +38,11 @@ const notify = proxyActivities<{ deliverWebhook(input: DeliverWebhookInput): Pro
 export async function jobsPipelineWorkflow(rawInput: JobsPipelineInput): Promise<JobsPipelineResult> {
   // Bad input fails once, naming each field: no retry can fix it, and nothing ran to dead-letter.
   const input = parseWorkflowInput(JobsPipelineInputSchema, rawInput) as JobsPipelineInput;
+  // One of the tenant's running places first, when its limits cap them (Stage="queued" meanwhile).
+  return inTenantGate(() => runJobs(input), { takesRunPlace: true });
+}
+
+async function runJobs(input: JobsPipelineInput): Promise<JobsPipelineResult> {
   const workflowId = workflowInfo().workflowId;
   try {
     const outcome = await runSubJobs<unknown>(input.jobs, {

@@ -23,6 +23,7 @@ import {
   type MissingPartition,
   type ReportPipelineInput,
   type ReportPipelineResult,
+  type ValidReportPipelineInput,
 } from '../shared/report';
 import { PartialKey } from '../shared/search-attributes';
 import { zodIssues } from '../shared/video';
@@ -32,6 +33,7 @@ import { trackProgress } from './progress';
 import { withDeadLetterStatus } from './flow-control';
 import { deliverCompletion } from './webhook';
 import { ownContract } from './contract';
+import { inTenantGate } from './tenant-gate';
 import { withRunPriority } from './flow-control';
 
 /** The pipeline's own activities, with the run's priority once it owns it (see ./contract.ts). */
@@ -72,6 +74,11 @@ export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Pro
   }
   const input = parsed.data;
   ownContract(PipelineKind.report, input);
+  // One of the tenant's running places first, when its limits cap them (Stage="queued" meanwhile).
+  return inTenantGate(() => buildReport(input), { takesRunPlace: true });
+}
+
+async function buildReport(input: ValidReportPipelineInput): Promise<ReportPipelineResult> {
   const { plan, merge, cleanup } = reportActivities();
   const { workflowId: pipelineId, runId } = workflowInfo();
   // Every run writes under its own prefix: a later run with the same workflow ID never touches it.

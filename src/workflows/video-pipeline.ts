@@ -14,6 +14,7 @@ import type { SubJob } from '../shared/fan-out';
 import {
   VideoPipelineInputSchema,
   type ThumbnailArtifact,
+  type ValidVideoPipelineInput,
   type VideoPipelineInput,
   type VideoPipelineResult,
 } from '../shared/video';
@@ -23,6 +24,7 @@ import { parseWorkflowInput } from './input';
 import { trackProgress } from './progress';
 import { recordDeadLetter, withDeadLetterStatus, withRunPriority } from './flow-control';
 import { ownContract } from './contract';
+import { inTenantGate } from './tenant-gate';
 import { deliverCompletion } from './webhook';
 
 /** The pipeline's own activities, with the run's priority once it owns it (see ./contract.ts). */
@@ -66,6 +68,14 @@ export function planThumbnails(durationSec: number, count: number): number[] {
 export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promise<VideoPipelineResult> {
   const input = parseWorkflowInput(VideoPipelineInputSchema, rawInput);
   ownContract(PipelineKind.video, input);
+  // One of the tenant's running places first, when its limits cap them (Stage="queued" meanwhile).
+  return inTenantGate(() => transcodeVideo(input, rawInput), { takesRunPlace: true });
+}
+
+async function transcodeVideo(
+  input: ValidVideoPipelineInput,
+  rawInput: VideoPipelineInput,
+): Promise<VideoPipelineResult> {
   const { probe, finish, cleanup } = mediaActivities();
   const { workflowId: pipelineId, runId } = workflowInfo();
   // Every run writes under its own prefix: a later run with the same workflow ID never touches it.

@@ -204,6 +204,11 @@ describe('HTTP API', () => {
     expect(res.status).toBe(400);
     expect(JSON.stringify(res.body)).toMatch(/JSON/i);
   });
+  it('a rejectWhenFull that is not a boolean → 400 naming it', async () => {
+    const res = await post('/v1/videos?rejectWhenFull=maybe', JSON.stringify(ok));
+    expect(res.status).toBe(400);
+    expect(res.body.issues?.map((i) => i.path)).toContain('rejectWhenFull');
+  });
   it('a JSON array instead of an object → 400', async () => {
     expect((await post('/v1/videos', '[1,2,3]')).status).toBe(400);
   });
@@ -367,6 +372,60 @@ describe('CLI', () => {
     expect(run.stderr).toMatch(field);
     expect(run.stdout.trim().split('\n')).toHaveLength(1);
     expect(JSON.parse(run.stdout) as object).toHaveProperty('error');
+  });
+});
+
+describe('tenant limits file (SLUICE_TENANT_LIMITS)', () => {
+  const file = (name: string, text: string) => {
+    const f = path.join(t.dir, name);
+    fs.writeFileSync(f, text);
+    return f;
+  };
+  it.each([
+    {
+      name: 'a negative maxRunning',
+      text: 'tenants:\n  acme:\n    maxRunning: -1\n',
+      field: /limits-neg\.yaml:3: tenants\.acme\.maxRunning: must not be negative/,
+      file: 'limits-neg.yaml',
+    },
+    {
+      name: 'a maxInFlight that is not a number',
+      text: 'default:\n  maxInFlight: lots\n',
+      field: /default\.maxInFlight: .*must be a number/,
+      file: 'limits-nan.yaml',
+    },
+    {
+      name: 'a fractional maxInFlight',
+      text: 'tenants:\n  acme: { maxInFlight: 2.5 }\n',
+      field: /tenants\.acme\.maxInFlight: .*whole number/,
+      file: 'limits-frac.yaml',
+    },
+    {
+      name: 'a file that does not parse',
+      text: 'tenants:\n  acme: { maxRunning: 2\n',
+      field: /SLUICE_TENANT_LIMITS: .*limits-broken\.yaml:\d+/,
+      file: 'limits-broken.yaml',
+    },
+    {
+      name: 'a file that does not exist',
+      text: undefined,
+      field: /SLUICE_TENANT_LIMITS: .*limits-missing\.yaml/,
+      file: 'limits-missing.yaml',
+    },
+  ])('$name → a start exits 2 naming the field and the file, nothing started', async ({ text, field, file: name }) => {
+    const f = text === undefined ? path.join(t.dir, name) : file(name, text);
+    const run = await runSluice(t, ['video', 'ok.mp4', '--id', 'matrix-limits', '--json'], {
+      env: { SLUICE_TENANT_LIMITS: f },
+    });
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stderr).toMatch(field);
+    expect(run.stdout.trim().split('\n')).toHaveLength(1);
+  });
+  it('an unknown tenant → accepted with a warning naming it', async () => {
+    const f = file('limits-unknown.yaml', 'tenants:\n  nobody-here-m1: { maxRunning: 2 }\n');
+    const run = await runSluice(t, ['limits', 'check', '--file', f, '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/warning: tenants\.nobody-here-m1: unknown tenant/);
   });
 });
 

@@ -20,6 +20,9 @@ export interface BurstSleepResult {
   attempt: number;
   /** Worker process that ran it. */
   pid: number;
+  /** When this attempt began and ended its work (epoch ms): overlaps show how many ran at once. */
+  startedAt: number;
+  endedAt: number;
 }
 
 /** Dependencies of the burst activities (none yet; kept for the factory pattern). */
@@ -31,9 +34,10 @@ export function createBurstActivities(_deps: BurstDeps = {}) {
     /** Sleeps `ms` (cancellable: a cancellation arrives with the next heartbeat), then reports the attempt. */
     async burstSleep(input: BurstSleepInput): Promise<BurstSleepResult> {
       const ctx = Context.current();
+      const startedAt = Date.now();
       ctx.heartbeat(input.index);
       await ctx.sleep(Math.max(0, input.ms));
-      return { index: input.index, attempt: activityInfo().attempt, pid: process.pid };
+      return { index: input.index, attempt: activityInfo().attempt, pid: process.pid, startedAt, endedAt: Date.now() };
     },
   };
 }

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../../config';
 import { InvalidInputError, type SluiceClient } from '../../client';
+import type { TenantGateState } from '../../workflows/tenant-gate';
 import {
   LIMIT_QUEUE_TYPES,
   describeTaskQueueLimits,
@@ -134,8 +135,14 @@ export function registerLimitsCommands(program: Command, _setExit: SetExit): voi
         const queues: TaskQueueLimits[] = [];
         for (const tier of TIERS)
           for (const type of LIMIT_QUEUE_TYPES) queues.push(await describeTaskQueueLimits(target(client), tier, type));
+        // What each listed tenant's gate holds now (tenants with caps that have started a run).
+        const gates: Record<string, TenantGateState> = {};
+        for (const tenant of Object.keys(file?.tenants ?? {})) {
+          const state = await client.gateState(tenant);
+          if (state) gates[tenant] = state;
+        }
         if (opts.json) {
-          printJson({ queues, tenantLimits: file ?? null, tenantLimitsFile: config.tenantLimitsFile ?? null });
+          printJson({ queues, tenantLimits: file ?? null, tenantLimitsFile: config.tenantLimitsFile ?? null, gates });
           return;
         }
         for (const q of queues) info(describe(q));
@@ -145,10 +152,15 @@ export function registerLimitsCommands(program: Command, _setExit: SetExit): voi
           info(
             `  default  maxRunning=${file.default.maxRunning || '∞'} maxInFlight=${file.default.maxInFlight || '∞'}`,
           );
-          for (const [t, l] of Object.entries(file.tenants))
+          for (const [t, l] of Object.entries(file.tenants)) {
+            const g = gates[t];
             info(
-              `  ${t}  weight=${l.weight ?? '-'} maxRunning=${l.maxRunning ?? '(default)'} maxInFlight=${l.maxInFlight ?? '(default)'}`,
+              `  ${t}  weight=${l.weight ?? '-'} maxRunning=${l.maxRunning ?? '(default)'} maxInFlight=${l.maxInFlight ?? '(default)'}` +
+                (g
+                  ? `  now: running ${g.running.length}, queued ${g.queued.length}, sub-jobs ${g.inFlight} (+${g.waiting} waiting)`
+                  : ''),
             );
+          }
         }
       });
     });

@@ -9,7 +9,16 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { SluiceClient, StartReportOptions } from '../../client';
 import { GROUP_BY_NAMES, MEASURE_NAMES, REPORT_FORMATS, type ReportFormat } from '../../shared/report';
 import { withClient, type SetExit } from '../context';
-import { ExitCode, UsageError, describeWebhook, failureChain, info, printJson, reportError } from '../output';
+import {
+  ExitCode,
+  REJECT_WHEN_FULL_HELP,
+  UsageError,
+  describeWebhook,
+  failureChain,
+  info,
+  printJson,
+  reportError,
+} from '../output';
 import { addTierOptions, tierOption } from '../tier-option';
 
 const list = (value: unknown): string[] | undefined =>
@@ -86,6 +95,7 @@ export function registerReportCommands(program: Command, setExit: SetExit): void
     .option('--window <n>', 'sub-jobs in flight')
     .option('--id <key>', 'idempotency key (default: derived from the options)')
     .option('--webhook <url>', 'completion callback: a signed POST once the artifacts are written')
+    .option('--reject-when-full', REJECT_WHEN_FULL_HELP)
     .option('--wait', 'wait for the result')
     .option('--json', 'print one JSON object on stdout')
     .action(async (opts: Record<string, unknown>) => {
@@ -108,7 +118,7 @@ export function registerReportCommands(program: Command, setExit: SetExit): void
       };
       await withClient(async (client) => {
         client.validateReport(start);
-        const started = await client.startReportPipeline(start);
+        const started = await client.startReportPipeline(start, { rejectWhenFull: opts.rejectWhenFull === true });
         if (!opts.wait) {
           if (json) printJson({ workflowId: started.workflowId, runId: started.runId, status: 'STARTED' });
           else info(`started ${started.workflowId}`);
