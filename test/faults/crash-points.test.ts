@@ -1,0 +1,296 @@
+/**
+ * Fault: the crash-point matrix. For every crash point of every pipeline (CRASH_POINTS in
+ * src/shared/constants.ts: each activity's start and end, and each write or delete in the
+ * artifacts store), a real `sluice worker` process started with SLUICE_TEST_CRASH_HOOKS=1 and
+ * SLUICE_CRASH_AT=<point> SIGKILLs itself the first time it gets there; a second worker with the
+ * same environment takes over once the server has timed the lost attempt out. Every run must
+ * complete, with artifacts identical (SHA-256) to a clean run of the same input, nothing but the
+ * artifacts left in its output folder, and no cleanup that removed artifacts.
+ *
+ * Each point runs in its own lane (task-queue suffix, data dir, worker processes), several
+ * lanes at a time. A clean run per pipeline, with the hooks only recording, must reach exactly
+ * the listed points: a new activity or a new write that the list lacks fails here.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SluiceClient } from '../../src/client';
+import { crashMarker } from '../../src/crash-point';
+import { generateOrders } from '../../src/data/generate';
+import type { ReportPipelineResult } from '../../src/shared/report';
+import type { VideoPipelineResult } from '../../src/shared/video';
+import type { JobsPipelineResult } from '../../src/workflows/jobs-pipeline';
+import { CRASH_POINTS } from '../../src/shared/constants';
+import { MEDIA_CACHE, connectClient, listFiles, makeTestEnv, sampleVideo, type TestEnv } from '../helpers/env';
+import { spawnWorker, type WorkerProcess } from '../helpers/processes';
+
+type Pipeline = keyof typeof CRASH_POINTS;
+const PIPELINES = Object.keys(CRASH_POINTS) as Pipeline[];
+
+/** Lanes running at once: each holds one or two worker processes. */
+const CONCURRENT_LANES = 10;
+/** Longest a lane waits for its worker to kill itself. */
+const CRASH_WAIT_MS = 120_000;
+
+const PARTITIONS = path.join(MEDIA_CACHE, 'crash-points-orders');
+const MONTHS = { from: '2025-01', to: '2025-02' };
+
+/** What a run must reproduce: each artifact's SHA-256 (the manifest without its run-specific fields). */
+type Fingerprint = Record<string, string>;
+
+interface Lane {
+  t: TestEnv;
+  client: SluiceClient;
+  workers: WorkerProcess[];
+  source?: string;
+}
+
+const lanes: Lane[] = [];
+
+async function openLane(name: string, pipeline: Pipeline, crashAt?: string): Promise<Lane> {
+  const t = makeTestEnv(name, {
+    SLUICE_TEST_CRASH_HOOKS: '1',
+    ...(crashAt ? { SLUICE_CRASH_AT: crashAt } : {}),
+    SLUICE_LOG_LEVEL: 'error',
+    SLUICE_FFMPEG_CONCURRENCY: '1',
+    SLUICE_DUCKDB_THREADS: '1',
+  });
+  const lane: Lane = { t, client: await connectClient(t), workers: [] };
+  lanes.push(lane);
+  if (pipeline === 'video') lane.source = await sampleVideo(t, { seconds: 3 });
+  if (pipeline === 'report') {
+    await fsp.mkdir(t.config.reports.partitionsDir, { recursive: true });
+    for (const f of await fsp.readdir(PARTITIONS)) {
+      if (f.endsWith('.parquet'))
+        await fsp.copyFile(path.join(PARTITIONS, f), path.join(t.config.reports.partitionsDir, f));
+    }
+  }
+  return lane;
+}
+
+async function startWorker(lane: Lane): Promise<WorkerProcess> {
+  const w = await spawnWorker(lane.t, ['default']);
+  lane.workers.push(w);
+  return w;
+}
+
+async function start(lane: Lane, pipeline: Pipeline, key: string): Promise<{ workflowId: string; runId: string }> {
+  const common = { tenant: 'crash', idempotencyKey: key };
+  const started =
+    pipeline === 'video'
+      ? await lane.client.startVideoPipeline({ source: lane.source!, renditions: ['240p'], thumbnails: 1, ...common })
+      : pipeline === 'report'
+        ? await lane.client.startReportPipeline({
+            ...MONTHS,
+            measures: ['orders', 'revenue'],
+            groupBy: ['month', 'region'],
+            format: 'csv',
+            ...common,
+          })
+        : await lane.client.startJobsPipeline({
+            jobs: [0, 1].map((index) => ({ activity: 'burstSleep', input: { index, ms: 200 } })),
+            ...common,
+          });
+  return { workflowId: started.workflowId, runId: started.runId! };
+}
+
+const sha256 = (data: Buffer | string) => crypto.createHash('sha256').update(data).digest('hex');
+const fileSha = async (file: string) => sha256(await fsp.readFile(file));
+
+/**
+ * The run's artifacts, each checked on disk against its record in the result; the output folder
+ * must hold these files and nothing else (no `.work/`, no temp file).
+ */
+async function fingerprint(
+  lane: Lane,
+  pipeline: Pipeline,
+  run: { workflowId: string; runId: string },
+): Promise<Fingerprint> {
+  const dir = path.join(lane.t.outputDir, run.workflowId, run.runId);
+  const fp: Fingerprint = {};
+  const expectFiles = async (records: { name: string; path?: string; sha256: string }[]) => {
+    for (const r of records) {
+      expect(r.path, `${r.name} has a path`).toBeDefined();
+      const onDisk = await fileSha(r.path!);
+      expect(onDisk, `${r.name} on disk matches its record`).toBe(r.sha256);
+      fp[r.name] = onDisk;
+    }
+    expect(listFiles(dir)).toEqual(records.map((r) => path.relative(dir, r.path!)).sort());
+  };
+  if (pipeline === 'video') {
+    const result = await lane.client.getResult<VideoPipelineResult>(run.workflowId);
+    const manifest = JSON.parse(await fsp.readFile(result.manifest.path!, 'utf8')) as Record<string, unknown>;
+    await expectFiles([
+      ...result.renditions.map((r) => ({ ...r })),
+      ...result.thumbnails.map((th, i) => ({ ...th, name: `thumb-${i + 1}` })),
+      { ...result.manifest, name: 'manifest' },
+    ]);
+    // The manifest names its run (IDs, URIs, paths, time): compare what it says about the media.
+    const strip = (a: Record<string, unknown>) => ({ ...a, uri: undefined, path: undefined });
+    fp.manifest = sha256(
+      JSON.stringify({
+        renditions: (manifest.renditions as Record<string, unknown>[]).map(strip),
+        thumbnails: (manifest.thumbnails as Record<string, unknown>[]).map(strip),
+        sourceDurationSec: manifest.sourceDurationSec,
+      }),
+    );
+  } else if (pipeline === 'report') {
+    const result = await lane.client.getResult<ReportPipelineResult>(run.workflowId);
+    expect(result.partial).toBe(false);
+    await expectFiles([
+      { ...result.csv, name: 'report.csv' },
+      { ...result.json, name: 'report.json' },
+      { ...result.html, name: 'report.html' },
+    ]);
+  } else {
+    const result = await lane.client.getResult<JobsPipelineResult>(run.workflowId);
+    expect(result.failed).toEqual([]);
+    fp.results = sha256(JSON.stringify((result.results as { index: number }[]).map((r) => r.index)));
+    fp.succeeded = String(result.succeeded);
+  }
+  return fp;
+}
+
+/** Cleanup activities this run scheduled that would remove its artifacts. */
+async function artifactRemovals(lane: Lane, workflowId: string): Promise<number> {
+  const events = (await lane.client.temporal.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+  return events.filter((e) => {
+    const a = e.activityTaskScheduledEventAttributes;
+    const data = a?.input?.payloads?.[0]?.data;
+    return (
+      /^cleanup/.test(a?.activityType?.name ?? '') &&
+      data instanceof Uint8Array &&
+      (JSON.parse(Buffer.from(data).toString()) as { removeArtifacts?: boolean }).removeArtifacts === true
+    );
+  }).length;
+}
+
+async function stop(w: WorkerProcess): Promise<void> {
+  if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGTERM');
+  await w.exited;
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+async function pool<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]!, i);
+      }
+    }),
+  );
+  return out;
+}
+
+interface Outcome {
+  pipeline: Pipeline;
+  point: string;
+  crashed: boolean;
+  completed: boolean;
+  identical: boolean;
+  removals: number;
+  seconds: number;
+  error?: string;
+}
+
+const clean = new Map<Pipeline, Fingerprint>();
+const outcomes: Outcome[] = [];
+const began = Date.now();
+
+beforeAll(async () => {
+  if (!fs.existsSync(path.join(PARTITIONS, `${MONTHS.to}.parquet`))) {
+    await generateOrders({ dir: PARTITIONS, start: MONTHS.from, months: 2, rowsPerMonth: 2_000, seed: 7, threads: 1 });
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(lanes.flatMap((l) => l.workers.map((w) => stop(w))));
+  await Promise.all(lanes.map((l) => l.client.close()));
+  if (outcomes.length > 0) {
+    const mark = (ok: boolean) => (ok ? 'yes' : '**NO**');
+    const rows = outcomes.map(
+      (o) =>
+        `| ${o.pipeline} | \`${o.point}\` | ${mark(o.crashed)} | ${mark(o.completed)} | ${mark(o.identical)} | ${o.seconds} |${o.error ? ` ${o.error.slice(0, 120)}` : ''}`,
+    );
+    console.log(
+      [
+        `crash-point matrix (${outcomes.length} points, ${Math.round((Date.now() - began) / 1000)} s in all)`,
+        '| pipeline | crash point | killed there | completed | identical | s |',
+        '| --- | --- | --- | --- | --- | --- |',
+        ...rows,
+      ].join('\n'),
+    );
+  }
+});
+
+describe('crash-point matrix', () => {
+  it('a clean run of each pipeline reaches exactly its listed crash points', async () => {
+    await Promise.all(
+      PIPELINES.map(async (pipeline) => {
+        const lane = await openLane(`crash-clean-${pipeline}`, pipeline);
+        const worker = await startWorker(lane);
+        const run = await start(lane, pipeline, 'clean');
+        clean.set(pipeline, await fingerprint(lane, pipeline, run));
+        await stop(worker);
+        const reached = (await fsp.readFile(path.join(lane.t.config.testCrashHooks!.dir, 'reached.log'), 'utf8'))
+          .split('\n')
+          .filter(Boolean);
+        expect([...new Set(reached)].sort(), `crash points reached by a clean ${pipeline} run`).toEqual(
+          [...CRASH_POINTS[pipeline]].sort(),
+        );
+        expect(await artifactRemovals(lane, run.workflowId)).toBe(0);
+      }),
+    );
+  }, 300_000);
+
+  it('a worker SIGKILLed at any crash point: every run completes with identical artifacts', async () => {
+    expect(clean.size, 'the clean runs finished').toBe(PIPELINES.length);
+    // CRASH_MATRIX_ONLY=<regex over "pipeline point"> narrows the matrix while debugging one point.
+    const only = process.env.CRASH_MATRIX_ONLY ? new RegExp(process.env.CRASH_MATRIX_ONLY) : undefined;
+    const points = PIPELINES.flatMap((pipeline) => CRASH_POINTS[pipeline].map((point) => ({ pipeline, point }))).filter(
+      (p) => !only || only.test(`${p.pipeline} ${p.point}`),
+    );
+    await pool(points, CONCURRENT_LANES, async ({ pipeline, point }, i) => {
+      const t0 = Date.now();
+      const outcome: Outcome = {
+        pipeline,
+        point,
+        crashed: false,
+        completed: false,
+        identical: false,
+        removals: 0,
+        seconds: 0,
+      };
+      outcomes.push(outcome);
+      try {
+        const lane = await openLane(`crash-${i}`, pipeline, point);
+        const victim = await startWorker(lane);
+        const run = await start(lane, pipeline, `crash-${i}`);
+        const killed = await Promise.race([
+          victim.exited.then(() => victim.child.signalCode),
+          new Promise<string>((r) => setTimeout(() => r('still running'), CRASH_WAIT_MS)),
+        ]);
+        outcome.crashed = killed === 'SIGKILL' && fs.existsSync(crashMarker(lane.t.config.testCrashHooks!.dir, point));
+        if (!outcome.crashed) throw new Error(`the worker did not kill itself at ${point}: ${killed}`);
+        const rescuer = await startWorker(lane);
+        const fp = await fingerprint(lane, pipeline, run);
+        outcome.completed = true;
+        outcome.identical = JSON.stringify(fp) === JSON.stringify(clean.get(pipeline));
+        outcome.removals = await artifactRemovals(lane, run.workflowId);
+        await stop(rescuer);
+      } catch (err) {
+        outcome.error = (err as Error).message.replace(/\s+/g, ' ');
+      } finally {
+        outcome.seconds = Math.round((Date.now() - t0) / 1000);
+      }
+    });
+    const bad = outcomes.filter((o) => !o.crashed || !o.completed || !o.identical || o.removals > 0);
+    expect(bad, 'crash points whose run did not complete identically').toEqual([]);
+    expect(outcomes).toHaveLength(points.length);
+  }, 900_000);
+});
