@@ -37,11 +37,15 @@ export async function readyz(port: number): Promise<number | 'down'> {
   }
 }
 
-/** Starts `node bin/sluice worker --tiers …` (compiled code: `npm test` builds first) and waits until it is ready. */
+/**
+ * Starts `node bin/sluice worker --tiers …` (compiled code: `npm test` builds first) and waits
+ * until it is ready (at most `readyTimeoutMs`, 60 s by default).
+ */
 export async function spawnWorker(
   t: Pick<TestEnv, 'dir' | 'env'>,
   tiers: string[],
   extraEnv: NodeJS.ProcessEnv = {},
+  readyTimeoutMs = 60_000,
 ): Promise<WorkerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'sluice'), 'worker', '--tiers', tiers.join(',')], {
@@ -56,7 +60,7 @@ export async function spawnWorker(
     'the worker to be ready',
     () => readyz(port),
     (s) => s === 200,
-    60_000,
+    readyTimeoutMs,
   );
   return { child, port, exited, stderr: () => stderr };
 }
