@@ -8,6 +8,7 @@
  *
  * Without {@link armCrashHooks} (SLUICE_TEST_CRASH_HOOKS unset), {@link crashPoint} does nothing.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -47,4 +48,18 @@ export function crashPoint(point: string): void {
   fs.fsyncSync(fd);
   fs.closeSync(fd);
   process.kill(process.pid, 'SIGKILL');
+}
+
+/** The write in progress, for {@link midWriteCrashPoint}. */
+const writing = new AsyncLocalStorage<string>();
+
+/** Runs `write` as the write named `point` (when armed): a store reaching its mid-write point inside it crashes as `<point> (before rename)`. */
+export function inCrashScope<T>(point: string, write: () => T): T {
+  return armed ? writing.run(point, write) : write();
+}
+
+/** Reached by the `file` store between writing an object's temp file and renaming it into place. */
+export function midWriteCrashPoint(): void {
+  const point = armed && writing.getStore();
+  if (point) crashPoint(`${point} (before rename)`);
 }

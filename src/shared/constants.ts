@@ -312,12 +312,14 @@ export const DEFAULT_PROMOTE_AFTER_SECONDS: Readonly<Partial<Record<Tier, number
 /**
  * Crash points of the test-only crash hooks (SLUICE_TEST_CRASH_HOOKS=1 with SLUICE_CRASH_AT; see
  * src/crash-point.ts): every place where `test/faults/crash-points.test.ts` SIGKILLs a worker, by
- * pipeline, in the order a run reaches them. A worker with hooks on reaches
- * `<activity>:start` as an activity begins, `<activity>:end` once it returned (before Temporal
- * hears of it), and `<activity>:<op> <key>` right after each write or delete in the artifacts
- * store, with the run's prefix dropped, rendition names as `{rendition}` and runs of two or more digits as `#`.
- * The test fails when a clean run reaches a point that is not listed here (a new activity or a
- * new write) or misses one that is, so no write point is forgotten silently.
+ * pipeline, in the order a run reaches them. A worker with hooks on reaches `<activity>:start` as
+ * an activity begins, `<activity>:end` once it returned (before Temporal hears of it), and
+ * `<activity>:<op> <key>` right after each write or delete in the artifacts store (the run's
+ * prefix dropped, rendition names as `{rendition}`, runs of two or more digits as `#`). An
+ * artifact's write (not under `.work/`) on the `file` backend also reaches `… (before rename)`:
+ * its temp file written, not yet renamed into place. The test fails when a clean run reaches a
+ * point that is not listed here (a new activity or a new write) or misses one that is, so no
+ * write point is forgotten silently.
  */
 export const CRASH_POINTS = {
   video: [
@@ -334,12 +336,15 @@ export const CRASH_POINTS = {
     'encodeAudio:putFile .work/{rendition}/audio.m4a',
     'encodeAudio:end',
     'extractThumbnail:start',
+    'extractThumbnail:putFile thumb-#.jpg (before rename)',
     'extractThumbnail:putFile thumb-#.jpg',
     'extractThumbnail:end',
     'concatRendition:start',
+    'concatRendition:putFile {rendition}.mp4 (before rename)',
     'concatRendition:putFile {rendition}.mp4',
     'concatRendition:end',
     'writeManifest:start',
+    'writeManifest:put manifest.json (before rename)',
     'writeManifest:put manifest.json',
     'writeManifest:end',
     'cleanupPipeline:start',
@@ -353,8 +358,11 @@ export const CRASH_POINTS = {
     'aggregatePartition:put .work/#-#-s#.json',
     'aggregatePartition:end',
     'mergeReport:start',
+    'mergeReport:put report.csv (before rename)',
     'mergeReport:put report.csv',
+    'mergeReport:put report.json (before rename)',
     'mergeReport:put report.json',
+    'mergeReport:put report.html (before rename)',
     'mergeReport:put report.html',
     'mergeReport:end',
     'cleanupReport:start',

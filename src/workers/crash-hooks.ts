@@ -7,7 +7,7 @@
  */
 import { Context } from '@temporalio/activity';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from '@temporalio/worker';
-import { crashPoint } from '../crash-point';
+import { crashPoint, inCrashScope } from '../crash-point';
 import { RENDITION_NAMES } from '../shared/constants';
 import type { ObjectStore, Storage } from '../storage';
 
@@ -47,11 +47,16 @@ function activityType(): string {
   }
 }
 
-/** `store` with a crash point after each write and delete: `<activity>:<op> <key pattern>`. */
+/**
+ * `store` with a crash point after each write and delete: `<activity>:<op> <key pattern>`; a write
+ * of an artifact (not under `.work/`) on the `file` backend also reaches `… (before rename)`,
+ * between its temp file and its rename.
+ */
 function hookedStore(store: ObjectStore): ObjectStore {
-  const after = async <T>(op: string, key: string, done: Promise<T>): Promise<T> => {
-    const value = await done;
-    crashPoint(`${activityType()}:${op} ${keyPattern(key)}`);
+  const after = async <T>(op: string, key: string, done: () => Promise<T>): Promise<T> => {
+    const point = `${activityType()}:${op} ${keyPattern(key)}`;
+    const value = await (keyPattern(key).startsWith('.work') ? done() : inCrashScope(point, done));
+    crashPoint(point);
     return value;
   };
   return {
@@ -60,16 +65,16 @@ function hookedStore(store: ObjectStore): ObjectStore {
     uri: (key) => store.uri(key),
     localPath: (key) => store.localPath(key),
     view: (prefix) => hookedStore(store.view(prefix)),
-    put: (key, body, opts) => after('put', key, store.put(key, body, opts)),
-    putFile: (key, file, opts) => after('putFile', key, store.putFile(key, file, opts)),
+    put: (key, body, opts) => after('put', key, () => store.put(key, body, opts)),
+    putFile: (key, file, opts) => after('putFile', key, () => store.putFile(key, file, opts)),
     get: (key, range) => store.get(key, range),
     getBuffer: (key, range) => store.getBuffer(key, range),
     download: (key, file) => store.download(key, file),
     head: (key) => store.head(key),
     verify: (key, bytes, sha256) => store.verify(key, bytes, sha256),
     list: (prefix) => store.list(prefix),
-    delete: (key) => after('delete', key, store.delete(key)),
-    deletePrefix: (prefix) => after('deletePrefix', prefix, store.deletePrefix(prefix)),
+    delete: (key) => after('delete', key, () => store.delete(key)),
+    deletePrefix: (prefix) => after('deletePrefix', prefix, () => store.deletePrefix(prefix)),
     presign: (key, ttl) => store.presign(key, ttl),
   };
 }

@@ -61,6 +61,8 @@ async function openLane(name: string, pipeline: Pipeline, crashAt?: string): Pro
     SLUICE_LOG_LEVEL: 'error',
     SLUICE_FFMPEG_CONCURRENCY: '1',
     SLUICE_DUCKDB_THREADS: '1',
+    // No backlog exporter: dozens of workers polling describeTaskQueue would only load the server.
+    SLUICE_SCALE_POLL_MS: '0',
   });
   const lane: Lane = { t, client: await connectClient(t), workers: [] };
   lanes.push(lane);
@@ -75,9 +77,19 @@ async function openLane(name: string, pipeline: Pipeline, crashAt?: string): Pro
   return lane;
 }
 
+/** Worker starts that had to be tried again, with why: printed with the matrix. */
+const restarts: string[] = [];
+
 async function startWorker(lane: Lane): Promise<WorkerProcess> {
-  // Many lanes start workers at once on a shared machine: allow a slow start.
-  const w = await spawnWorker(lane.t, ['default'], {}, 180_000);
+  // Many lanes start workers at once on a shared machine: allow a slow start, and one more try
+  // (the harness's retry, not the product's: the worker under test is the one that got ready).
+  let w: WorkerProcess;
+  try {
+    w = await spawnWorker(lane.t, ['default'], {}, 150_000);
+  } catch (err) {
+    restarts.push(`${lane.t.suffix}: ${(err as Error).message.slice(0, 300)}`);
+    w = await spawnWorker(lane.t, ['default'], {}, 150_000);
+  }
   lane.workers.push(w);
   return w;
 }
@@ -105,37 +117,30 @@ async function start(lane: Lane, pipeline: Pipeline, key: string): Promise<{ wor
 const sha256 = (data: Buffer | string) => crypto.createHash('sha256').update(data).digest('hex');
 const fileSha = async (file: string) => sha256(await fsp.readFile(file));
 
-/**
- * The run's artifacts, each checked on disk against its record in the result; the output folder
- * must hold these files and nothing else (no `.work/`, no temp file).
- */
-async function fingerprint(
-  lane: Lane,
-  pipeline: Pipeline,
-  run: { workflowId: string; runId: string },
-): Promise<Fingerprint> {
+/** A finished run's artifacts, and what else its output folder holds. */
+interface Checked {
+  fp: Fingerprint;
+  /** Files in the run's output folder that are not its artifacts (`.work/`, temp files). */
+  leftovers: string[];
+}
+
+/** Waits for the run's result, checks each artifact on disk against its record, and lists leftovers. */
+async function finished(lane: Lane, pipeline: Pipeline, run: { workflowId: string; runId: string }): Promise<Checked> {
   const dir = path.join(lane.t.outputDir, run.workflowId, run.runId);
   const fp: Fingerprint = {};
-  const expectFiles = async (records: { name: string; path?: string; sha256: string }[]) => {
-    for (const r of records) {
-      expect(r.path, `${r.name} has a path`).toBeDefined();
-      const onDisk = await fileSha(r.path!);
-      expect(onDisk, `${r.name} on disk matches its record`).toBe(r.sha256);
-      fp[r.name] = onDisk;
-    }
-    expect(listFiles(dir)).toEqual(records.map((r) => path.relative(dir, r.path!)).sort());
-  };
+  let artifacts: { name: string; path?: string; sha256: string }[] = [];
   if (pipeline === 'video') {
     const result = await lane.client.getResult<VideoPipelineResult>(run.workflowId);
-    const manifest = JSON.parse(await fsp.readFile(result.manifest.path!, 'utf8')) as Record<string, unknown>;
-    await expectFiles([
+    expect(result.afterFinal).toBeUndefined();
+    artifacts = [
       ...result.renditions.map((r) => ({ ...r })),
       ...result.thumbnails.map((th, i) => ({ ...th, name: `thumb-${i + 1}` })),
       { ...result.manifest, name: 'manifest' },
-    ]);
+    ];
     // The manifest names its run (IDs, URIs, paths, time): compare what it says about the media.
+    const manifest = JSON.parse(await fsp.readFile(result.manifest.path!, 'utf8')) as Record<string, unknown>;
     const strip = (a: Record<string, unknown>) => ({ ...a, uri: undefined, path: undefined });
-    fp.manifest = sha256(
+    fp['manifest (media)'] = sha256(
       JSON.stringify({
         renditions: (manifest.renditions as Record<string, unknown>[]).map(strip),
         thumbnails: (manifest.thumbnails as Record<string, unknown>[]).map(strip),
@@ -145,18 +150,27 @@ async function fingerprint(
   } else if (pipeline === 'report') {
     const result = await lane.client.getResult<ReportPipelineResult>(run.workflowId);
     expect(result.partial).toBe(false);
-    await expectFiles([
+    expect(result.afterFinal).toBeUndefined();
+    artifacts = [
       { ...result.csv, name: 'report.csv' },
       { ...result.json, name: 'report.json' },
       { ...result.html, name: 'report.html' },
-    ]);
+    ];
   } else {
     const result = await lane.client.getResult<JobsPipelineResult>(run.workflowId);
     expect(result.failed).toEqual([]);
     fp.results = sha256(JSON.stringify((result.results as { index: number }[]).map((r) => r.index)));
     fp.succeeded = String(result.succeeded);
+    return { fp, leftovers: [] };
   }
-  return fp;
+  for (const r of artifacts) {
+    expect(r.path, `${r.name} has a path`).toBeDefined();
+    const onDisk = await fileSha(r.path!);
+    expect(onDisk, `${r.name} on disk matches its record`).toBe(r.sha256);
+    if (r.name !== 'manifest') fp[r.name] = onDisk;
+  }
+  const expected = new Set(artifacts.map((r) => path.relative(dir, r.path!)));
+  return { fp, leftovers: listFiles(dir).filter((f) => !expected.has(f)) };
 }
 
 /** Cleanup activities this run scheduled that would remove its artifacts. */
@@ -199,6 +213,8 @@ interface Outcome {
   crashed: boolean;
   completed: boolean;
   identical: boolean;
+  /** What the run's output folder holds besides its artifacts. */
+  leftovers: string[];
   removals: number;
   seconds: number;
   error?: string;
@@ -217,18 +233,23 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(lanes.flatMap((l) => l.workers.map((w) => stop(w))));
   await Promise.all(lanes.map((l) => l.client.close()));
+  // Each lane's folder under the OS temp dir (media, outputs, data): dozens per run.
+  await Promise.all(lanes.map((l) => fsp.rm(l.t.dir, { recursive: true, force: true })));
   if (outcomes.length > 0) {
     const mark = (ok: boolean) => (ok ? 'yes' : '**NO**');
     const rows = outcomes.map(
       (o) =>
-        `| ${o.pipeline} | \`${o.point}\` | ${mark(o.crashed)} | ${mark(o.completed)} | ${mark(o.identical)} | ${o.seconds} |${o.error ? ` ${o.error.slice(0, 120)}` : ''}`,
+        `| ${o.pipeline} | \`${o.point}\` | ${mark(o.crashed)} | ${mark(o.completed)} | ${mark(o.identical)} | ${mark(o.leftovers.length === 0)} | ${mark(o.removals === 0)} | ${o.seconds} |` +
+        (o.leftovers.length ? ` left: ${o.leftovers.join(', ')}` : '') +
+        (o.error ? ` ${o.error.slice(0, 160)}` : ''),
     );
     console.log(
       [
         `crash-point matrix (${outcomes.length} points, ${Math.round((Date.now() - began) / 1000)} s in all)`,
-        '| pipeline | crash point | killed there | completed | identical | s |',
-        '| --- | --- | --- | --- | --- | --- |',
+        '| pipeline | crash point | killed there | completed | identical | only artifacts left | no artifact removed | s |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- |',
         ...rows,
+        ...(restarts.length ? ['worker starts tried again:', ...restarts] : []),
       ].join('\n'),
     );
   }
@@ -241,7 +262,9 @@ describe('crash-point matrix', () => {
         const lane = await openLane(`crash-clean-${pipeline}`, pipeline);
         const worker = await startWorker(lane);
         const run = await start(lane, pipeline, 'clean');
-        clean.set(pipeline, await fingerprint(lane, pipeline, run));
+        const { fp, leftovers } = await finished(lane, pipeline, run);
+        expect(leftovers, `a clean ${pipeline} run leaves only its artifacts`).toEqual([]);
+        clean.set(pipeline, fp);
         await stop(worker);
         const reached = (await fsp.readFile(path.join(lane.t.config.testCrashHooks!.dir, 'reached.log'), 'utf8'))
           .split('\n')
@@ -270,6 +293,7 @@ describe('crash-point matrix', () => {
         crashed: false,
         completed: false,
         identical: false,
+        leftovers: [],
         removals: 0,
         seconds: 0,
       };
@@ -285,9 +309,10 @@ describe('crash-point matrix', () => {
         outcome.crashed = killed === 'SIGKILL' && fs.existsSync(crashMarker(lane.t.config.testCrashHooks!.dir, point));
         if (!outcome.crashed) throw new Error(`the worker did not kill itself at ${point}: ${killed}`);
         const rescuer = await startWorker(lane);
-        const fp = await fingerprint(lane, pipeline, run);
+        const { fp, leftovers } = await finished(lane, pipeline, run);
         outcome.completed = true;
         outcome.identical = JSON.stringify(fp) === JSON.stringify(clean.get(pipeline));
+        outcome.leftovers = leftovers;
         outcome.removals = await artifactRemovals(lane, run.workflowId);
         await stop(rescuer);
       } catch (err) {
@@ -296,7 +321,9 @@ describe('crash-point matrix', () => {
         outcome.seconds = Math.round((Date.now() - t0) / 1000);
       }
     });
-    const bad = outcomes.filter((o) => !o.crashed || !o.completed || !o.identical || o.removals > 0);
+    const bad = outcomes.filter(
+      (o) => !o.crashed || !o.completed || !o.identical || o.leftovers.length > 0 || o.removals > 0,
+    );
     expect(bad, 'crash points whose run did not complete identically').toEqual([]);
     expect(outcomes).toHaveLength(points.length);
   }, 900_000);

@@ -56,11 +56,19 @@ export async function spawnWorker(
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await until(
-    'the worker to be ready',
-    () => readyz(port),
-    (s) => s === 200,
-    readyTimeoutMs,
-  );
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  try {
+    const state = await until(
+      'the worker to be ready',
+      async () => (gone() ? 'exited' : await readyz(port)),
+      (s) => s === 200 || s === 'exited',
+      readyTimeoutMs,
+    );
+    if (state === 'exited') throw new Error(`exited (${child.exitCode ?? child.signalCode}) before it was ready`);
+  } catch (err) {
+    // A worker that never became ready is not left running; its last words say why.
+    if (!gone()) child.kill('SIGKILL');
+    throw new Error(`worker on port ${port}: ${(err as Error).message}; stderr: ${stderr.slice(-1_500)}`);
+  }
   return { child, port, exited, stderr: () => stderr };
 }
