@@ -80,15 +80,31 @@ async function openLane(name: string, pipeline: Pipeline, crashAt?: string): Pro
 /** Worker starts that had to be tried again, with why: printed with the matrix. */
 const restarts: string[] = [];
 
+/** Worker processes starting at once: a start is CPU-heavy (modules, workflow bundle, version registration). */
+const CONCURRENT_STARTS = 4;
+let starting = 0;
+const startQueue: (() => void)[] = [];
+
+async function startSlot<T>(fn: () => Promise<T>): Promise<T> {
+  if (starting >= CONCURRENT_STARTS) await new Promise<void>((r) => startQueue.push(r));
+  starting++;
+  try {
+    return await fn();
+  } finally {
+    starting--;
+    startQueue.shift()?.();
+  }
+}
+
 async function startWorker(lane: Lane): Promise<WorkerProcess> {
   // Many lanes start workers at once on a shared machine: allow a slow start, and one more try
   // (the harness's retry, not the product's: the worker under test is the one that got ready).
   let w: WorkerProcess;
   try {
-    w = await spawnWorker(lane.t, ['default'], {}, 150_000);
+    w = await startSlot(() => spawnWorker(lane.t, ['default'], {}, 150_000));
   } catch (err) {
     restarts.push(`${lane.t.suffix}: ${(err as Error).message.slice(0, 300)}`);
-    w = await spawnWorker(lane.t, ['default'], {}, 150_000);
+    w = await startSlot(() => spawnWorker(lane.t, ['default'], {}, 150_000));
   }
   lane.workers.push(w);
   return w;
