@@ -20,7 +20,7 @@ import path from 'node:path';
  */
 export const FLOORS: readonly (readonly string[])[] = [
   ['shared'],
-  ['logger', 'security', 'ratelimit'],
+  ['logger', 'security', 'ratelimit', 'crash-point'],
   ['config', 'connection'],
   ['storage', 'data', 'devserver', 'dlq'],
   ['workflows', 'activities'],

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { usableCpus } from './shared/cpu-quota';
-import { BUILD_ID_PATTERN, DEFAULT_SLOT_WEIGHTS, TIERS, isTier, type Tier } from './shared/constants';
+import { ALL_CRASH_POINTS, BUILD_ID_PATTERN, DEFAULT_SLOT_WEIGHTS, TIERS, isTier, type Tier } from './shared/constants';
+import type { CrashHooks } from './crash-point';
 import { parseApiKeys } from './security/api-keys';
 import { parseCodecKeys } from './security/keys';
 import { Secret } from './security/secret';
@@ -254,6 +255,17 @@ const EnvSchema = z.object({
    * JSON otherwise; `json` always JSON (for log shippers); `pretty` always readable lines.
    */
   SLUICE_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  /**
+   * Test builds only: turns on the crash hooks of the worker (src/crash-point.ts), which record the
+   * crash points they reach under `<SLUICE_DATA_DIR>/crash-hooks/`. Never set it in production.
+   * @default off
+   */
+  SLUICE_TEST_CRASH_HOOKS: bool.default('0'),
+  /**
+   * Test builds only, with SLUICE_TEST_CRASH_HOOKS=1: the crash point (one of CRASH_POINTS in
+   * src/shared/constants.ts) at which the worker SIGKILLs itself, once. @default unset
+   */
+  SLUICE_CRASH_AT: z.string().min(1).optional(),
 });
 
 export interface TemporalConnectionConfig {
@@ -377,6 +389,8 @@ export interface SluiceConfig {
   redisUrl: string | undefined;
   databaseUrl: string | undefined;
   webhook: WebhookConfig;
+  /** Test-only crash hooks (SLUICE_TEST_CRASH_HOOKS, SLUICE_CRASH_AT); unset in production. */
+  testCrashHooks?: CrashHooks;
   /** Payload encryption and the codec server (see src/security/codec.ts). */
   codec: CodecConfig;
   /** Worker Deployment Versioning (see src/workers/versioning.ts). */
@@ -573,6 +587,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both, or neither (to use the AWS SDK credential chain)',
     );
   }
+  if (e.SLUICE_CRASH_AT !== undefined) {
+    if (!e.SLUICE_TEST_CRASH_HOOKS) {
+      problems.push('SLUICE_CRASH_AT: honoured only with SLUICE_TEST_CRASH_HOOKS=1 (test builds); unset it');
+    } else if (!(ALL_CRASH_POINTS as readonly string[]).includes(e.SLUICE_CRASH_AT)) {
+      problems.push(
+        `SLUICE_CRASH_AT: unknown crash point ${JSON.stringify(e.SLUICE_CRASH_AT)}; expected one of CRASH_POINTS in src/shared/constants.ts`,
+      );
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const wantsTls = e.TEMPORAL_TLS ?? Boolean(e.TEMPORAL_API_KEY || e.TEMPORAL_TLS_CLIENT_CERT_PATH);
@@ -676,6 +699,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       corsOrigins: corsOrigins.map((o) => o.replace(/\/$/, '')),
     },
     versioning: { enabled: e.SLUICE_VERSIONING, buildId: e.SLUICE_BUILD_ID, setCurrent: e.SLUICE_SET_CURRENT_VERSION },
+    ...(e.SLUICE_TEST_CRASH_HOOKS
+      ? {
+          testCrashHooks: {
+            dir: path.join(dataDir, 'crash-hooks'),
+            ...(e.SLUICE_CRASH_AT ? { at: e.SLUICE_CRASH_AT } : {}),
+          },
+        }
+      : {}),
   };
 }
 

@@ -340,3 +340,70 @@ export const VIDEO_DEFAULTS = {
  * same as SLUICE_PROMOTION_AGE_SECONDS' default, so a run started by any client promotes alike.
  */
 export const DEFAULT_PROMOTE_AFTER_SECONDS: Readonly<Partial<Record<Tier, number>>> = { low: 1800 };
+
+/**
+ * Crash points of the test-only crash hooks (SLUICE_TEST_CRASH_HOOKS=1 with SLUICE_CRASH_AT; see
+ * src/crash-point.ts): every place where `test/faults/crash-points.test.ts` SIGKILLs a worker, by
+ * pipeline, in the order a run reaches them. A worker with hooks on reaches `<activity>:start` as
+ * an activity begins, `<activity>:end` once it returned (before Temporal hears of it), and
+ * `<activity>:<op> <key>` right after each write or delete in the artifacts store (the run's
+ * prefix dropped, rendition names as `{rendition}`, runs of two or more digits as `#`). An
+ * artifact's write (not under `.work/`) on the `file` backend also reaches `… (before rename)`:
+ * its temp file written, not yet renamed into place. The test fails when a clean run reaches a
+ * point that is not listed here (a new activity or a new write) or misses one that is, so no
+ * write point is forgotten silently.
+ */
+export const CRASH_POINTS = {
+  video: [
+    'probeMedia:start',
+    'probeMedia:end',
+    'transcodeChunk:start',
+    'transcodeChunk:put .work/{rendition}/chunk-#/owner.json',
+    'transcodeChunk:putFile .work/{rendition}/chunk-#/seg-#.ts',
+    'transcodeChunk:put .work/{rendition}/chunk-#/progress.json',
+    'transcodeChunk:put .work/{rendition}/chunk-#/segments.json',
+    'transcodeChunk:put .work/{rendition}/chunk-#/done.json',
+    'transcodeChunk:end',
+    'encodeAudio:start',
+    'encodeAudio:putFile .work/{rendition}/audio.m4a',
+    'encodeAudio:end',
+    'extractThumbnail:start',
+    'extractThumbnail:putFile thumb-#.jpg (before rename)',
+    'extractThumbnail:putFile thumb-#.jpg',
+    'extractThumbnail:end',
+    'concatRendition:start',
+    'concatRendition:putFile {rendition}.mp4 (before rename)',
+    'concatRendition:putFile {rendition}.mp4',
+    'concatRendition:end',
+    'writeManifest:start',
+    'writeManifest:put manifest.json (before rename)',
+    'writeManifest:put manifest.json',
+    'writeManifest:end',
+    'cleanupPipeline:start',
+    'cleanupPipeline:deletePrefix .work',
+    'cleanupPipeline:end',
+  ],
+  report: [
+    'listPartitions:start',
+    'listPartitions:end',
+    'aggregatePartition:start',
+    'aggregatePartition:put .work/#-#-s#.json',
+    'aggregatePartition:end',
+    'mergeReport:start',
+    'mergeReport:put report.csv (before rename)',
+    'mergeReport:put report.csv',
+    'mergeReport:put report.json (before rename)',
+    'mergeReport:put report.json',
+    'mergeReport:put report.html (before rename)',
+    'mergeReport:put report.html',
+    'mergeReport:end',
+    'cleanupReport:start',
+    'cleanupReport:deletePrefix .work',
+    'cleanupReport:end',
+  ],
+  jobs: ['burstSleep:start', 'burstSleep:end'],
+} as const satisfies Record<string, readonly string[]>;
+export type CrashPoint = (typeof CRASH_POINTS)[keyof typeof CRASH_POINTS][number];
+
+/** Every crash point, for checking SLUICE_CRASH_AT. */
+export const ALL_CRASH_POINTS: readonly CrashPoint[] = Object.values(CRASH_POINTS).flat();

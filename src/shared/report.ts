@@ -3,7 +3,7 @@
  * the edge and again inside the workflow), month arithmetic, and the result type.
  * Sandbox-safe: no Node built-ins.
  */
-import type { Artifact } from './artifact';
+import type { AfterFinalStatus, Artifact } from './artifact';
 import { z } from 'zod';
 import { DEFAULT_TENANT, DEFAULT_TIER, IDEMPOTENCY_KEY_PATTERN, TENANT_PATTERN, TIERS, type Tier } from './constants';
 import { FailurePolicyInputSchema, type DeadLetterStatus } from './fan-out';
@@ -267,6 +267,11 @@ export interface ReportPipelineResult extends ReportArtifacts {
   webhook?: WebhookOutcome;
   /** Set when a dead letter of this run could not be written (the record is lost). */
   deadLetter?: DeadLetterStatus;
+  /**
+   * Set when a step after the artifacts were final failed (removing `.work/`): the run still
+   * completes, and its artifacts are in place.
+   */
+  afterFinal?: AfterFinalStatus;
 }
 
 /** One row of a finished report: group values then measures. */

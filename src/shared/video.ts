@@ -16,7 +16,7 @@ import {
   type RenditionName,
   type Tier,
 } from './constants';
-import type { Artifact } from './artifact';
+import type { AfterFinalStatus, Artifact } from './artifact';
 import { PromoteAfterSecondsSchema } from './flow';
 import type { DeadLetterStatus } from './fan-out';
 import { WebhookTargetSchema, type WebhookOutcome } from './webhook';
@@ -112,6 +112,11 @@ export interface VideoPipelineResult {
   webhook?: WebhookOutcome;
   /** Set when a dead letter of this run could not be written (the record is lost). */
   deadLetter?: DeadLetterStatus;
+  /**
+   * Set when a step after the artifacts were final failed (removing `.work/`): the run still
+   * completes, and its artifacts are in place.
+   */
+  afterFinal?: AfterFinalStatus;
 }
 
 /** What the `progress` query returns. */

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
+import { midWriteCrashPoint } from '../crash-point';
 import { ObjectNotFoundError, StorageUnwritableError } from './errors';
 import {
   assertSafeKey,
@@ -63,12 +64,31 @@ export async function copyAtomic(from: Readable, to: string): Promise<{ bytes: n
     } finally {
       await fh.close();
     }
+    midWriteCrashPoint(); // test builds only (SLUICE_TEST_CRASH_HOOKS): a crash that leaves the temp file
     await fsp.rename(tmp, to);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
     throw unwritable(err, to);
   }
+  await removeStaleTemps(to);
   return { bytes, sha256: hash.digest('hex') };
+}
+
+/**
+ * Removes the temp files of earlier writes of `to` (`.<name>.tmp-*`) once it is complete: a
+ * writer killed between its temp file and the rename (SIGKILL, OOM, power) leaves one, which no
+ * cleanup of the run's `.work/` would reach when `to` is an artifact. A late writer of the same
+ * key whose temp file goes fails its rename, as a superseded attempt should.
+ */
+async function removeStaleTemps(to: string): Promise<void> {
+  const dir = path.dirname(to);
+  const prefix = `.${path.basename(to)}.tmp-`;
+  const names = await fsp.readdir(dir).catch(() => [] as string[]);
+  await Promise.all(
+    names
+      .filter((n) => n.startsWith(prefix) && TEMP_NAME.test(n))
+      .map((n) => fsp.rm(path.join(dir, n), { force: true }).catch(() => undefined)),
+  );
 }
 
 export class FileStore implements ObjectStore {

@@ -31,6 +31,8 @@ import type { Logger } from '../logger';
 import { deploymentNameFor, taskQueueFor, type Tier } from '../shared/constants';
 import { BacklogExporter } from '../scaling/exporter';
 import { openStorage, type Storage } from '../storage';
+import { armCrashHooks } from '../crash-point';
+import { CrashPointInterceptor, withCrashPoints } from './crash-hooks';
 import { RangeBridge } from '../storage/range-bridge';
 import { bundleWorkflows } from './bundle';
 import { buildIdentity, registerVersion, workerDeploymentOptionsFor, type BuildIdentity } from './versioning';
@@ -104,6 +106,8 @@ export class WorkerHost {
 
   private async init(): Promise<void> {
     const { config, log } = this.opts;
+    // Test builds only (SLUICE_TEST_CRASH_HOOKS): SIGKILL at a named crash point, once.
+    if (config.testCrashHooks) armCrashHooks(config.testCrashHooks);
     const settings = connectionSettings(config);
     this.connection = await NativeConnection.connect({
       address: settings.address,
@@ -198,6 +202,8 @@ export class WorkerHost {
               ),
             }),
             (ctx: Context) => ({ inbound: new ActivityMetricsInterceptor(ctx, tier, this.metrics) }),
+            // Innermost: `<activity>:start` / `:end` crash points around the activity itself.
+            ...(config.testCrashHooks ? [(ctx: Context) => ({ inbound: new CrashPointInterceptor(ctx) })] : []),
           ],
         },
       });
@@ -301,7 +307,7 @@ export class WorkerHost {
     });
     this.opts.log.info({ storage: config.storage.url, scratch: config.storage.scratchDir }, 'storage');
     registerStorageMeter(this.metrics.registry, storage);
-    return storage;
+    return config.testCrashHooks ? withCrashPoints(storage) : storage;
   }
 
   /** Ready: connected, and every tier's worker is polling. False while draining. */

@@ -32,6 +32,7 @@ import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
 import { trackProgress } from './progress';
 import { withDeadLetterStatus } from './flow-control';
 import { deliverCompletion } from './webhook';
+import { KEEP_FINAL_ARTIFACTS_PATCH, cleanupAfterFinal } from './final-cleanup';
 import { ownContract } from './contract';
 import { inTenantGate } from './tenant-gate';
 import { withRunPriority } from './flow-control';
@@ -92,6 +93,9 @@ async function buildReport(input: ValidReportPipelineInput): Promise<ReportPipel
   const { progress, setStage } = trackProgress('planning');
 
   let result: ReportPipelineResult;
+  // Once the merge wrote the report the artifacts are final: removing `.work/` happens after this
+  // try, and its failure never removes them (histories recorded before the patch replay the old way).
+  let cleanupAfter = false;
   try {
     setStage('planning', `${from} … ${to}: ${months.length} months`);
     const available = new Set(await plan.listPartitions({ months }));
@@ -189,7 +193,10 @@ async function buildReport(input: ValidReportPipelineInput): Promise<ReportPipel
     });
     // The merge keeps the partials (a merge retried after a crash reads them again): remove them now.
     // Histories recorded before this step replay without it.
-    if (patched('report-cleanup-after-merge')) await cleanup.cleanupReport({ output, removeArtifacts: false });
+    if (patched('report-cleanup-after-merge')) {
+      cleanupAfter = patched(KEEP_FINAL_ARTIFACTS_PATCH);
+      if (!cleanupAfter) await cleanup.cleanupReport({ output, removeArtifacts: false });
+    }
     progress.done++;
     result = { workflowId: pipelineId, runId, from, to, used, missing, partial, subJobs: jobs.length, ...artifacts };
   } catch (err) {
@@ -198,7 +205,11 @@ async function buildReport(input: ValidReportPipelineInput): Promise<ReportPipel
     setStage(isCancellation(err) ? 'cancelled' : 'failed', `during ${stage}`);
     throw err;
   }
-  // The artifacts are complete: from here on nothing removes them, whatever the webhook does.
+  // The artifacts are complete: from here on nothing removes them, whatever the cleanup or the webhook does.
+  if (cleanupAfter) {
+    const afterFinal = await cleanupAfterFinal(() => cleanup.cleanupReport({ output, removeArtifacts: false }));
+    if (afterFinal) result.afterFinal = afterFinal;
+  }
   if (input.webhook) {
     setStage('notifying', input.webhook.url);
     result.webhook = await deliverCompletion(input.webhook, input.tenant, {

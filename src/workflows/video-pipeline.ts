@@ -6,6 +6,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   isCancellation,
+  patched,
   proxyActivities,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -26,6 +27,7 @@ import { recordDeadLetter, withDeadLetterStatus, withRunPriority } from './flow-
 import { ownContract } from './contract';
 import { inTenantGate } from './tenant-gate';
 import { deliverCompletion } from './webhook';
+import { KEEP_FINAL_ARTIFACTS_PATCH, cleanupAfterFinal } from './final-cleanup';
 
 /** The pipeline's own activities, with the run's priority once it owns it (see ./contract.ts). */
 function mediaActivities() {
@@ -83,6 +85,9 @@ async function transcodeVideo(
   const { progress, setStage } = trackProgress('probing');
 
   let result: VideoPipelineResult;
+  // Once the manifest is written the artifacts are final: removing `.work/` happens after this
+  // try, and its failure never removes them (histories recorded before the patch replay the old way).
+  let cleanupAfter = false;
   try {
     setStage('probing', input.source);
     const media = await probe.probeMedia({ output, source: input.source });
@@ -154,7 +159,8 @@ async function transcodeVideo(
       renditions: artifacts,
       thumbnails,
     });
-    await cleanup.cleanupPipeline({ output, removeArtifacts: false });
+    cleanupAfter = patched(KEEP_FINAL_ARTIFACTS_PATCH);
+    if (!cleanupAfter) await cleanup.cleanupPipeline({ output, removeArtifacts: false });
     progress.done++;
     result = {
       workflowId: pipelineId,
@@ -178,7 +184,11 @@ async function transcodeVideo(
     }
     throw err;
   }
-  // The outputs are complete: from here on nothing removes them, whatever the webhook does.
+  // The outputs are complete: from here on nothing removes them, whatever the cleanup or the webhook does.
+  if (cleanupAfter) {
+    const afterFinal = await cleanupAfterFinal(() => cleanup.cleanupPipeline({ output, removeArtifacts: false }));
+    if (afterFinal) result.afterFinal = afterFinal;
+  }
   if (input.webhook) {
     setStage('notifying', input.webhook.url);
     result.webhook = await deliverCompletion(input.webhook, input.tenant, {

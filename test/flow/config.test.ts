@@ -59,6 +59,31 @@ describe('flow-control config', () => {
     expect(problems).toContain('SLUICE_RETRY_POLICIES.x.maxAttempts');
   });
 
+  it('honours SLUICE_CRASH_AT only with SLUICE_TEST_CRASH_HOOKS=1, and only for a listed crash point', () => {
+    const problems = (env: NodeJS.ProcessEnv) => {
+      try {
+        loadConfig(env, '/tmp');
+        return '';
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        return (e as ConfigError).problems.join('\n');
+      }
+    };
+    expect(problems({ SLUICE_CRASH_AT: 'mergeReport:start' })).toContain(
+      'SLUICE_CRASH_AT: honoured only with SLUICE_TEST_CRASH_HOOKS=1',
+    );
+    expect(problems({ SLUICE_TEST_CRASH_HOOKS: '1', SLUICE_CRASH_AT: 'mergeReport:begin' })).toContain(
+      'SLUICE_CRASH_AT: unknown crash point "mergeReport:begin"',
+    );
+    expect(loadConfig({}, '/tmp').testCrashHooks).toBeUndefined();
+    expect(
+      loadConfig({ SLUICE_TEST_CRASH_HOOKS: '1', SLUICE_CRASH_AT: 'mergeReport:start' }, '/tmp').testCrashHooks,
+    ).toEqual({
+      dir: '/tmp/.data/crash-hooks',
+      at: 'mergeReport:start',
+    });
+  });
+
   it('reads purge ages with a unit', () => {
     expect(parseAge('90s')).toBe(90_000);
     expect(parseAge('7d')).toBe(7 * 86_400_000);

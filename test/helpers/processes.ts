@@ -37,11 +37,15 @@ export async function readyz(port: number): Promise<number | 'down'> {
   }
 }
 
-/** Starts `node bin/sluice worker --tiers …` (compiled code: `npm test` builds first) and waits until it is ready. */
+/**
+ * Starts `node bin/sluice worker --tiers …` (compiled code: `npm test` builds first) and waits
+ * until it is ready (at most `readyTimeoutMs`, 60 s by default).
+ */
 export async function spawnWorker(
   t: Pick<TestEnv, 'dir' | 'env'>,
   tiers: string[],
   extraEnv: NodeJS.ProcessEnv = {},
+  readyTimeoutMs = 60_000,
 ): Promise<WorkerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'sluice'), 'worker', '--tiers', tiers.join(',')], {
@@ -52,11 +56,19 @@ export async function spawnWorker(
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await until(
-    'the worker to be ready',
-    () => readyz(port),
-    (s) => s === 200,
-    60_000,
-  );
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  try {
+    const state = await until(
+      'the worker to be ready',
+      async () => (gone() ? 'exited' : await readyz(port)),
+      (s) => s === 200 || s === 'exited',
+      readyTimeoutMs,
+    );
+    if (state === 'exited') throw new Error(`exited (${child.exitCode ?? child.signalCode}) before it was ready`);
+  } catch (err) {
+    // A worker that never became ready is not left running; its last words say why.
+    if (!gone()) child.kill('SIGKILL');
+    throw new Error(`worker on port ${port}: ${(err as Error).message}; stderr: ${stderr.slice(-1_500)}`);
+  }
   return { child, port, exited, stderr: () => stderr };
 }

@@ -123,6 +123,20 @@ describe.each(backends)('the %s store', (kind, make) => {
   });
 });
 
+describe('the file store after a writer was killed mid-write', () => {
+  it('removes the temp file the killed writer left once the object is written again, and only that one', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-store-'));
+    const store = new FileStore(root);
+    fs.mkdirSync(path.join(root, 'run'), { recursive: true });
+    // What a writer killed between its temp file and its rename leaves, and another key's temp.
+    fs.writeFileSync(path.join(root, 'run', '.report.csv.tmp-0badf00d'), 'half');
+    fs.writeFileSync(path.join(root, 'run', '.report.json.tmp-0badf00d'), 'other key');
+    await store.put('run/report.csv', 'a,b\n1,2\n');
+    expect(fs.readdirSync(path.join(root, 'run')).sort()).toEqual(['.report.json.tmp-0badf00d', 'report.csv']);
+    expect(fs.readFileSync(path.join(root, 'run', 'report.csv'), 'utf8')).toBe('a,b\n1,2\n');
+  });
+});
+
 describe('the range bridge when the store goes away', () => {
   it('cuts the response after its patience, and says so (ffmpeg may take a cut for the end of the file)', async () => {
     const server = await startS3Server({ port: await freePort() });
