@@ -28,7 +28,16 @@ import { ConfigError, loadConfig, type SluiceConfig } from '../config';
 import { connectionSettings } from '../connection';
 import { dataConverterFor } from '../security/codec';
 import { TenantLimitsError, TenantLimitsSource, type TenantLimits } from '../ratelimit/tenant-limits';
-import { MAX_SOURCE_LENGTH, REQUEST_MEMO_KEY, PipelineKind, Tier, pipelineWorkflowId } from '../shared/constants';
+import {
+  MAX_SOURCE_LENGTH,
+  Packaging,
+  REQUEST_MEMO_KEY,
+  PipelineKind,
+  Tier,
+  pipelineWorkflowId,
+} from '../shared/constants';
+import { planLadder } from '../shared/ladder';
+import { resolveFfmpeg, runProcess } from '../activities/media/ffmpeg';
 import { PipelineKindKey, StageKey, TenantKey } from '../shared/search-attributes';
 import { progressQuery } from '../workflows/progress';
 import { pipelineStartOptions, type StartSpec, type WorkflowOf } from './start-options';
@@ -108,6 +117,10 @@ export interface StartVideoOptions {
   renditions?: string[];
   /** @default 30 */
   chunkSeconds?: number;
+  /** `hls` (CMAF segments, master playlist) or `mp4` (progressive files). @default 'hls' */
+  package?: string;
+  /** Seconds per streaming segment, 1 to 10. @default 4 */
+  segmentSeconds?: number;
   /** @default 3 */
   thumbnails?: number;
   /** @default 'default' */
@@ -180,6 +193,8 @@ export const VIDEO_OPTION_KEYS = [
   'source',
   'renditions',
   'chunkSeconds',
+  'package',
+  'segmentSeconds',
   'thumbnails',
   'tier',
   'tenant',
@@ -429,6 +444,55 @@ export class SluiceClient {
     return this.storage.uploads.uri(key);
   }
 
+  /**
+   * A streaming package never upscales: when every requested rendition is larger than the
+   * source, the request is refused here (naming `renditions`) and nothing starts. A source
+   * ffprobe cannot read is left to the pipeline, which fails it once as InvalidMedia.
+   */
+  private async checkLadder(input: ValidVideoPipelineInput): Promise<void> {
+    if (input.package === Packaging.mp4) return;
+    const size = await this.probeVideoSize(input.source);
+    if (!size) return;
+    const ladder = planLadder(input.renditions, size.width, size.height);
+    if (ladder.renditions.length > 0) return;
+    throw new InvalidInputError([
+      {
+        path: 'renditions',
+        message: `none of ${input.renditions.join(', ')} fits the ${size.width}x${size.height} source (a streaming package never upscales); ask for a rendition no larger than ${Math.min(size.width, size.height)}p`,
+      },
+    ]);
+  }
+
+  /** The first video stream's size, or undefined when ffprobe cannot tell. */
+  private async probeVideoSize(source: string): Promise<{ width: number; height: number } | undefined> {
+    let input: string | undefined;
+    if (parseS3Uri(source)) {
+      const ref = this.storage.objectAt(source);
+      input = ref ? await ref.store.presign(ref.key, this.config.storage.presignTtlSec) : undefined;
+    } else {
+      input = path.resolve(this.config.mediaRoot, source);
+    }
+    if (!input) return undefined;
+    const { ffprobe } = resolveFfmpeg({ ffmpeg: this.config.ffmpegPath, ffprobe: this.config.ffprobePath });
+    try {
+      const { stdout } = await runProcess(ffprobe, [
+        '-v',
+        'error',
+        '-select_streams',
+        'v:0',
+        '-show_entries',
+        'stream=width,height',
+        '-of',
+        'json',
+        input,
+      ]);
+      const stream = (JSON.parse(stdout) as { streams?: { width?: number; height?: number }[] }).streams?.[0];
+      return stream?.width && stream.height ? { width: stream.width, height: stream.height } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Every artifact of a result with a fresh presigned `url` (on `s3`): stored URLs expire. */
   private async withFreshUrls<R>(result: R): Promise<R> {
     const visit = async (value: unknown): Promise<void> => {
@@ -481,6 +545,7 @@ export class SluiceClient {
         input.chunkSeconds,
         input.thumbnails,
         input.tier,
+        ...packagingIdentity(input),
       ]);
       return crypto.createHash('sha256').update(identity).digest('hex').slice(0, 20);
     }
@@ -493,6 +558,7 @@ export class SluiceClient {
       input.chunkSeconds,
       input.thumbnails,
       input.tier,
+      ...packagingIdentity(input),
     ]);
     return crypto.createHash('sha256').update(identity).digest('hex').slice(0, 20);
   }
@@ -505,6 +571,7 @@ export class SluiceClient {
     const input = this.validateVideo(opts);
     await this.checkWebhook(input.webhook);
     input.source = await this.checkObjectSource(input.source);
+    await this.checkLadder(input);
     const workflowId = pipelineWorkflowId(PipelineKind.video, input.tenant, input.idempotencyKey);
     return this.startPipeline('videoPipelineWorkflow', workflowId, input, {
       kind: PipelineKind.video,
@@ -745,3 +812,8 @@ export interface StartJobsOptions extends Omit<JobsPipelineInput, 'tier' | 'tena
   summary?: string;
 }
 export type { JobsPipelineInput, JobsPipelineResult };
+
+/** The packaging options in a default idempotency key; none for `mp4`, so its keys stay as they were. */
+function packagingIdentity(input: ValidVideoPipelineInput): unknown[] {
+  return input.package === Packaging.mp4 ? [] : [input.package, input.segmentSeconds];
+}
