@@ -6,7 +6,6 @@
  * source with no video failing once as InvalidMedia.
  */
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -136,7 +135,7 @@ describe('videoPipelineWorkflow with package hls', () => {
       expect(run.code).toBe(2);
       expect(run.stderr).toMatch(/package|segmentSeconds|renditions/);
     }
-    const listed = await client.temporal.workflow.list({ query: `WorkflowId = "video:acme:bad-${t.suffix}"` });
+    const listed = client.temporal.workflow.list({ query: `WorkflowId = "video:acme:bad-${t.suffix}"` });
     for await (const _ of listed) expect.fail('a refused request started a run');
   });
 
