@@ -31,6 +31,10 @@ export function hlsJsPath(): string | undefined {
   }
 }
 
+/**
+ * The watch page. It keeps what a test (or a curious operator in the console) wants to read:
+ * `window.hls`, `window.playerErrors` (every hls.js ERROR event) and `window.levelSwitches`.
+ */
 const WATCH_PAGE = `<!doctype html>
 <meta charset="utf-8"><title>sluice: watch</title>
 <style>body{font:14px sans-serif;margin:2em}video{max-width:100%;background:#000}</style>
@@ -41,11 +45,19 @@ const WATCH_PAGE = `<!doctype html>
   const src = new URLSearchParams(location.search).get('src') || 'master.m3u8';
   const video = document.getElementById('v');
   const status = document.getElementById('status');
+  window.playerErrors = [];
+  window.levelSwitches = [];
   if (window.Hls && Hls.isSupported()) {
     const hls = new Hls();
     window.hls = hls;
-    hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => (status.textContent = 'level ' + hls.levels[d.level].height + 'p'));
-    hls.on(Hls.Events.ERROR, (_, d) => (status.textContent = 'error: ' + d.details));
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
+      window.levelSwitches.push({ level: d.level, at: video.currentTime });
+      status.textContent = 'level ' + hls.levels[d.level].height + 'p';
+    });
+    hls.on(Hls.Events.ERROR, (_, d) => {
+      window.playerErrors.push({ type: d.type, details: d.details, fatal: d.fatal, at: video.currentTime });
+      status.textContent = 'error: ' + d.details;
+    });
     hls.loadSource(src);
     hls.attachMedia(video);
   } else {

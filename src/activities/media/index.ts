@@ -505,6 +505,10 @@ export function createMediaActivities(deps: MediaDeps) {
           '0',
           '-flags',
           '+cgop',
+          // No B-frames: the first frame's presentation time is then its decode time (0), so a
+          // player's buffer starts at 0 with the audio instead of a reorder delay later.
+          '-bf',
+          '0',
         ]
       : [];
     return [
