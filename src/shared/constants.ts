@@ -324,6 +324,16 @@ export const SEGMENT_LIMITS = {
 /** The one AAC audio rendition that every video rendition of a streaming package shares. */
 export const STREAM_AUDIO = { kbps: 128, channels: 2, sampleRate: 48000, codecs: 'mp4a.40.2' } as const;
 
+/** Scrubbing previews of a streaming package: one sprite sheet of thumbnails and a WebVTT map of it. */
+export const SPRITE = {
+  /** @default 5 — seconds between two thumbnails (each covers that much of the timeline). */
+  intervalSeconds: 5,
+  /** Width of one thumbnail in px; its height keeps the source's aspect ratio (even). */
+  tileWidth: 160,
+  /** Thumbnails per row of the sheet. */
+  columns: 10,
+} as const;
+
 /** Defaults of the video input that are not limits. */
 export const VIDEO_DEFAULTS = {
   /** @default ['360p', '720p'] */

@@ -153,6 +153,18 @@ export interface StreamPackage {
   audio?: StreamAudioArtifact;
   /** Requested renditions left out (never upscale), with the reason. */
   dropped: DroppedRendition[];
+  /** Scrubbing previews: a sprite sheet and the WebVTT file that maps time ranges to its tiles. */
+  sprite?: SpriteArtifacts;
+}
+
+/** `sprite.jpg` (a grid of thumbnails) and `sprite.vtt` (cues `sprite.jpg#xywh=x,y,w,h`). */
+export interface SpriteArtifacts {
+  image: Artifact;
+  vtt: Artifact;
+  intervalSeconds: number;
+  tiles: number;
+  tileWidth: number;
+  tileHeight: number;
 }
 
 /** Result of `videoPipelineWorkflow`. */

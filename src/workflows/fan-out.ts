@@ -67,6 +67,7 @@ const ACTIVITY_OPTIONS: Partial<Record<ActivityName, ActivityOptions>> = {
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   },
   extractThumbnail: { startToCloseTimeout: '2 minutes', heartbeatTimeout: '30 seconds' },
+  extractSprite: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
   concatRendition: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
   packageRendition: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
   packageAudio: {

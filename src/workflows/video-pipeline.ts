@@ -18,6 +18,7 @@ import { planLadder } from '../shared/ladder';
 import type { SubJob } from '../shared/fan-out';
 import {
   VideoPipelineInputSchema,
+  type SpriteArtifacts,
   type StreamAudioArtifact,
   type ThumbnailArtifact,
   type ValidVideoPipelineInput,
@@ -31,7 +32,7 @@ import type {
   TranscodeChunkInput,
   TranscodeChunkResult,
 } from '../activities/media';
-import type { PackageAudioInput, PackagingActivities } from '../activities/media/package';
+import type { PackageAudioInput, PackagingActivities, SpriteInput } from '../activities/media/package';
 import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
 import { parseWorkflowInput } from './input';
 import { trackProgress } from './progress';
@@ -136,6 +137,14 @@ async function streamPipeline(
     const job: PackageAudioInput = { output, source: media.uri, durationSec: media.durationSec, segmentSeconds };
     jobs.push({ activity: 'packageAudio', input: job, summary: 'audio group' });
   }
+  const sprite: SpriteInput = {
+    output,
+    source: media.uri,
+    durationSec: media.durationSec,
+    width: media.width,
+    height: media.height,
+  };
+  jobs.push({ activity: 'extractSprite', input: sprite, summary: 'scrubbing previews' });
   times.forEach((atSec, index) =>
     jobs.push({
       activity: 'extractThumbnail',
@@ -157,6 +166,7 @@ async function streamPipeline(
   const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];
   const audioAt = jobs.findIndex((j) => j.activity === 'packageAudio');
   const audio = audioAt >= 0 ? (fan.results[audioAt] as StreamAudioArtifact) : undefined;
+  const previews = fan.results[jobs.findIndex((j) => j.activity === 'extractSprite')] as SpriteArtifacts;
   const reads = fan.results
     .filter((_, i) => jobs[i]?.activity === 'transcodeChunk')
     .map((r) => (r as TranscodeChunkResult).sourceBytesRead);
@@ -187,6 +197,7 @@ async function streamPipeline(
     ...(audio ? { audio } : {}),
     thumbnails,
     dropped: ladder.dropped,
+    sprite: previews,
   });
   await cleanup.cleanupPipeline({ output, removeArtifacts: false });
   progress.done++;
@@ -207,6 +218,7 @@ async function streamPipeline(
       renditions,
       ...(audio ? { audio } : {}),
       dropped: ladder.dropped,
+      sprite: previews,
     },
   };
 }

@@ -12,7 +12,7 @@ import Bottleneck from 'bottleneck';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMediaActivities, type TranscodeChunkInput, type TranscodeHeartbeat } from '../../src/activities/media';
 import { runProcess } from '../../src/activities/media/ffmpeg';
-import { createPackagingActivities, parseMediaPlaylist } from '../../src/activities/media/package';
+import { createPackagingActivities, parseMediaPlaylist, spriteVtt } from '../../src/activities/media/package';
 import { planLadder } from '../../src/shared/ladder';
 import type { StreamAudioArtifact, StreamRenditionArtifact } from '../../src/shared/video';
 import { openStorage, type Storage } from '../../src/storage';
@@ -265,5 +265,50 @@ describe('stream packaging', () => {
     const files = packagedFiles(resumed, '240p');
     expect(Object.keys(files)).toHaveLength(2 + DURATION / SEGMENT);
     expect(files).toEqual(packagedFiles(output, '240p'));
+  });
+});
+
+describe('scrubbing previews', () => {
+  it('tiles one thumbnail every 5 s into sprite.jpg and maps each interval to its tile in sprite.vtt', async () => {
+    const sprite = await run(new MockActivityEnvironment(), pack.extractSprite, {
+      output: 'pkg-sprite/r1',
+      source,
+      durationSec: DURATION,
+      width: 640,
+      height: 360,
+    });
+    expect(sprite).toMatchObject({ intervalSeconds: 5, tiles: 2, tileWidth: 160, tileHeight: 90 });
+    // The sheet is a real JPEG of two tiles side by side.
+    const { stdout } = await runProcess(t.binaries.ffprobe, [
+      '-v',
+      'error',
+      '-show_entries',
+      'stream=codec_name,width,height',
+      '-of',
+      'csv=p=0',
+      sprite.image.path!,
+    ]);
+    expect(stdout.trim()).toBe('mjpeg,320,90');
+    expect(shaOf(sprite.image.path!)).toBe(sprite.image.sha256);
+    expect(fs.readFileSync(sprite.vtt.path!, 'utf8')).toBe(
+      [
+        'WEBVTT',
+        '',
+        '00:00:00.000 --> 00:00:05.000',
+        'sprite.jpg#xywh=0,0,160,90',
+        '',
+        '00:00:05.000 --> 00:00:10.000',
+        'sprite.jpg#xywh=160,0,160,90',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('lays out tiles row by row, ten to a row, the last cue ending with the source', () => {
+    const vtt = spriteVtt(62.5, 5, { width: 160, height: 90 }, 10);
+    const cues = vtt.trimEnd().split('\n\n').slice(1);
+    expect(cues).toHaveLength(13);
+    expect(cues[10]).toBe('00:00:50.000 --> 00:00:55.000\nsprite.jpg#xywh=0,90,160,90');
+    expect(cues[12]).toBe('00:01:00.000 --> 00:01:02.500\nsprite.jpg#xywh=320,90,160,90');
   });
 });

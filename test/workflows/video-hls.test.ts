@@ -6,6 +6,7 @@
  * source with no video failing once as InvalidMedia.
  */
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -85,7 +86,16 @@ describe('videoPipelineWorkflow with package hls', () => {
     expect(stream.master.path).toBe(path.join(runDir, 'master.m3u8'));
     // Only finished artifacts: no `.work/` left, nothing half-written.
     const files = listFiles(runDir);
-    expect(files.filter((f) => !f.startsWith('hls/'))).toEqual(['manifest.json', 'master.m3u8', 'thumb-01.jpg']);
+    expect(files.filter((f) => !f.startsWith('hls/'))).toEqual([
+      'manifest.json',
+      'master.m3u8',
+      'sprite.jpg',
+      'sprite.vtt',
+      'thumb-01.jpg',
+    ]);
+    // Scrubbing previews: two 5 s tiles for the 10 s source.
+    expect(stream.sprite).toMatchObject({ intervalSeconds: 5, tiles: 2 });
+    expect(fs.readFileSync(stream.sprite!.vtt.path!, 'utf8')).toContain('sprite.jpg#xywh=160,0,160,90');
     for (const name of ['240p', '360p', 'audio']) {
       expect(files).toContain(`hls/${name}/playlist.m3u8`);
       expect(files).toContain(`hls/${name}/init.mp4`);

@@ -17,10 +17,15 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
-import { FailureType, RENDITIONS, STREAM_AUDIO, type RenditionName } from '../../shared/constants';
+import { FailureType, RENDITIONS, SPRITE, STREAM_AUDIO, type RenditionName } from '../../shared/constants';
 import type { Artifact } from '../../shared/artifact';
 import type { DroppedRendition } from '../../shared/ladder';
-import type { StreamAudioArtifact, StreamRenditionArtifact, ThumbnailArtifact } from '../../shared/video';
+import type {
+  SpriteArtifacts,
+  StreamAudioArtifact,
+  StreamRenditionArtifact,
+  ThumbnailArtifact,
+} from '../../shared/video';
 import { isObjectUri, joinKey, sha256File, storageFailure, type ObjectInfo } from '../../storage';
 import { FfmpegError, runProcess } from './ffmpeg';
 import { chunkName, type MediaDeps, type SegmentRecord } from './index';
@@ -53,6 +58,7 @@ export interface StreamPlaylistsInput extends RunOutput {
   audio?: StreamAudioArtifact;
   thumbnails: ThumbnailArtifact[];
   dropped: DroppedRendition[];
+  sprite?: SpriteArtifacts;
 }
 
 export interface StreamPlaylistsResult {
@@ -66,6 +72,48 @@ export interface PackagedSegment {
   bytes: number;
   sha256: string;
   durationSec: number;
+}
+
+export interface SpriteInput extends RunOutput {
+  /** The source's URI (from `probeMedia`). */
+  source: string;
+  durationSec: number;
+  width: number;
+  height: number;
+}
+
+/** `HH:MM:SS.mmm` for a WebVTT cue. */
+function vttTime(sec: number): string {
+  const ms = Math.round(sec * 1000);
+  const h = Math.floor(ms / 3_600_000);
+  const m = Math.floor((ms % 3_600_000) / 60_000);
+  const s = (ms % 60_000) / 1000;
+  return `${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}:${s.toFixed(3).padStart(6, '0')}`;
+}
+
+/**
+ * The WebVTT map of a sprite sheet: one cue per `interval` of `durationSec`, each pointing at its
+ * tile (`sprite.jpg#xywh=x,y,w,h`), row by row, `columns` tiles per row.
+ */
+export function spriteVtt(
+  durationSec: number,
+  interval: number,
+  tile: { width: number; height: number },
+  columns: number,
+  image = 'sprite.jpg',
+): string {
+  const count = Math.max(1, Math.ceil(durationSec / interval - 1e-6));
+  const cues = ['WEBVTT', ''];
+  for (let i = 0; i < count; i++) {
+    const x = (i % columns) * tile.width;
+    const y = Math.floor(i / columns) * tile.height;
+    cues.push(
+      `${vttTime(i * interval)} --> ${vttTime(Math.min((i + 1) * interval, durationSec))}`,
+      `${image}#xywh=${x},${y},${tile.width},${tile.height}`,
+      '',
+    );
+  }
+  return cues.join('\n');
 }
 
 /** The audio group's name in the master playlist. */
@@ -558,6 +606,9 @@ export function createPackagingActivities(deps: MediaDeps) {
           ? { audio: { ...strip(input.audio), init: strip(input.audio.init), segmentList: await segmentsOf('audio') } }
           : {}),
         dropped: input.dropped,
+        ...(input.sprite
+          ? { sprite: { ...input.sprite, image: strip(input.sprite.image), vtt: strip(input.sprite.vtt) } }
+          : {}),
         thumbnails: input.thumbnails.map(strip),
         createdAt: new Date().toISOString(),
       };
@@ -571,7 +622,76 @@ export function createPackagingActivities(deps: MediaDeps) {
     }
   }
 
-  return { packageRendition, packageAudio, writeStreamPlaylists };
+  /**
+   * Scrubbing previews: one thumbnail every {@link SPRITE}.intervalSeconds, tiled into
+   * `sprite.jpg`, and `sprite.vtt` mapping each interval to its tile. The sheet is written before
+   * the map, so a published map always points at a sheet that is there.
+   */
+  async function extractSprite(input: SpriteInput): Promise<SpriteArtifacts> {
+    const interval = SPRITE.intervalSeconds;
+    const tileWidth = SPRITE.tileWidth;
+    const tileHeight = Math.max(2, Math.round((tileWidth * input.height) / input.width / 2) * 2);
+    const tiles = Math.max(1, Math.ceil(input.durationSec / interval - 1e-6));
+    const columns = Math.min(SPRITE.columns, tiles);
+    const rows = Math.ceil(tiles / columns);
+    return withKeepAlive(
+      () => ({ stage: 'sprite' }),
+      () =>
+        withSourceInput(input.source, (src) =>
+          inScratch(async (scratch) => {
+            try {
+              const local = path.join(scratch, 'sprite.jpg');
+              await deps.limiter.schedule(() =>
+                runProcess(
+                  deps.binaries.ffmpeg,
+                  [
+                    ...FFMPEG_WRITE_ARGS,
+                    '-i',
+                    src,
+                    '-map',
+                    '0:v:0',
+                    '-an',
+                    '-t',
+                    input.durationSec.toFixed(3),
+                    // One frame per interval (the first at 0), scaled to a tile, laid out in a grid.
+                    '-vf',
+                    `fps=1/${interval}:round=down,scale=${tileWidth}:${tileHeight},setsar=1,tile=${columns}x${rows}`,
+                    '-frames:v',
+                    '1',
+                    '-q:v',
+                    '4',
+                    '-f',
+                    'image2',
+                    local,
+                  ],
+                  { signal: Context.current().cancellationSignal },
+                ),
+              );
+              const imageKey = runKey(input.output, 'sprite.jpg');
+              const vttKey = runKey(input.output, 'sprite.vtt');
+              const image = await describe(
+                imageKey,
+                await artifacts.putFile(imageKey, local, { sha256: await sha256File(local) }),
+              );
+              const vtt = spriteVtt(input.durationSec, interval, { width: tileWidth, height: tileHeight }, columns);
+              const vttInfo = await artifacts.put(vttKey, vtt, { contentType: 'text/vtt' });
+              return {
+                image,
+                vtt: await describe(vttKey, vttInfo),
+                intervalSeconds: interval,
+                tiles,
+                tileWidth,
+                tileHeight,
+              };
+            } catch (err) {
+              throw failure(err);
+            }
+          }),
+        ),
+    );
+  }
+
+  return { packageRendition, packageAudio, writeStreamPlaylists, extractSprite };
 }
 
 export type PackagingActivities = ReturnType<typeof createPackagingActivities>;
