@@ -67,11 +67,58 @@ async function main(): Promise<void> {
       audio: false,
     });
     fs.writeFileSync(path.join(media, 'text.mp4'), 'not a video\n');
-    const runs: { name: string; source: string; chunkSeconds: number; renditions: string[]; thumbnails: number }[] = [
-      { name: 'video-completed', source: 'clip.mp4', chunkSeconds: 2, renditions: ['240p', '360p'], thumbnails: 2 },
-      { name: 'video-invalid-media', source: 'text.mp4', chunkSeconds: 30, renditions: ['360p'], thumbnails: 1 },
+    await generateSampleVideo({
+      ffmpeg,
+      out: path.join(media, 'wide.mp4'),
+      seconds: 6,
+      width: 640,
+      height: 360,
+      fps: 15,
+    });
+    const runs: {
+      name: string;
+      source: string;
+      chunkSeconds: number;
+      renditions: string[];
+      thumbnails: number;
+      package: 'hls' | 'mp4';
+      segmentSeconds?: number;
+    }[] = [
+      {
+        name: 'video-completed',
+        source: 'clip.mp4',
+        chunkSeconds: 2,
+        renditions: ['240p', '360p'],
+        thumbnails: 2,
+        package: 'mp4',
+      },
+      {
+        name: 'video-invalid-media',
+        source: 'text.mp4',
+        chunkSeconds: 30,
+        renditions: ['360p'],
+        thumbnails: 1,
+        package: 'mp4',
+      },
       // 520 chunks > the 500 threshold: the fan-out goes through batched child workflows.
-      { name: 'video-batched', source: 'many.mp4', chunkSeconds: 1, renditions: ['240p', '360p'], thumbnails: 0 },
+      {
+        name: 'video-batched',
+        source: 'many.mp4',
+        chunkSeconds: 1,
+        renditions: ['240p', '360p'],
+        thumbnails: 0,
+        package: 'mp4',
+      },
+      // The streaming path: a dropped rendition (720p), CMAF packaging, audio group, sprite.
+      {
+        name: 'video-hls',
+        source: 'wide.mp4',
+        chunkSeconds: 4,
+        renditions: ['240p', '360p', '720p'],
+        thumbnails: 1,
+        package: 'hls',
+        segmentSeconds: 2,
+      },
     ];
     const indexFile = path.join(OUT, 'index.json');
     const index: Record<string, string> = only
