@@ -109,16 +109,6 @@ async function main(): Promise<void> {
         thumbnails: 0,
         package: 'mp4',
       },
-      // The streaming path: a dropped rendition (720p), CMAF packaging, audio group, sprite.
-      {
-        name: 'video-hls',
-        source: 'wide.mp4',
-        chunkSeconds: 4,
-        renditions: ['240p', '360p', '720p'],
-        thumbnails: 1,
-        package: 'hls',
-        segmentSeconds: 2,
-      },
     ];
     const indexFile = path.join(OUT, 'index.json');
     const index: Record<string, string> = only
@@ -147,7 +137,8 @@ async function main(): Promise<void> {
       await save(workflowId, name);
     };
     for (const r of runs.filter((run) => wanted(run.name))) {
-      const { workflowId } = await client.startVideoPipeline({ ...r, tenant: 'replay', idempotencyKey: r.name });
+      const { name, ...options } = r;
+      const { workflowId } = await client.startVideoPipeline({ ...options, tenant: 'replay', idempotencyKey: name });
       await client.getResult(workflowId).catch(() => undefined);
       await save(workflowId, r.name);
       if (r.name === 'video-batched') await save(`${workflowId}/batch-0000`, 'sub-job-batch');
