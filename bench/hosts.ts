@@ -175,6 +175,7 @@ async function main(): Promise<void> {
         const { workflowId } = await client.startVideoPipeline({
           source: sourceUri,
           renditions: ['360p', '720p'],
+          package: 'mp4',
           chunkSeconds: CHUNK_SECONDS,
           thumbnails: 1,
           tenant: 'bench',

@@ -120,6 +120,7 @@ async function main(): Promise<void> {
           .startVideoPipeline({
             source: 'clip.mp4',
             renditions: ['240p'],
+            package: 'mp4',
             chunkSeconds: 1,
             thumbnails: 1,
             tier,

@@ -144,6 +144,7 @@ async function main(): Promise<void> {
           renditions: ['360p', '720p'],
           thumbnails: 0,
           tenant: 'bench',
+          package: 'mp4',
           idempotencyKey: `round-${round}-${Date.now()}`,
         });
         await side.client.getResult(workflowId);

@@ -67,11 +67,48 @@ async function main(): Promise<void> {
       audio: false,
     });
     fs.writeFileSync(path.join(media, 'text.mp4'), 'not a video\n');
-    const runs: { name: string; source: string; chunkSeconds: number; renditions: string[]; thumbnails: number }[] = [
-      { name: 'video-completed', source: 'clip.mp4', chunkSeconds: 2, renditions: ['240p', '360p'], thumbnails: 2 },
-      { name: 'video-invalid-media', source: 'text.mp4', chunkSeconds: 30, renditions: ['360p'], thumbnails: 1 },
+    await generateSampleVideo({
+      ffmpeg,
+      out: path.join(media, 'wide.mp4'),
+      seconds: 6,
+      width: 640,
+      height: 360,
+      fps: 15,
+    });
+    const runs: {
+      name: string;
+      source: string;
+      chunkSeconds: number;
+      renditions: string[];
+      thumbnails: number;
+      package: 'hls' | 'mp4';
+      segmentSeconds?: number;
+    }[] = [
+      {
+        name: 'video-completed',
+        source: 'clip.mp4',
+        chunkSeconds: 2,
+        renditions: ['240p', '360p'],
+        thumbnails: 2,
+        package: 'mp4',
+      },
+      {
+        name: 'video-invalid-media',
+        source: 'text.mp4',
+        chunkSeconds: 30,
+        renditions: ['360p'],
+        thumbnails: 1,
+        package: 'mp4',
+      },
       // 520 chunks > the 500 threshold: the fan-out goes through batched child workflows.
-      { name: 'video-batched', source: 'many.mp4', chunkSeconds: 1, renditions: ['240p', '360p'], thumbnails: 0 },
+      {
+        name: 'video-batched',
+        source: 'many.mp4',
+        chunkSeconds: 1,
+        renditions: ['240p', '360p'],
+        thumbnails: 0,
+        package: 'mp4',
+      },
     ];
     const indexFile = path.join(OUT, 'index.json');
     const index: Record<string, string> = only
@@ -100,7 +137,8 @@ async function main(): Promise<void> {
       await save(workflowId, name);
     };
     for (const r of runs.filter((run) => wanted(run.name))) {
-      const { workflowId } = await client.startVideoPipeline({ ...r, tenant: 'replay', idempotencyKey: r.name });
+      const { name, ...options } = r;
+      const { workflowId } = await client.startVideoPipeline({ ...options, tenant: 'replay', idempotencyKey: name });
       await client.getResult(workflowId).catch(() => undefined);
       await save(workflowId, r.name);
       if (r.name === 'video-batched') await save(`${workflowId}/batch-0000`, 'sub-job-batch');

@@ -6,6 +6,7 @@
  */
 import { createBurstActivities, type BurstDeps } from './burst';
 import { createMediaActivities, type MediaDeps } from './media';
+import { createPackagingActivities } from './media/package';
 import { createNotifyActivities, type NotifyDeps } from './notify';
 import { createReportActivities, type ReportDeps } from './reports';
 
@@ -22,6 +23,7 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createMediaActivities(deps.media),
+    ...createPackagingActivities(deps.media),
     ...(deps.reports ? createReportActivities(deps.reports) : {}),
     ...createBurstActivities(deps.burst ?? {}),
     ...(deps.notify ? createNotifyActivities(deps.notify) : {}),

@@ -11,6 +11,7 @@ import { ExitCode, REJECT_WHEN_FULL_HELP, UsageError, info, printJson, reportErr
 import { runUp, runWorker, waitAndReport } from './run';
 import { registerCapacityCommands } from './commands/capacity';
 import { registerCodecServerCommands } from './commands/codec-server';
+import { registerServeArtifactsCommands } from './commands/serve-artifacts';
 import { registerDataCommands } from './commands/data';
 import { registerReportCommands } from './commands/report';
 import { registerScheduleCommands } from './commands/schedule';
@@ -93,6 +94,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
     // No defaults here: the pipeline's input schema owns them (the help text names them).
     .option('--renditions <list>', 'comma-separated renditions (default: 360p,720p)')
     .option('--chunk-seconds <n>', 'seconds of source per transcode chunk (default: 30)', parseNumber('chunk-seconds'))
+    .option('--package <kind>', 'hls (CMAF segments and a master playlist) or mp4 (progressive files) (default: hls)')
+    .option('--segment-seconds <n>', 'seconds per streaming segment, 1-10 (default: 4)', parseNumber('segment-seconds'))
     .option('--thumbnails <n>', 'number of thumbnails (default: 3)', parseNumber('thumbnails'))
     .option('--tenant <tenant>', 'tenant (default: default)')
     .option('--id <key>', 'idempotency key (default: derived from the file and options)')
@@ -112,6 +115,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
                 .map((r) => r.trim())
                 .filter(Boolean),
         chunkSeconds: opts.chunkSeconds as number | undefined,
+        package: opts.package as string | undefined,
+        segmentSeconds: opts.segmentSeconds as number | undefined,
         thumbnails: opts.thumbnails as number | undefined,
         tier: tierOption(opts),
         tenant: opts.tenant as string | undefined,
@@ -187,6 +192,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerScheduleCommands(program, setExit);
   registerApiCommands(program, setExit);
   registerCodecServerCommands(program, setExit);
+  registerServeArtifactsCommands(program, setExit);
   registerDeployCommands(program, setExit);
   registerLimitsCommands(program, setExit);
   registerBulkCommands(program, setExit);

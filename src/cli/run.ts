@@ -212,10 +212,25 @@ export async function waitAndReport(client: SluiceClient, workflowId: string, js
     } else {
       info(`completed ${workflowId}`);
       info(`  manifest: ${result.manifest.path ?? result.manifest.uri}`);
-      for (const r of result.renditions ?? [])
-        info(
-          `  ${r.name.padEnd(6)} ${r.path ?? r.uri}  ${r.durationSec.toFixed(2)} s  ${(r.bytes / 1e6).toFixed(1)} MB`,
-        );
+      const stream = result.stream;
+      if (stream) {
+        info(`  master playlist (HLS): ${stream.master.path ?? stream.master.uri}`);
+        if (stream.master.url) info(`  playback URL: ${stream.master.url}`);
+        for (const r of stream.renditions)
+          info(
+            `  ${r.name.padEnd(6)} ${r.width}x${r.height}  ${r.segments} segments of ${stream.segmentSeconds} s  ${(r.totalBytes / 1e6).toFixed(2)} MB  ${Math.round(r.averageBitsPerSec / 1000)} kb/s avg, ${Math.round(r.peakBitsPerSec / 1000)} kb/s peak`,
+          );
+        if (stream.audio)
+          info(`  audio  ${stream.audio.segments} segments  ${(stream.audio.totalBytes / 1e6).toFixed(2)} MB`);
+        for (const d of stream.dropped) info(`  dropped ${d.name}: ${d.reason}`);
+        const dir = stream.master.path ? path.dirname(stream.master.path) : undefined;
+        if (dir) info(`  watch it: sluice serve-artifacts ${JSON.stringify(dir)}  (then open the URL it prints)`);
+      } else {
+        for (const r of result.renditions ?? [])
+          info(
+            `  ${r.name.padEnd(6)} ${r.path ?? r.uri}  ${r.durationSec.toFixed(2)} s  ${(r.bytes / 1e6).toFixed(1)} MB`,
+          );
+      }
       for (const t of result.thumbnails ?? []) info(`  thumb  ${t.path ?? t.uri}  @ ${t.atSec} s`);
       if (result.sourceBytesRead !== undefined) {
         info(

@@ -31,6 +31,7 @@ import { TenantLimitsError, TenantLimitsSource, capsOf, type TenantLimits } from
 import {
   FLOW_MEMO_KEY,
   MAX_SOURCE_LENGTH,
+  Packaging,
   PRIORITY_KEY_BY_TIER,
   REQUEST_MEMO_KEY,
   PipelineKind,
@@ -42,6 +43,8 @@ import {
   type TenantCaps,
   type TenantGateMemo,
 } from '../shared/constants';
+import { planLadder } from '../shared/ladder';
+import { resolveFfmpeg, runProcess } from '../activities/media/ffmpeg';
 import {
   tenantGateCapsSignal,
   tenantGateStateQuery,
@@ -127,6 +130,10 @@ export interface StartVideoOptions {
   renditions?: string[];
   /** @default 30 */
   chunkSeconds?: number;
+  /** `hls` (CMAF segments, master playlist) or `mp4` (progressive files). @default 'hls' */
+  package?: string;
+  /** Seconds per streaming segment, 1 to 10. @default 4 */
+  segmentSeconds?: number;
   /** @default 3 */
   thumbnails?: number;
   /** @default 'default' */
@@ -224,6 +231,8 @@ export const VIDEO_OPTION_KEYS = [
   'source',
   'renditions',
   'chunkSeconds',
+  'package',
+  'segmentSeconds',
   'thumbnails',
   'tier',
   'tenant',
@@ -473,6 +482,55 @@ export class SluiceClient {
     return this.storage.uploads.uri(key);
   }
 
+  /**
+   * A streaming package never upscales: when every requested rendition is larger than the
+   * source, the request is refused here (naming `renditions`) and nothing starts. A source
+   * ffprobe cannot read is left to the pipeline, which fails it once as InvalidMedia.
+   */
+  private async checkLadder(input: ValidVideoPipelineInput): Promise<void> {
+    if (input.package === Packaging.mp4) return;
+    const size = await this.probeVideoSize(input.source);
+    if (!size) return;
+    const ladder = planLadder(input.renditions, size.width, size.height);
+    if (ladder.renditions.length > 0) return;
+    throw new InvalidInputError([
+      {
+        path: 'renditions',
+        message: `none of ${input.renditions.join(', ')} fits the ${size.width}x${size.height} source (a streaming package never upscales); ask for a rendition no larger than ${Math.min(size.width, size.height)}p`,
+      },
+    ]);
+  }
+
+  /** The first video stream's size, or undefined when ffprobe cannot tell. */
+  private async probeVideoSize(source: string): Promise<{ width: number; height: number } | undefined> {
+    let input: string | undefined;
+    if (parseS3Uri(source)) {
+      const ref = this.storage.objectAt(source);
+      input = ref ? await ref.store.presign(ref.key, this.config.storage.presignTtlSec) : undefined;
+    } else {
+      input = path.resolve(this.config.mediaRoot, source);
+    }
+    if (!input) return undefined;
+    const { ffprobe } = resolveFfmpeg({ ffmpeg: this.config.ffmpegPath, ffprobe: this.config.ffprobePath });
+    try {
+      const { stdout } = await runProcess(ffprobe, [
+        '-v',
+        'error',
+        '-select_streams',
+        'v:0',
+        '-show_entries',
+        'stream=width,height',
+        '-of',
+        'json',
+        input,
+      ]);
+      const stream = (JSON.parse(stdout) as { streams?: { width?: number; height?: number }[] }).streams?.[0];
+      return stream?.width && stream.height ? { width: stream.width, height: stream.height } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Every artifact of a result with a fresh presigned `url` (on `s3`): stored URLs expire. */
   private async withFreshUrls<R>(result: R): Promise<R> {
     const visit = async (value: unknown): Promise<void> => {
@@ -525,6 +583,7 @@ export class SluiceClient {
         input.chunkSeconds,
         input.thumbnails,
         input.tier,
+        ...packagingIdentity(input),
       ]);
       return crypto.createHash('sha256').update(identity).digest('hex').slice(0, 20);
     }
@@ -537,6 +596,7 @@ export class SluiceClient {
       input.chunkSeconds,
       input.thumbnails,
       input.tier,
+      ...packagingIdentity(input),
     ]);
     return crypto.createHash('sha256').update(identity).digest('hex').slice(0, 20);
   }
@@ -549,6 +609,7 @@ export class SluiceClient {
     const input = this.validateVideo(opts);
     await this.checkWebhook(input.webhook);
     input.source = await this.checkObjectSource(input.source);
+    await this.checkLadder(input);
     const workflowId = pipelineWorkflowId(PipelineKind.video, input.tenant, input.idempotencyKey);
     return this.startPipeline('videoPipelineWorkflow', workflowId, input, {
       kind: PipelineKind.video,
@@ -838,3 +899,8 @@ export interface StartJobsOptions extends Omit<JobsPipelineInput, 'tier' | 'tena
   summary?: string;
 }
 export type { JobsPipelineInput, JobsPipelineResult };
+
+/** The packaging options in a default idempotency key; none for `mp4`, so its keys stay as they were. */
+function packagingIdentity(input: ValidVideoPipelineInput): unknown[] {
+  return input.package === Packaging.mp4 ? [] : [input.package, input.segmentSeconds];
+}

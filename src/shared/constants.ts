@@ -159,13 +159,19 @@ export function isNonRetryableFailureType(type: string | null | undefined): bool
   return type != null && (NON_RETRYABLE_FAILURE_TYPES as readonly string[]).includes(type);
 }
 
-/** Video renditions by name: output height, video bitrate ceiling (capped CRF) and audio bitrate. */
+/**
+ * The ladder: video renditions by name. `height` is the rendition's short side (the height of a
+ * landscape source, the width of a portrait one); `videoKbps` is the bitrate cap of the capped
+ * CRF encode (x264 `-maxrate`) and `bufsizeKbits` its rate-control buffer (`-bufsize`);
+ * `audioKbps` is the audio bitrate of the rendition's own track in `mp4` packaging. A streaming
+ * package (`hls`) drops a rendition whose short side exceeds the source's: it never upscales.
+ */
 export const RENDITIONS = {
-  '240p': { height: 240, videoKbps: 400, audioKbps: 64 },
-  '360p': { height: 360, videoKbps: 800, audioKbps: 96 },
-  '480p': { height: 480, videoKbps: 1400, audioKbps: 128 },
-  '720p': { height: 720, videoKbps: 2800, audioKbps: 128 },
-  '1080p': { height: 1080, videoKbps: 5000, audioKbps: 160 },
+  '240p': { height: 240, videoKbps: 400, bufsizeKbits: 800, audioKbps: 64 },
+  '360p': { height: 360, videoKbps: 800, bufsizeKbits: 1600, audioKbps: 96 },
+  '480p': { height: 480, videoKbps: 1400, bufsizeKbits: 2800, audioKbps: 128 },
+  '720p': { height: 720, videoKbps: 2800, bufsizeKbits: 5600, audioKbps: 128 },
+  '1080p': { height: 1080, videoKbps: 5000, bufsizeKbits: 10000, audioKbps: 160 },
 } as const;
 export type RenditionName = keyof typeof RENDITIONS;
 export const RENDITION_NAMES = Object.keys(RENDITIONS) as RenditionName[];
@@ -329,10 +335,43 @@ export const DEFAULT_TIER: Tier = Tier.default;
 /** Tenant of a pipeline whose input names none. */
 export const DEFAULT_TENANT = 'default';
 
+/** How a video pipeline delivers its renditions. */
+export const Packaging = {
+  /** HLS over CMAF (fragmented MP4) segments: a master playlist, one media playlist per rendition, one shared audio group. */
+  hls: 'hls',
+  /** Today's progressive files: one MP4 per rendition (audio muxed in) and `manifest.json`. */
+  mp4: 'mp4',
+} as const;
+export type Packaging = (typeof Packaging)[keyof typeof Packaging];
+export const PACKAGINGS: readonly Packaging[] = [Packaging.hls, Packaging.mp4];
+
+/** Streaming segments (`hls`): their length, checked at the edge and again in the workflow. */
+export const SEGMENT_LIMITS = {
+  /** @default 4 — seconds per segment; every rendition has a keyframe exactly on each boundary. */
+  defaultSeconds: 4,
+  minSeconds: 1,
+  maxSeconds: 10,
+} as const;
+
+/** The one AAC audio rendition that every video rendition of a streaming package shares. */
+export const STREAM_AUDIO = { kbps: 128, channels: 2, sampleRate: 48000, codecs: 'mp4a.40.2' } as const;
+
+/** Scrubbing previews of a streaming package: one sprite sheet of thumbnails and a WebVTT map of it. */
+export const SPRITE = {
+  /** @default 5 — seconds between two thumbnails (each covers that much of the timeline). */
+  intervalSeconds: 5,
+  /** Width of one thumbnail in px; its height keeps the source's aspect ratio (even). */
+  tileWidth: 160,
+  /** Thumbnails per row of the sheet. */
+  columns: 10,
+} as const;
+
 /** Defaults of the video input that are not limits. */
 export const VIDEO_DEFAULTS = {
   /** @default ['360p', '720p'] */
   renditions: ['360p', '720p'] as readonly RenditionName[],
+  /** @default 'hls' */
+  package: Packaging.hls as Packaging,
 } as const;
 
 /**

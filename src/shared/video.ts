@@ -11,12 +11,16 @@ import {
   TENANT_PATTERN,
   TIERS,
   MAX_SOURCE_LENGTH,
+  PACKAGINGS,
+  SEGMENT_LIMITS,
   VIDEO_DEFAULTS,
+  type Packaging,
   VIDEO_LIMITS,
   type RenditionName,
   type Tier,
 } from './constants';
 import type { AfterFinalStatus, Artifact } from './artifact';
+import type { DroppedRendition } from './ladder';
 import { PromoteAfterSecondsSchema } from './flow';
 import type { DeadLetterStatus } from './fan-out';
 import { WebhookTargetSchema, type WebhookOutcome } from './webhook';
@@ -48,6 +52,22 @@ export const VideoPipelineInputSchema = z
       .min(VIDEO_LIMITS.minChunkSeconds, `must be at least ${VIDEO_LIMITS.minChunkSeconds}`)
       .max(VIDEO_LIMITS.maxChunkSeconds, `must be at most ${VIDEO_LIMITS.maxChunkSeconds}`)
       .default(VIDEO_LIMITS.defaultChunkSeconds),
+    /**
+     * How the renditions are delivered: `hls` (CMAF segments, master and media playlists, one
+     * shared audio group) or `mp4` (one progressive file per rendition). @default 'hls'
+     */
+    package: z
+      .enum(PACKAGINGS as [Packaging, ...Packaging[]], {
+        errorMap: () => ({ message: `unknown packaging; expected one of ${PACKAGINGS.join(', ')}` }),
+      })
+      .default(VIDEO_DEFAULTS.package),
+    /** Seconds per streaming segment (`hls`); every rendition has a keyframe on each boundary. @default 4 */
+    segmentSeconds: z
+      .number({ invalid_type_error: 'must be a number' })
+      .int('must be a whole number')
+      .min(SEGMENT_LIMITS.minSeconds, `must be at least ${SEGMENT_LIMITS.minSeconds}`)
+      .max(SEGMENT_LIMITS.maxSeconds, `must be at most ${SEGMENT_LIMITS.maxSeconds}`)
+      .default(SEGMENT_LIMITS.defaultSeconds),
     /** Thumbnails to extract. @default 3 */
     thumbnails: z
       .number({ invalid_type_error: 'must be a number' })
@@ -90,6 +110,63 @@ export interface ThumbnailArtifact extends Artifact {
   atSec: number;
 }
 
+/**
+ * One rendition of a streaming package: its media playlist (the artifact itself), its init
+ * segment, and what was measured from its encoded segments (the master playlist's attributes).
+ * The segments themselves, each with its size and checksum, are listed in `manifest.json`.
+ */
+export interface StreamRenditionArtifact extends RenditionArtifact {
+  /** Frames per second, measured from the encoded stream. */
+  frameRate: number;
+  /** RFC 6381 codecs of the video track, from its `avcC` (e.g. `avc1.64001f`). */
+  codecs: string;
+  /** Peak segment bitrate of the video, bits per second. */
+  peakBitsPerSec: number;
+  /** Average bitrate of the video over the whole rendition, bits per second. */
+  averageBitsPerSec: number;
+  init: Artifact;
+  segments: number;
+  /** Bytes of the init segment, the media segments and the playlist together. */
+  totalBytes: number;
+}
+
+/** The shared audio rendition of a streaming package. */
+export interface StreamAudioArtifact extends Artifact {
+  codecs: string;
+  durationSec: number;
+  peakBitsPerSec: number;
+  averageBitsPerSec: number;
+  init: Artifact;
+  segments: number;
+  totalBytes: number;
+}
+
+/** What a streaming package (`hls`) adds to a result. */
+export interface StreamPackage {
+  package: 'hls';
+  segmentSeconds: number;
+  /** The HLS master playlist: what a player loads. */
+  master: Artifact;
+  /** One entry per rendition kept, lowest first. */
+  renditions: StreamRenditionArtifact[];
+  /** The shared audio group, when the source has audio. */
+  audio?: StreamAudioArtifact;
+  /** Requested renditions left out (never upscale), with the reason. */
+  dropped: DroppedRendition[];
+  /** Scrubbing previews: a sprite sheet and the WebVTT file that maps time ranges to its tiles. */
+  sprite?: SpriteArtifacts;
+}
+
+/** `sprite.jpg` (a grid of thumbnails) and `sprite.vtt` (cues `sprite.jpg#xywh=x,y,w,h`). */
+export interface SpriteArtifacts {
+  image: Artifact;
+  vtt: Artifact;
+  intervalSeconds: number;
+  tiles: number;
+  tileWidth: number;
+  tileHeight: number;
+}
+
 /** Result of `videoPipelineWorkflow`. */
 export interface VideoPipelineResult {
   workflowId: string;
@@ -106,8 +183,11 @@ export interface VideoPipelineResult {
    */
   sourceBytesRead?: number;
   sourceDurationSec: number;
+  /** `mp4`: one progressive file per rendition. `hls`: each rendition's media playlist (detailed in `stream`). */
   renditions: RenditionArtifact[];
   thumbnails: ThumbnailArtifact[];
+  /** The streaming package (`hls`); absent for `mp4`. */
+  stream?: StreamPackage;
   /** The completion webhook, when one was given. */
   webhook?: WebhookOutcome;
   /** Set when a dead letter of this run could not be written (the record is lost). */

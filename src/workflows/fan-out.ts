@@ -68,7 +68,14 @@ const ACTIVITY_OPTIONS: Partial<Record<ActivityName, ActivityOptions>> = {
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   },
   extractThumbnail: { startToCloseTimeout: '2 minutes', heartbeatTimeout: '30 seconds' },
+  extractSprite: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
   concatRendition: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
+  packageRendition: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
+  packageAudio: {
+    startToCloseTimeout: '30 minutes',
+    heartbeatTimeout: '20 seconds',
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  },
   // Report sub-jobs heartbeat every 2 s while their query runs; a cancelled one is left to stop on
   // its own (TRY_CANCEL) so that deadline and quorum policies move on at once.
   aggregatePartition: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '10 seconds' },

@@ -1,6 +1,9 @@
 /**
  * Video pipeline: probe → plan chunks → fan out transcodes (chunk × rendition) and thumbnails
- * → fan in: concatenate each rendition by stream copy → manifest.
+ * → fan in. `mp4`: concatenate each rendition by stream copy → manifest. `hls` (behind the
+ * {@link STREAM_PACKAGING_PATCH} patch, so recorded runs replay on the `mp4` path): a ladder
+ * planned from the source, segments of `segmentSeconds` with aligned keyframes, one shared audio
+ * group, each rendition packaged into CMAF segments → master playlist and manifest.
  */
 import {
   ApplicationFailure,
@@ -10,16 +13,26 @@ import {
   proxyActivities,
   workflowInfo,
 } from '@temporalio/workflow';
-import { FailureType, PipelineKind } from '../shared/constants';
+import { FailureType, Packaging, PipelineKind } from '../shared/constants';
+import { planLadder } from '../shared/ladder';
 import type { SubJob } from '../shared/fan-out';
 import {
   VideoPipelineInputSchema,
+  type SpriteArtifacts,
+  type StreamAudioArtifact,
   type ThumbnailArtifact,
   type ValidVideoPipelineInput,
   type VideoPipelineInput,
   type VideoPipelineResult,
 } from '../shared/video';
-import type { EncodeAudioInput, MediaActivities, TranscodeChunkInput, TranscodeChunkResult } from '../activities/media';
+import type {
+  EncodeAudioInput,
+  MediaActivities,
+  ProbeResult,
+  TranscodeChunkInput,
+  TranscodeChunkResult,
+} from '../activities/media';
+import type { PackageAudioInput, PackagingActivities, SpriteInput } from '../activities/media/package';
 import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
 import { parseWorkflowInput } from './input';
 import { trackProgress } from './progress';
@@ -44,6 +57,14 @@ function mediaActivities() {
   };
 }
 
+/** Patch of the streaming path: a run recorded before it replays on the `mp4` path. */
+export const STREAM_PACKAGING_PATCH = 'stream-packaging';
+
+/** Chunk length of a streaming package: a whole number of segments, so chunks never split one. */
+export function streamChunkSeconds(chunkSeconds: number, segmentSeconds: number): number {
+  return Math.max(segmentSeconds, Math.floor(chunkSeconds / segmentSeconds) * segmentSeconds);
+}
+
 /** Chunk boundaries: `[start, duration]` pairs covering `durationSec`. */
 export function planChunks(durationSec: number, chunkSeconds: number): { startSec: number; durationSec: number }[] {
   const chunks: { startSec: number; durationSec: number }[] = [];
@@ -60,6 +81,147 @@ export function planChunks(durationSec: number, chunkSeconds: number): { startSe
 /** Evenly spaced thumbnail times, away from the very start and end. */
 export function planThumbnails(durationSec: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => Math.round(((durationSec * (i + 1)) / (count + 1)) * 1000) / 1000);
+}
+
+interface RunContext {
+  pipelineId: string;
+  runId: string;
+  output: string;
+  progress: ReturnType<typeof trackProgress>['progress'];
+  setStage: ReturnType<typeof trackProgress>['setStage'];
+}
+
+/**
+ * The streaming path (`hls`): the ladder from the source (never upscaled), segments with
+ * keyframes on every boundary in every rendition, the audio encoded once for all of them, then
+ * each rendition packaged into CMAF segments, and the master playlist with what was measured.
+ */
+async function streamPipeline(
+  input: ValidVideoPipelineInput,
+  media: ProbeResult,
+  { pipelineId, runId, output, progress, setStage }: RunContext,
+): Promise<VideoPipelineResult> {
+  const pack = proxyActivities<Pick<PackagingActivities, 'packageRendition' | 'writeStreamPlaylists'>>(
+    withRunPriority(activityOptionsFor('packageRendition')),
+  );
+  const ladder = planLadder(input.renditions, media.width, media.height);
+  if (ladder.renditions.length === 0) {
+    throw ApplicationFailure.create({
+      type: FailureType.InvalidInput,
+      nonRetryable: true,
+      message: `renditions: none fits a ${media.width}x${media.height} source (never upscaled): ${ladder.dropped.map((d) => d.name).join(', ')}`,
+    });
+  }
+  const segmentSeconds = input.segmentSeconds;
+  const chunks = planChunks(media.durationSec, streamChunkSeconds(input.chunkSeconds, segmentSeconds));
+  const times = planThumbnails(media.durationSec, input.thumbnails);
+
+  const jobs: SubJob<ActivityName>[] = [];
+  for (const rung of ladder.renditions) {
+    chunks.forEach((c, chunkIndex) => {
+      const job: TranscodeChunkInput = {
+        output,
+        source: media.uri,
+        rendition: rung.name,
+        chunkIndex,
+        ...c,
+        stream: { segmentSeconds, width: rung.width, height: rung.height },
+      };
+      jobs.push({
+        activity: 'transcodeChunk',
+        input: job,
+        summary: `${rung.name} chunk ${chunkIndex + 1}/${chunks.length}`,
+      });
+    });
+  }
+  if (media.hasAudio) {
+    const job: PackageAudioInput = { output, source: media.uri, durationSec: media.durationSec, segmentSeconds };
+    jobs.push({ activity: 'packageAudio', input: job, summary: 'audio group' });
+  }
+  const sprite: SpriteInput = {
+    output,
+    source: media.uri,
+    durationSec: media.durationSec,
+    width: media.width,
+    height: media.height,
+  };
+  jobs.push({ activity: 'extractSprite', input: sprite, summary: 'scrubbing previews' });
+  times.forEach((atSec, index) =>
+    jobs.push({
+      activity: 'extractThumbnail',
+      input: { output, source: media.uri, index, atSec },
+      summary: `thumbnail ${index + 1} @ ${atSec}s`,
+    }),
+  );
+  progress.total = jobs.length + ladder.renditions.length + 1;
+  setStage(
+    'transcoding',
+    `${chunks.length} chunks × ${ladder.renditions.length} renditions of ${segmentSeconds} s segments, audio, ${times.length} thumbnails`,
+  );
+  const fan = await runSubJobs<unknown>(jobs, {
+    parentId: pipelineId,
+    window: input.window,
+    policy: { kind: 'fail-fast' },
+    onSettled: (_, ok) => (ok ? progress.done++ : progress.failed++),
+  });
+  const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];
+  const audioAt = jobs.findIndex((j) => j.activity === 'packageAudio');
+  const audio = audioAt >= 0 ? (fan.results[audioAt] as StreamAudioArtifact) : undefined;
+  const previews = fan.results[jobs.findIndex((j) => j.activity === 'extractSprite')] as SpriteArtifacts;
+  const reads = fan.results
+    .filter((_, i) => jobs[i]?.activity === 'transcodeChunk')
+    .map((r) => (r as TranscodeChunkResult).sourceBytesRead);
+  const sourceBytesRead = reads.every((n) => n !== undefined) ? reads.reduce((a, n) => a + n, 0) : undefined;
+
+  setStage('packaging', ladder.renditions.map((r) => r.name).join(', '));
+  const renditions = await Promise.all(
+    ladder.renditions.map(async (rung) => {
+      const r = await pack.packageRendition({
+        output,
+        rendition: rung.name,
+        chunkCount: chunks.length,
+        segmentSeconds,
+      });
+      progress.done++;
+      return r;
+    }),
+  );
+  setStage('manifest', `master playlist, ${renditions.length} renditions, ${thumbnails.length} thumbnails`);
+  const { master, manifest } = await pack.writeStreamPlaylists({
+    output,
+    workflowId: pipelineId,
+    runId,
+    source: media.uri,
+    sourceDurationSec: media.durationSec,
+    segmentSeconds,
+    renditions,
+    ...(audio ? { audio } : {}),
+    thumbnails,
+    dropped: ladder.dropped,
+    sprite: previews,
+  });
+  // `.work/` is removed by the caller once the artifacts are final (see KEEP_FINAL_ARTIFACTS_PATCH).
+  progress.done++;
+  return {
+    workflowId: pipelineId,
+    runId,
+    manifest,
+    source: media.uri,
+    sourceBytes: media.bytes,
+    ...(sourceBytesRead !== undefined ? { sourceBytesRead } : {}),
+    sourceDurationSec: media.durationSec,
+    renditions,
+    thumbnails,
+    stream: {
+      package: Packaging.hls,
+      segmentSeconds,
+      master,
+      renditions,
+      ...(audio ? { audio } : {}),
+      dropped: ladder.dropped,
+      sprite: previews,
+    },
+  };
 }
 
 /**
@@ -83,6 +245,8 @@ async function transcodeVideo(
   // Every run writes under its own prefix: a later run with the same workflow ID never touches it.
   const output = `${pipelineId}/${runId}`;
   const { progress, setStage } = trackProgress('probing');
+  // Asked only for a streaming package: an `mp4` run records no marker and runs as before.
+  const stream = input.package !== Packaging.mp4 && patched(STREAM_PACKAGING_PATCH);
 
   let result: VideoPipelineResult;
   // Once the manifest is written the artifacts are final: removing `.work/` happens after this
@@ -91,88 +255,94 @@ async function transcodeVideo(
   try {
     setStage('probing', input.source);
     const media = await probe.probeMedia({ output, source: input.source });
-    const chunks = planChunks(media.durationSec, input.chunkSeconds);
-    const times = planThumbnails(media.durationSec, input.thumbnails);
-    const renditions = input.renditions;
+    if (stream) {
+      result = await streamPipeline(input, media, { pipelineId, runId, output, progress, setStage });
+      // A new path: its runs all remove `.work/` after the try.
+      cleanupAfter = true;
+    } else {
+      const chunks = planChunks(media.durationSec, input.chunkSeconds);
+      const times = planThumbnails(media.durationSec, input.thumbnails);
+      const renditions = input.renditions;
 
-    const jobs: SubJob<ActivityName>[] = [];
-    for (const rendition of renditions) {
-      chunks.forEach((c, chunkIndex) => {
-        const job: TranscodeChunkInput = { output, source: media.uri, rendition, chunkIndex, ...c };
-        jobs.push({
-          activity: 'transcodeChunk',
-          input: job,
-          summary: `${rendition} chunk ${chunkIndex + 1}/${chunks.length}`,
+      const jobs: SubJob<ActivityName>[] = [];
+      for (const rendition of renditions) {
+        chunks.forEach((c, chunkIndex) => {
+          const job: TranscodeChunkInput = { output, source: media.uri, rendition, chunkIndex, ...c };
+          jobs.push({
+            activity: 'transcodeChunk',
+            input: job,
+            summary: `${rendition} chunk ${chunkIndex + 1}/${chunks.length}`,
+          });
         });
-      });
-      if (media.hasAudio) {
-        const job: EncodeAudioInput = { output, source: media.uri, rendition, durationSec: media.durationSec };
-        jobs.push({ activity: 'encodeAudio', input: job, summary: `${rendition} audio` });
+        if (media.hasAudio) {
+          const job: EncodeAudioInput = { output, source: media.uri, rendition, durationSec: media.durationSec };
+          jobs.push({ activity: 'encodeAudio', input: job, summary: `${rendition} audio` });
+        }
       }
+      times.forEach((atSec, index) =>
+        jobs.push({
+          activity: 'extractThumbnail',
+          input: { output, source: media.uri, index, atSec },
+          summary: `thumbnail ${index + 1} @ ${atSec}s`,
+        }),
+      );
+      progress.total = jobs.length + renditions.length + 1;
+      setStage(
+        'transcoding',
+        `${chunks.length} chunks × ${renditions.length} renditions, audio, ${times.length} thumbnails`,
+      );
+      const fan = await runSubJobs<unknown>(jobs, {
+        parentId: pipelineId,
+        window: input.window,
+        policy: { kind: 'fail-fast' },
+        onSettled: (_, ok) => (ok ? progress.done++ : progress.failed++),
+      });
+      const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];
+      // Ranged reads of the source by the chunk encoders (absent for a local file).
+      const reads = fan.results
+        .filter((_, i) => jobs[i]?.activity === 'transcodeChunk')
+        .map((r) => (r as TranscodeChunkResult).sourceBytesRead);
+      const sourceBytesRead = reads.every((n) => n !== undefined) ? reads.reduce((a, n) => a + n, 0) : undefined;
+
+      setStage('concatenating', renditions.join(', '));
+      const artifacts = await Promise.all(
+        renditions.map(async (rendition) => {
+          const a = await finish.concatRendition({
+            output,
+            rendition,
+            chunkCount: chunks.length,
+            hasAudio: media.hasAudio,
+          });
+          progress.done++;
+          return a;
+        }),
+      );
+
+      setStage('manifest', `${artifacts.length} renditions, ${thumbnails.length} thumbnails`);
+      const manifest = await finish.writeManifest({
+        output,
+        workflowId: pipelineId,
+        runId,
+        source: media.uri,
+        sourceDurationSec: media.durationSec,
+        renditions: artifacts,
+        thumbnails,
+      });
+      cleanupAfter = patched(KEEP_FINAL_ARTIFACTS_PATCH);
+      if (!cleanupAfter) await cleanup.cleanupPipeline({ output, removeArtifacts: false });
+      progress.done++;
+      result = {
+        workflowId: pipelineId,
+        runId,
+        manifest,
+        source: media.uri,
+        sourceBytes: media.bytes,
+        ...(sourceBytesRead !== undefined ? { sourceBytesRead } : {}),
+        sourceDurationSec: media.durationSec,
+        renditions: artifacts,
+        thumbnails,
+      };
     }
-    times.forEach((atSec, index) =>
-      jobs.push({
-        activity: 'extractThumbnail',
-        input: { output, source: media.uri, index, atSec },
-        summary: `thumbnail ${index + 1} @ ${atSec}s`,
-      }),
-    );
-    progress.total = jobs.length + renditions.length + 1;
-    setStage(
-      'transcoding',
-      `${chunks.length} chunks × ${renditions.length} renditions, audio, ${times.length} thumbnails`,
-    );
-    const fan = await runSubJobs<unknown>(jobs, {
-      parentId: pipelineId,
-      window: input.window,
-      policy: { kind: 'fail-fast' },
-      onSettled: (_, ok) => (ok ? progress.done++ : progress.failed++),
-    });
-    const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];
-    // Ranged reads of the source by the chunk encoders (absent for a local file).
-    const reads = fan.results
-      .filter((_, i) => jobs[i]?.activity === 'transcodeChunk')
-      .map((r) => (r as TranscodeChunkResult).sourceBytesRead);
-    const sourceBytesRead = reads.every((n) => n !== undefined) ? reads.reduce((a, n) => a + n, 0) : undefined;
-
-    setStage('concatenating', renditions.join(', '));
-    const artifacts = await Promise.all(
-      renditions.map(async (rendition) => {
-        const a = await finish.concatRendition({
-          output,
-          rendition,
-          chunkCount: chunks.length,
-          hasAudio: media.hasAudio,
-        });
-        progress.done++;
-        return a;
-      }),
-    );
-
-    setStage('manifest', `${artifacts.length} renditions, ${thumbnails.length} thumbnails`);
-    const manifest = await finish.writeManifest({
-      output,
-      workflowId: pipelineId,
-      runId,
-      source: media.uri,
-      sourceDurationSec: media.durationSec,
-      renditions: artifacts,
-      thumbnails,
-    });
-    cleanupAfter = patched(KEEP_FINAL_ARTIFACTS_PATCH);
-    if (!cleanupAfter) await cleanup.cleanupPipeline({ output, removeArtifacts: false });
-    progress.done++;
-    result = {
-      workflowId: pipelineId,
-      runId,
-      manifest,
-      source: media.uri,
-      sourceBytes: media.bytes,
-      ...(sourceBytesRead !== undefined ? { sourceBytesRead } : {}),
-      sourceDurationSec: media.durationSec,
-      renditions: artifacts,
-      thumbnails,
-    };
   } catch (err) {
     // Whatever happened, leave no half-written outputs behind; cleanup must run even when cancelled.
     const stage = progress.stage;

@@ -188,6 +188,8 @@ describe('sluice video/status/result/cancel against running workers', () => {
     const run = await runSluice(t, [
       'video',
       sample,
+      '--package',
+      'mp4',
       '--renditions',
       '240p',
       '--chunk-seconds',
@@ -223,6 +225,8 @@ describe('sluice video/status/result/cancel against running workers', () => {
       path.join(REPO_ROOT, 'bin', 'sluice'),
       'video',
       sample,
+      '--package',
+      'mp4',
       '--renditions',
       '240p',
       '--chunk-seconds',
@@ -283,6 +287,8 @@ describe('sluice video/status/result/cancel against running workers', () => {
     const start = await runSluice(t, [
       'video',
       long,
+      '--package',
+      'mp4',
       '--renditions',
       '720p',
       '--chunk-seconds',

@@ -17,6 +17,8 @@ describe('input schemas own their defaults', () => {
       idempotencyKey: 'k1',
       renditions: ['360p', '720p'],
       chunkSeconds: 30,
+      package: 'hls',
+      segmentSeconds: 4,
       thumbnails: 3,
       tier: 'default',
       window: 16,

@@ -39,6 +39,7 @@ describe('disk full', () => {
       chunkSeconds: 10,
       thumbnails: 0,
       tenant: 'disk',
+      package: 'mp4',
       idempotencyKey: 'full',
     });
     const err = await client.getResult(workflowId).then(

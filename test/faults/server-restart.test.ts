@@ -57,6 +57,7 @@ describe('Temporal server killed and restarted mid-pipeline', () => {
               chunkSeconds: 2,
               thumbnails: 1,
               tenant: 'restart',
+              package: 'mp4',
               idempotencyKey: key,
             })
           ).workflowId,

@@ -25,7 +25,7 @@ let source: string;
 let victim: WorkerProcess | undefined;
 let second: WorkerProcess | undefined;
 let receiver: Receiver;
-const request = { renditions: ['480p'], chunkSeconds: 40, thumbnails: 0, tenant: 'kill' };
+const request = { renditions: ['480p'], chunkSeconds: 40, thumbnails: 0, tenant: 'kill', package: 'mp4' };
 const SECRET = 'fault-kill-webhook-secret';
 
 beforeAll(async () => {

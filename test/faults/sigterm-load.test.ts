@@ -36,6 +36,7 @@ describe('SIGTERM under load', () => {
             chunkSeconds: 1,
             thumbnails: 3,
             tenant: 'term',
+            package: 'mp4',
             idempotencyKey: key,
           })
         ).workflowId,

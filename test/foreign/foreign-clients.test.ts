@@ -50,7 +50,8 @@ const tenant = `go${Date.now().toString(36)}`;
 beforeAll(async () => {
   t = makeTestEnv('foreign');
   await smallPartitions(t.config.reports.partitionsDir, '2024-01', 2);
-  source = await sampleVideo(t, { seconds: 4 });
+  // 720p: the default ladder (360p, 720p) fits it, so the default package (hls) keeps both.
+  source = await sampleVideo(t, { seconds: 4, width: 1280, height: 720 });
   host = await startHost(t, ['high', 'default']);
   client = await connectClient(t);
 }, 120_000);

@@ -23,7 +23,13 @@ import { hostOf, labClient, listStore, startedAttempts, type StoreListing } from
 import { REPO_ROOT, createLab, type Host, type HostWorker, type Lab } from './netns';
 
 const SUFFIX = `hosts-pipe-${process.pid}`;
-const VIDEO = { renditions: ['360p', '720p'], chunkSeconds: 40, thumbnails: 1, tenant: 'hosts' };
+const VIDEO = {
+  renditions: ['360p', '720p'],
+  chunkSeconds: 40,
+  thumbnails: 1,
+  tenant: 'hosts',
+  package: 'mp4' as const,
+};
 const REPORT = {
   from: '2024-01',
   to: '2024-03',

@@ -103,6 +103,7 @@ describe('rollout from build A to build B', () => {
       thumbnails: 1,
       tier: 'default',
       tenant: 'rollout',
+      package: 'mp4',
       idempotencyKey: 'long-video',
     });
     const { workflowId: reportId } = await client.startReportPipeline({

@@ -129,7 +129,20 @@ describe('no secrets in logs', () => {
     // A video pipeline through the CLI (encrypted client in the CLI process, encrypted worker).
     const video = await sampleVideo(t, { seconds: 2 });
     const run = sluice(
-      ['video', video, '--renditions', '240p', '--chunk-seconds', '1', '--thumbnails', '1', '--wait', '--json'],
+      [
+        'video',
+        video,
+        '--package',
+        'mp4',
+        '--renditions',
+        '240p',
+        '--chunk-seconds',
+        '1',
+        '--thumbnails',
+        '1',
+        '--wait',
+        '--json',
+      ],
       t.env,
     );
     expect(await run.exit).toBe(0);

@@ -21,7 +21,7 @@ let source: string;
 let worker: ChildProcess | undefined;
 
 const GRACE_MS = 1500;
-const request = { renditions: ['480p'], chunkSeconds: 40, thumbnails: 0, tenant: 'drain' };
+const request = { renditions: ['480p'], chunkSeconds: 40, thumbnails: 0, tenant: 'drain', package: 'mp4' };
 
 beforeAll(async () => {
   t = makeTestEnv('drain', { SLUICE_SHUTDOWN_GRACE_MS: String(GRACE_MS) });

@@ -33,6 +33,7 @@ describe('a 2-hour input with 10 s chunks', () => {
       chunkSeconds: 10,
       thumbnails: 2,
       tenant: 'long',
+      package: 'mp4',
       idempotencyKey: 'two-hours',
     });
     const result = await client.getResult<VideoPipelineResult>(workflowId);

@@ -75,6 +75,7 @@ describe('videoPipelineWorkflow', () => {
   const e2eRequest = () => ({
     source: short,
     renditions: ['240p', '360p'],
+    package: 'mp4',
     chunkSeconds: 3,
     thumbnails: 2,
     tenant: 'acme',
@@ -132,6 +133,7 @@ describe('videoPipelineWorkflow', () => {
       chunkSeconds: 4,
       thumbnails: 0,
       tenant: 'acme',
+      package: 'mp4',
       idempotencyKey: 'e2e-dup-running',
     };
     const [a, b] = await Promise.all([client.startVideoPipeline(opts), client.startVideoPipeline(opts)]);
@@ -164,6 +166,7 @@ describe('videoPipelineWorkflow', () => {
       chunkSeconds: 20,
       thumbnails: 0,
       tenant: 'acme',
+      package: 'mp4',
       idempotencyKey: 'e2e-cancel',
     });
     const dir = path.join(t.outputDir, id);
@@ -188,6 +191,7 @@ describe('videoPipelineWorkflow', () => {
     const { workflowId: id } = await client.startVideoPipeline({
       source: 'fake.mp4',
       tenant: 'acme',
+      package: 'mp4',
       idempotencyKey: 'e2e-fake',
     });
     const cause = await failureOf(id);
@@ -211,6 +215,7 @@ describe('videoPipelineWorkflow', () => {
     const { workflowId: id } = await client.startVideoPipeline({
       source: 'cut.mp4',
       tenant: 'acme',
+      package: 'mp4',
       idempotencyKey: 'e2e-cut',
     });
     expect(rootApplicationFailure(await failureOf(id))?.type).toBe(FailureType.InvalidMedia);
@@ -256,6 +261,7 @@ describe('videoPipelineWorkflow', () => {
         {
           source: long,
           renditions: ['720p'],
+          package: 'mp4',
           chunkSeconds: 20,
           thumbnails: 0,
           tier: 'default',

@@ -33,6 +33,7 @@ const request = (key: string) => ({
   chunkSeconds: 4,
   thumbnails: 2,
   tenant: 'acme',
+  package: 'mp4',
   idempotencyKey: key,
 });
 

@@ -90,6 +90,17 @@ export interface TranscodeChunkInput extends RunOutput {
   chunkIndex: number;
   startSec: number;
   durationSec: number;
+  /**
+   * Segments for a streaming package (`hls`): their length, and the rendition's exact size from
+   * the ladder. Each segment is one closed GOP, with its keyframe forced on the boundary, so every
+   * rendition has keyframes at the same timestamps. Absent: `mp4` (the worker's segment length).
+   */
+  stream?: StreamSegmenting;
+}
+export interface StreamSegmenting {
+  segmentSeconds: number;
+  width: number;
+  height: number;
 }
 export interface SegmentRecord {
   index: number;
@@ -212,10 +223,10 @@ interface OpenedSource {
   close(): void;
 }
 
-const chunkName = (i: number) => `chunk-${String(i).padStart(5, '0')}`;
+export const chunkName = (i: number) => `chunk-${String(i).padStart(5, '0')}`;
 
 export function createMediaActivities(deps: MediaDeps) {
-  const segmentSeconds = deps.segmentSeconds ?? 10;
+  const defaultSegmentSeconds = deps.segmentSeconds ?? 10;
   const preset = deps.x264Preset ?? 'veryfast';
   const crf = deps.x264Crf ?? 23;
   const x264Threads = deps.x264Threads ?? 1;
@@ -476,8 +487,30 @@ export function createMediaActivities(deps: MediaDeps) {
     startSec: number,
     durationSec: number,
     out: string,
+    stream?: StreamSegmenting,
   ): string[] {
     const spec = RENDITIONS[rendition];
+    // A streaming segment is exactly one closed GOP: its keyframe is forced on the boundary (the
+    // segment's first frame) and no other keyframe may appear (no scene cuts, no GOP limit inside
+    // it), so every rendition switches at the same timestamps.
+    const gop = stream
+      ? [
+          '-force_key_frames',
+          `expr:gte(t,n_forced*${stream.segmentSeconds})`,
+          '-g',
+          '100000',
+          '-keyint_min',
+          '100000',
+          '-sc_threshold',
+          '0',
+          '-flags',
+          '+cgop',
+          // No B-frames: the first frame's presentation time is then its decode time (0), so a
+          // player's buffer starts at 0 with the audio instead of a reorder delay later.
+          '-bf',
+          '0',
+        ]
+      : [];
     return [
       ...FFMPEG_WRITE_ARGS,
       '-ss',
@@ -492,7 +525,7 @@ export function createMediaActivities(deps: MediaDeps) {
       '0:v:0',
       '-an',
       '-vf',
-      `scale=-2:${spec.height}`,
+      stream ? `scale=${stream.width}:${stream.height},setsar=1` : `scale=-2:${spec.height}`,
       // Capped CRF with one x264 thread: threaded x264 rate control is not deterministic once the
       // bitrate cap (VBV) engages, and a single thread is, so a resumed chunk comes out
       // byte-identical. Parallelism comes from encoding many segments at once (the limiter).
@@ -509,7 +542,8 @@ export function createMediaActivities(deps: MediaDeps) {
       '-maxrate',
       `${spec.videoKbps}k`,
       '-bufsize',
-      `${spec.videoKbps * 2}k`,
+      `${spec.bufsizeKbits}k`,
+      ...gop,
       '-progress',
       'pipe:1',
       '-nostats',
@@ -540,6 +574,7 @@ export function createMediaActivities(deps: MediaDeps) {
     const ctx = Context.current();
     const token = `${activityInfo().attempt}-${crypto.randomBytes(6).toString('hex')}`;
     const owned = async () => (await readJson<{ token: string }>(key('owner.json')))?.token === token;
+    const segmentSeconds = input.stream?.segmentSeconds ?? defaultSegmentSeconds;
     const expected = Math.max(1, Math.ceil(input.durationSec / segmentSeconds - 1e-6));
     let details: TranscodeHeartbeat = { segments: [], outTimeSec: 0 };
     // Heartbeat all along, also while a store call waits out an outage in the SDK's retries.
@@ -576,6 +611,7 @@ export function createMediaActivities(deps: MediaDeps) {
                   input.startSec + offset,
                   Math.min(segmentSeconds, input.durationSec - offset),
                   local,
+                  input.stream,
                 );
                 // The keep-alive around the whole attempt heartbeats while queued behind the limiter too.
                 await deps.limiter.schedule(() =>

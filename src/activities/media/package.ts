@@ -1,0 +1,697 @@
+/**
+ * Streaming packages (`hls`): the checksummed segments that `transcodeChunk` wrote for each
+ * rendition are repackaged, by stream copy, into CMAF (fragmented MP4) segments with an HLS
+ * media playlist; the audio is encoded once into a shared AAC group; a master playlist ties them
+ * together with what was measured from the encoded segments. Created by
+ * {@link createPackagingActivities} from the same dependencies as the media activities.
+ *
+ * Layout under `<workflowId>/<runId>/`:
+ *   `master.m3u8`                                   — the master playlist (what a player loads)
+ *   `hls/<rendition>/init.mp4`, `seg-NNNNN.m4s`, `playlist.m3u8` — one video rendition
+ *   `hls/audio/init.mp4`, `seg-NNNNN.m4s`, `playlist.m3u8`       — the shared audio group
+ *   `.work/hls/<name>.json`                         — segment checksums, for `manifest.json`
+ * Every object is written to the store atomically; a rendition's playlist is written after its
+ * segments, so a playlist in the store always names segments that are there.
+ */
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
+import { FailureType, RENDITIONS, SPRITE, STREAM_AUDIO, type RenditionName } from '../../shared/constants';
+import type { Artifact } from '../../shared/artifact';
+import type { DroppedRendition } from '../../shared/ladder';
+import type {
+  SpriteArtifacts,
+  StreamAudioArtifact,
+  StreamRenditionArtifact,
+  ThumbnailArtifact,
+} from '../../shared/video';
+import { isObjectUri, joinKey, sha256File, storageFailure, type ObjectInfo } from '../../storage';
+import { FfmpegError, runProcess } from './ffmpeg';
+import { chunkName, type MediaDeps, type SegmentRecord } from './index';
+
+interface RunOutput {
+  /** `<workflowId>/<runId>`. */
+  output: string;
+}
+
+export interface PackageRenditionInput extends RunOutput {
+  rendition: RenditionName;
+  chunkCount: number;
+  segmentSeconds: number;
+}
+
+export interface PackageAudioInput extends RunOutput {
+  /** The source's URI (from `probeMedia`). */
+  source: string;
+  durationSec: number;
+  segmentSeconds: number;
+}
+
+export interface StreamPlaylistsInput extends RunOutput {
+  workflowId: string;
+  runId: string;
+  source: string;
+  sourceDurationSec: number;
+  segmentSeconds: number;
+  renditions: StreamRenditionArtifact[];
+  audio?: StreamAudioArtifact;
+  thumbnails: ThumbnailArtifact[];
+  dropped: DroppedRendition[];
+  sprite?: SpriteArtifacts;
+}
+
+export interface StreamPlaylistsResult {
+  master: Artifact;
+  manifest: Artifact;
+}
+
+/** One packaged segment as `manifest.json` lists it. */
+export interface PackagedSegment {
+  file: string;
+  bytes: number;
+  sha256: string;
+  durationSec: number;
+}
+
+export interface SpriteInput extends RunOutput {
+  /** The source's URI (from `probeMedia`). */
+  source: string;
+  durationSec: number;
+  width: number;
+  height: number;
+}
+
+/** `HH:MM:SS.mmm` for a WebVTT cue. */
+function vttTime(sec: number): string {
+  const ms = Math.round(sec * 1000);
+  const h = Math.floor(ms / 3_600_000);
+  const m = Math.floor((ms % 3_600_000) / 60_000);
+  const s = (ms % 60_000) / 1000;
+  return `${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}:${s.toFixed(3).padStart(6, '0')}`;
+}
+
+/**
+ * The WebVTT map of a sprite sheet: one cue per `interval` of `durationSec`, each pointing at its
+ * tile (`sprite.jpg#xywh=x,y,w,h`), row by row, `columns` tiles per row.
+ */
+export function spriteVtt(
+  durationSec: number,
+  interval: number,
+  tile: { width: number; height: number },
+  columns: number,
+  image = 'sprite.jpg',
+): string {
+  const count = Math.max(1, Math.ceil(durationSec / interval - 1e-6));
+  const cues = ['WEBVTT', ''];
+  for (let i = 0; i < count; i++) {
+    const x = (i % columns) * tile.width;
+    const y = Math.floor(i / columns) * tile.height;
+    cues.push(
+      `${vttTime(i * interval)} --> ${vttTime(Math.min((i + 1) * interval, durationSec))}`,
+      `${image}#xywh=${x},${y},${tile.width},${tile.height}`,
+      '',
+    );
+  }
+  return cues.join('\n');
+}
+
+/** The audio group's name in the master playlist. */
+const AUDIO_GROUP = 'audio';
+const FFMPEG_WRITE_ARGS = ['-hide_banner', '-nostdin', '-y', '-v', 'error'];
+
+/** Segment durations from a media playlist's `#EXTINF` lines, with the file each names. */
+export function parseMediaPlaylist(text: string): { file: string; durationSec: number }[] {
+  const lines = text.split('\n').map((l) => l.trim());
+  const out: { file: string; durationSec: number }[] = [];
+  lines.forEach((line, i) => {
+    if (!line.startsWith('#EXTINF:')) return;
+    const file = lines.slice(i + 1).find((l) => l && !l.startsWith('#'));
+    if (file) out.push({ file, durationSec: Number(line.slice('#EXTINF:'.length).split(',')[0]) });
+  });
+  return out;
+}
+
+/** RFC 6381 `avc1.PPCCLL` from the `avcC` box of an init segment; undefined when it has none. */
+export function avcCodecs(init: Buffer): string | undefined {
+  const at = init.indexOf('avcC');
+  if (at < 0 || at + 8 > init.length) return undefined;
+  const hex = (n: number) => n.toString(16).padStart(2, '0');
+  // avcC: configurationVersion, AVCProfileIndication, profile_compatibility, AVCLevelIndication.
+  return `avc1.${hex(init[at + 5]!)}${hex(init[at + 6]!)}${hex(init[at + 7]!)}`;
+}
+
+/** The master playlist text: one shared audio group, one variant per rendition (lowest first). */
+export function masterPlaylist(renditions: StreamRenditionArtifact[], audio: StreamAudioArtifact | undefined): string {
+  const lines = ['#EXTM3U', '#EXT-X-VERSION:7', '#EXT-X-INDEPENDENT-SEGMENTS'];
+  if (audio) {
+    lines.push(
+      `#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="${AUDIO_GROUP}",NAME="audio",DEFAULT=YES,AUTOSELECT=YES,` +
+        `CHANNELS="${STREAM_AUDIO.channels}",URI="hls/audio/playlist.m3u8"`,
+    );
+  }
+  for (const r of renditions) {
+    const peak = r.peakBitsPerSec + (audio?.peakBitsPerSec ?? 0);
+    const average = r.averageBitsPerSec + (audio?.averageBitsPerSec ?? 0);
+    const codecs = audio ? `${r.codecs},${audio.codecs}` : r.codecs;
+    lines.push(
+      `#EXT-X-STREAM-INF:BANDWIDTH=${Math.ceil(peak)},AVERAGE-BANDWIDTH=${Math.ceil(average)},` +
+        `RESOLUTION=${r.width}x${r.height},CODECS="${codecs}",FRAME-RATE=${r.frameRate.toFixed(3)}` +
+        (audio ? `,AUDIO="${AUDIO_GROUP}"` : ''),
+      `hls/${r.name}/playlist.m3u8`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+const nonRetryable = (type: FailureType, message: string, cause?: Error) =>
+  ApplicationFailure.create({ type, message, nonRetryable: true, cause });
+
+export function createPackagingActivities(deps: MediaDeps) {
+  const { storage } = deps;
+  const artifacts = storage.artifacts;
+
+  /** The run's output prefix, checked to be `<workflowId>/<runId>` with no way out of the store. */
+  function runKey(output: string, ...rest: string[]): string {
+    const parts = output.split('/');
+    if (parts.length !== 2 || parts.some((p) => !p || p.startsWith('.')) || output.includes('\0')) {
+      throw nonRetryable(FailureType.InvalidInput, `output ${JSON.stringify(output)} is not <workflowId>/<runId>`);
+    }
+    return joinKey(output, ...rest);
+  }
+  const chunkKey = (output: string, rendition: string, chunkIndex: number, file: string) =>
+    runKey(output, '.work', rendition, chunkName(chunkIndex), file);
+
+  async function withKeepAlive<T>(details: () => unknown, fn: () => Promise<T>): Promise<T> {
+    const timer = setInterval(() => heartbeat(details()), 5_000);
+    try {
+      return await fn();
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  async function inScratch<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+    await fsp.mkdir(storage.scratchDir, { recursive: true });
+    const dir = await fsp.mkdtemp(path.join(storage.scratchDir, 'pkg-'));
+    try {
+      return await fn(dir);
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async function readJson<T>(key: string): Promise<T | undefined> {
+    if (!(await artifacts.head(key))) return undefined;
+    return JSON.parse((await artifacts.getBuffer(key)).toString('utf8')) as T;
+  }
+
+  async function describe(key: string, info: ObjectInfo): Promise<Artifact> {
+    const local = artifacts.localPath(key);
+    const url = await artifacts.presign(key, storage.presignTtlSec);
+    return {
+      uri: artifacts.uri(key),
+      bytes: info.bytes,
+      sha256: info.sha256 ?? '',
+      ...(local ? { path: local } : {}),
+      ...(url ? { url } : {}),
+    };
+  }
+
+  /** An ffmpeg or store failure as the failure type the retry policies know. */
+  function failure(err: unknown): unknown {
+    if (err instanceof ApplicationFailure) return err;
+    if (err instanceof FfmpegError) {
+      if (/No space left on device|Read-only file system|Disk quota exceeded/.test(err.stderrTail)) {
+        return nonRetryable(FailureType.OutputUnwritable, err.message, err);
+      }
+      return ApplicationFailure.create({ type: FailureType.TranscodeFailed, message: err.message, cause: err });
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EROFS' || code === 'EDQUOT') {
+      return nonRetryable(FailureType.OutputUnwritable, `cannot write outputs: ${code}`, err as Error);
+    }
+    return storageFailure(err);
+  }
+
+  /**
+   * Uploads what ffmpeg's HLS muxer wrote in `dir` under `prefix`: the init segment and media
+   * segments first (each atomically, with its checksum), then the media playlist, then the
+   * segment records under `.work/` for the manifest.
+   */
+  async function publishPackage(
+    output: string,
+    name: string,
+    dir: string,
+  ): Promise<{
+    playlist: Artifact;
+    init: Artifact;
+    segments: PackagedSegment[];
+    playlistText: string;
+    initBytes: Buffer;
+  }> {
+    const prefix = runKey(output, 'hls', name);
+    const playlistText = await fsp.readFile(path.join(dir, 'playlist.m3u8'), 'utf8');
+    const listed = parseMediaPlaylist(playlistText);
+    const segments: PackagedSegment[] = [];
+    const initFile = path.join(dir, 'init.mp4');
+    const initSha = await sha256File(initFile);
+    const init = await describe(
+      joinKey(prefix, 'init.mp4'),
+      await artifacts.putFile(joinKey(prefix, 'init.mp4'), initFile, { sha256: initSha }),
+    );
+    for (const seg of listed) {
+      const file = path.join(dir, path.basename(seg.file));
+      const sha256 = await sha256File(file);
+      const info = await artifacts.putFile(joinKey(prefix, path.basename(seg.file)), file, { sha256 });
+      segments.push({ file: path.basename(seg.file), bytes: info.bytes, sha256, durationSec: seg.durationSec });
+      heartbeat({ stage: 'upload', segment: segments.length });
+    }
+    const playlistKey = joinKey(prefix, 'playlist.m3u8');
+    const playlistInfo = await artifacts.put(playlistKey, playlistText, {
+      contentType: 'application/vnd.apple.mpegurl',
+    });
+    await artifacts.put(runKey(output, '.work', 'hls', `${name}.json`), JSON.stringify({ init: initSha, segments }));
+    return {
+      playlist: await describe(playlistKey, playlistInfo),
+      init,
+      segments,
+      playlistText,
+      initBytes: await fsp.readFile(initFile),
+    };
+  }
+
+  const rates = (segments: PackagedSegment[]) => {
+    const durationSec = segments.reduce((a, s) => a + s.durationSec, 0);
+    const bytes = segments.reduce((a, s) => a + s.bytes, 0);
+    const peak = Math.max(...segments.map((s) => (s.bytes * 8) / Math.max(s.durationSec, 1e-3)));
+    return { durationSec, peakBitsPerSec: peak, averageBitsPerSec: durationSec > 0 ? (bytes * 8) / durationSec : 0 };
+  };
+
+  async function frameRateOf(file: string): Promise<number> {
+    const { stdout } = await runProcess(deps.binaries.ffprobe, [
+      '-v',
+      'error',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=avg_frame_rate,r_frame_rate',
+      '-of',
+      'json',
+      file,
+    ]);
+    const stream = (JSON.parse(stdout) as { streams?: { avg_frame_rate?: string; r_frame_rate?: string }[] })
+      .streams?.[0];
+    const ratio = (v: string | undefined) => {
+      const [n, d] = (v ?? '').split('/').map(Number);
+      return n && d ? n / d : 0;
+    };
+    return ratio(stream?.avg_frame_rate) || ratio(stream?.r_frame_rate);
+  }
+
+  /**
+   * Packages one rendition: downloads its checksummed segments (all chunks, in order), joins
+   * them by stream copy into CMAF segments, one per encoded segment (each starts on its forced
+   * keyframe), and publishes them with a media playlist. Deterministic: the same segments give
+   * byte-identical packages, so a retry (or a resumed transcode) changes nothing.
+   */
+  async function packageRendition(input: PackageRenditionInput): Promise<StreamRenditionArtifact> {
+    if (!RENDITIONS[input.rendition]) {
+      throw nonRetryable(FailureType.InvalidInput, `rendition: unknown rendition ${input.rendition}`);
+    }
+    return withKeepAlive(
+      () => ({ stage: 'package', rendition: input.rendition }),
+      async () => {
+        try {
+          const chunks: SegmentRecord[][] = [];
+          for (let i = 0; i < input.chunkCount; i++) {
+            const segs = (await artifacts.head(chunkKey(input.output, input.rendition, i, 'done.json')))
+              ? await readJson<SegmentRecord[]>(chunkKey(input.output, input.rendition, i, 'segments.json'))
+              : undefined;
+            if (!segs) {
+              throw ApplicationFailure.create({
+                type: FailureType.TranscodeFailed,
+                message: `chunk ${i} of ${input.rendition} is not complete`,
+              });
+            }
+            chunks.push(segs);
+          }
+          return await inScratch(async (scratch) => {
+            const files: string[] = [];
+            for (const [i, segs] of chunks.entries()) {
+              for (const seg of segs) {
+                const local = path.join(scratch, `${chunkName(i)}-${seg.file}`);
+                const got = await artifacts.download(chunkKey(input.output, input.rendition, i, seg.file), local);
+                if (got.sha256 !== seg.sha256) {
+                  throw ApplicationFailure.create({
+                    type: FailureType.TranscodeFailed,
+                    message: `segment ${seg.file} of chunk ${i} (${input.rendition}) does not match its checksum`,
+                  });
+                }
+                files.push(local);
+              }
+              heartbeat({ stage: 'download', chunk: i });
+            }
+            const list = path.join(scratch, 'concat.txt');
+            await fsp.writeFile(list, files.map((f) => `file '${f.replace(/'/g, "'\\''")}'`).join('\n') + '\n');
+            const dir = path.join(scratch, 'out');
+            await fsp.mkdir(dir);
+            await runProcess(
+              deps.binaries.ffmpeg,
+              [
+                ...FFMPEG_WRITE_ARGS,
+                '-f',
+                'concat',
+                '-safe',
+                '0',
+                '-i',
+                list,
+                '-map',
+                '0:v:0',
+                '-c',
+                'copy',
+                '-map_metadata',
+                '-1',
+                '-fflags',
+                '+bitexact',
+                ...hlsArgs(dir, input.segmentSeconds / 2),
+              ],
+              { signal: Context.current().cancellationSignal },
+            );
+            const pkg = await publishPackage(input.output, input.rendition, dir);
+            // One CMAF segment per encoded segment, or the keyframes are not where they must be.
+            if (pkg.segments.length !== files.length) {
+              throw ApplicationFailure.create({
+                type: FailureType.TranscodeFailed,
+                message: `${input.rendition}: ${files.length} encoded segments became ${pkg.segments.length} CMAF segments; keyframes are not on the segment boundaries`,
+              });
+            }
+            const codecs = avcCodecs(pkg.initBytes);
+            if (!codecs) {
+              throw ApplicationFailure.create({
+                type: FailureType.TranscodeFailed,
+                message: `${input.rendition}: the init segment has no avcC box`,
+              });
+            }
+            const probed = await probeSize(path.join(dir, 'init.mp4'));
+            const frameRate = await frameRateOf(path.join(dir, 'playlist.m3u8'));
+            const r = rates(pkg.segments);
+            return {
+              name: input.rendition,
+              ...pkg.playlist,
+              width: probed.width,
+              height: probed.height,
+              durationSec: r.durationSec,
+              frameRate,
+              codecs,
+              peakBitsPerSec: r.peakBitsPerSec,
+              averageBitsPerSec: r.averageBitsPerSec,
+              init: pkg.init,
+              segments: pkg.segments.length,
+              totalBytes: pkg.playlist.bytes + pkg.init.bytes + pkg.segments.reduce((a, s) => a + s.bytes, 0),
+            };
+          });
+        } catch (err) {
+          throw failure(err);
+        }
+      },
+    );
+  }
+
+  async function probeSize(file: string): Promise<{ width: number; height: number }> {
+    const { stdout } = await runProcess(deps.binaries.ffprobe, [
+      '-v',
+      'error',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=width,height',
+      '-of',
+      'json',
+      file,
+    ]);
+    const s = (JSON.parse(stdout) as { streams?: { width?: number; height?: number }[] }).streams?.[0];
+    return { width: s?.width ?? 0, height: s?.height ?? 0 };
+  }
+
+  /** ffmpeg's HLS muxer writing CMAF segments, a VOD media playlist and `init.mp4` into `dir`. */
+  function hlsArgs(dir: string, hlsTime: number): string[] {
+    return [
+      '-f',
+      'hls',
+      '-hls_time',
+      String(hlsTime),
+      '-hls_list_size',
+      '0',
+      '-hls_playlist_type',
+      'vod',
+      '-hls_segment_type',
+      'fmp4',
+      '-hls_fmp4_init_filename',
+      'init.mp4',
+      '-hls_segment_filename',
+      path.join(dir, 'seg-%05d.m4s'),
+      path.join(dir, 'playlist.m3u8'),
+    ];
+  }
+
+  /**
+   * The source as ffmpeg reads it: a local file (its URI comes from `probeMedia`, which checked
+   * it lies inside the media root) as is, an object through the range bridge.
+   */
+  async function withSourceInput<T>(source: string, fn: (input: string) => Promise<T>): Promise<T> {
+    if (source.startsWith('file://')) return fn(fileURLToPath(source));
+    const ref = isObjectUri(source) ? storage.objectAt(source) : undefined;
+    if (!ref) throw nonRetryable(FailureType.InvalidInput, `source: unsupported URI ${source}`);
+    const info = await ref.store.head(ref.key);
+    if (!info) throw nonRetryable(FailureType.ObjectNotFound, `source: ${source} does not exist`);
+    const served = await deps.bridge.open(ref, info.bytes);
+    try {
+      const out = await fn(served.url);
+      if (served.wasCut()) {
+        throw ApplicationFailure.create({
+          type: FailureType.StorageUnavailable,
+          message: `reading ${source} was cut off by a store outage; the output is discarded and the attempt retried`,
+        });
+      }
+      return out;
+    } finally {
+      served.close();
+    }
+  }
+
+  /**
+   * Encodes the source's audio once into the shared AAC group (CMAF segments of the same length
+   * as the video's) and publishes it. A published group (its playlist is written last) is reused
+   * on retry; an interrupted one is redone from the start: audio encodes at hundreds × real time.
+   */
+  async function packageAudio(input: PackageAudioInput): Promise<StreamAudioArtifact> {
+    let outTimeSec = 0;
+    return withKeepAlive(
+      () => ({ stage: 'audio', outTimeSec }),
+      async () => {
+        try {
+          const playlistKey = runKey(input.output, 'hls', 'audio', 'playlist.m3u8');
+          const done = await readJson<{ init: string; segments: PackagedSegment[] }>(
+            runKey(input.output, '.work', 'hls', 'audio.json'),
+          );
+          const publishedPlaylist = done ? await artifacts.head(playlistKey) : undefined;
+          if (done && publishedPlaylist) {
+            const initKey = runKey(input.output, 'hls', 'audio', 'init.mp4');
+            const initInfo = await artifacts.head(initKey);
+            if (initInfo) {
+              const playlist = await describe(playlistKey, publishedPlaylist);
+              const init = await describe(initKey, { ...initInfo, sha256: done.init });
+              return audioArtifact(playlist, init, done.segments);
+            }
+          }
+          return await withSourceInput(input.source, (src) =>
+            inScratch(async (scratch) => {
+              const dir = path.join(scratch, 'out');
+              await fsp.mkdir(dir);
+              await deps.limiter.schedule(() =>
+                runProcess(
+                  deps.binaries.ffmpeg,
+                  [
+                    ...FFMPEG_WRITE_ARGS,
+                    '-i',
+                    src,
+                    '-map',
+                    '0:a:0',
+                    '-vn',
+                    '-c:a',
+                    'aac',
+                    '-b:a',
+                    `${STREAM_AUDIO.kbps}k`,
+                    '-ac',
+                    String(STREAM_AUDIO.channels),
+                    '-ar',
+                    String(STREAM_AUDIO.sampleRate),
+                    '-t',
+                    input.durationSec.toFixed(3),
+                    '-map_metadata',
+                    '-1',
+                    '-fflags',
+                    '+bitexact',
+                    '-flags:a',
+                    '+bitexact',
+                    '-progress',
+                    'pipe:1',
+                    '-nostats',
+                    ...hlsArgs(dir, input.segmentSeconds),
+                  ],
+                  {
+                    signal: Context.current().cancellationSignal,
+                    onProgress: (p) => {
+                      outTimeSec = p.outTimeSec;
+                      heartbeat({ stage: 'audio', outTimeSec });
+                    },
+                  },
+                ),
+              );
+              const pkg = await publishPackage(input.output, 'audio', dir);
+              return audioArtifact(pkg.playlist, pkg.init, pkg.segments);
+            }),
+          );
+        } catch (err) {
+          throw failure(err);
+        }
+      },
+    );
+  }
+
+  function audioArtifact(playlist: Artifact, init: Artifact, segments: PackagedSegment[]): StreamAudioArtifact {
+    const r = rates(segments);
+    return {
+      ...playlist,
+      codecs: STREAM_AUDIO.codecs,
+      durationSec: r.durationSec,
+      peakBitsPerSec: r.peakBitsPerSec,
+      averageBitsPerSec: r.averageBitsPerSec,
+      init,
+      segments: segments.length,
+      totalBytes: playlist.bytes + init.bytes + segments.reduce((a, s) => a + s.bytes, 0),
+    };
+  }
+
+  /**
+   * Writes the master playlist (from the measured renditions) and `manifest.json`: every
+   * rendition with its segments' sizes and checksums, the audio group, the dropped renditions
+   * and the thumbnails (no presigned URLs: they expire).
+   */
+  async function writeStreamPlaylists(input: StreamPlaylistsInput): Promise<StreamPlaylistsResult> {
+    try {
+      const masterKey = runKey(input.output, 'master.m3u8');
+      const masterInfo = await artifacts.put(masterKey, masterPlaylist(input.renditions, input.audio), {
+        contentType: 'application/vnd.apple.mpegurl',
+      });
+      const strip = <T extends Artifact>({ url: _url, path: _path, ...rest }: T) => rest;
+      const segmentsOf = async (name: string) =>
+        (await readJson<{ segments: PackagedSegment[] }>(runKey(input.output, '.work', 'hls', `${name}.json`)))
+          ?.segments ?? [];
+      const renditions = [];
+      for (const r of input.renditions) {
+        renditions.push({ ...strip(r), init: strip(r.init), segmentList: await segmentsOf(r.name) });
+      }
+      const manifest = {
+        workflowId: input.workflowId,
+        runId: input.runId,
+        source: input.source,
+        sourceDurationSec: input.sourceDurationSec,
+        package: 'hls',
+        segmentSeconds: input.segmentSeconds,
+        master: strip(await describe(masterKey, masterInfo)),
+        renditions,
+        ...(input.audio
+          ? { audio: { ...strip(input.audio), init: strip(input.audio.init), segmentList: await segmentsOf('audio') } }
+          : {}),
+        dropped: input.dropped,
+        ...(input.sprite
+          ? { sprite: { ...input.sprite, image: strip(input.sprite.image), vtt: strip(input.sprite.vtt) } }
+          : {}),
+        thumbnails: input.thumbnails.map(strip),
+        createdAt: new Date().toISOString(),
+      };
+      const manifestKey = runKey(input.output, 'manifest.json');
+      const manifestInfo = await artifacts.put(manifestKey, JSON.stringify(manifest, null, 2) + '\n', {
+        contentType: 'application/json',
+      });
+      return { master: await describe(masterKey, masterInfo), manifest: await describe(manifestKey, manifestInfo) };
+    } catch (err) {
+      throw failure(err);
+    }
+  }
+
+  /**
+   * Scrubbing previews: one thumbnail every {@link SPRITE}.intervalSeconds, tiled into
+   * `sprite.jpg`, and `sprite.vtt` mapping each interval to its tile. The sheet is written before
+   * the map, so a published map always points at a sheet that is there.
+   */
+  async function extractSprite(input: SpriteInput): Promise<SpriteArtifacts> {
+    const interval = SPRITE.intervalSeconds;
+    const tileWidth = SPRITE.tileWidth;
+    const tileHeight = Math.max(2, Math.round((tileWidth * input.height) / input.width / 2) * 2);
+    const tiles = Math.max(1, Math.ceil(input.durationSec / interval - 1e-6));
+    const columns = Math.min(SPRITE.columns, tiles);
+    const rows = Math.ceil(tiles / columns);
+    return withKeepAlive(
+      () => ({ stage: 'sprite' }),
+      () =>
+        withSourceInput(input.source, (src) =>
+          inScratch(async (scratch) => {
+            try {
+              const local = path.join(scratch, 'sprite.jpg');
+              await deps.limiter.schedule(() =>
+                runProcess(
+                  deps.binaries.ffmpeg,
+                  [
+                    ...FFMPEG_WRITE_ARGS,
+                    '-i',
+                    src,
+                    '-map',
+                    '0:v:0',
+                    '-an',
+                    '-t',
+                    input.durationSec.toFixed(3),
+                    // One frame per interval (the first at 0), scaled to a tile, laid out in a grid.
+                    '-vf',
+                    `fps=1/${interval}:round=down,scale=${tileWidth}:${tileHeight},setsar=1,tile=${columns}x${rows}`,
+                    '-frames:v',
+                    '1',
+                    '-q:v',
+                    '4',
+                    '-f',
+                    'image2',
+                    local,
+                  ],
+                  { signal: Context.current().cancellationSignal },
+                ),
+              );
+              const imageKey = runKey(input.output, 'sprite.jpg');
+              const vttKey = runKey(input.output, 'sprite.vtt');
+              const image = await describe(
+                imageKey,
+                await artifacts.putFile(imageKey, local, { sha256: await sha256File(local) }),
+              );
+              const vtt = spriteVtt(input.durationSec, interval, { width: tileWidth, height: tileHeight }, columns);
+              const vttInfo = await artifacts.put(vttKey, vtt, { contentType: 'text/vtt' });
+              return {
+                image,
+                vtt: await describe(vttKey, vttInfo),
+                intervalSeconds: interval,
+                tiles,
+                tileWidth,
+                tileHeight,
+              };
+            } catch (err) {
+              throw failure(err);
+            }
+          }),
+        ),
+    );
+  }
+
+  return { packageRendition, packageAudio, writeStreamPlaylists, extractSprite };
+}
+
+export type PackagingActivities = ReturnType<typeof createPackagingActivities>;

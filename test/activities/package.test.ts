@@ -1,0 +1,314 @@
+/**
+ * Streaming packages (`hls`) in MockActivityEnvironment on the file backend: segments encoded
+ * for two renditions have their keyframes at the same timestamps (read back from the CMAF
+ * outputs with ffprobe, not taken from the flags), the master playlist carries what was measured,
+ * and a rendition whose transcode was interrupted and resumed packages byte-identically.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import Bottleneck from 'bottleneck';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMediaActivities, type TranscodeChunkInput, type TranscodeHeartbeat } from '../../src/activities/media';
+import { runProcess } from '../../src/activities/media/ffmpeg';
+import { createPackagingActivities, parseMediaPlaylist, spriteVtt } from '../../src/activities/media/package';
+import { planLadder } from '../../src/shared/ladder';
+import type { StreamAudioArtifact, StreamRenditionArtifact } from '../../src/shared/video';
+import { openStorage, type Storage } from '../../src/storage';
+import { RangeBridge } from '../../src/storage/range-bridge';
+import { makeTestEnv, sampleVideo, type TestEnv } from '../helpers/env';
+
+let t: TestEnv;
+let store: Storage;
+let media: ReturnType<typeof createMediaActivities>;
+let pack: ReturnType<typeof createPackagingActivities>;
+let source: string;
+const bridge = new RangeBridge();
+const SEGMENT = 2;
+const DURATION = 10;
+// Two chunks: [0, 6) and [6, 10): each a whole number of segments.
+const CHUNKS = [
+  { startSec: 0, durationSec: 6 },
+  { startSec: 6, durationSec: 4 },
+];
+
+function run<A, R>(env: MockActivityEnvironment, fn: (input: A) => Promise<R>, input: A): Promise<R> {
+  return env.run<[A], R, typeof fn>(fn, input);
+}
+
+beforeAll(async () => {
+  t = makeTestEnv('package');
+  const name = await sampleVideo(t, { seconds: DURATION, width: 640, height: 360, fps: 15 });
+  source = `file://${fs.realpathSync(path.join(t.mediaRoot, name))}`;
+  store = openStorage(t.config.storage, {
+    outputDir: t.config.outputDir,
+    partitionsDir: t.config.reports.partitionsDir,
+  });
+  const deps = {
+    binaries: t.binaries,
+    mediaRoot: t.mediaRoot,
+    storage: store,
+    bridge,
+    limiter: new Bottleneck({ maxConcurrent: 2 }),
+  };
+  media = createMediaActivities(deps);
+  pack = createPackagingActivities(deps);
+});
+afterAll(() => bridge.close());
+
+const ladder = () => planLadder(['240p', '360p'], 640, 360);
+
+function chunkInput(output: string, rendition: '240p', index: number): TranscodeChunkInput {
+  const rung = ladder().renditions.find((r) => r.name === rendition)!;
+  return {
+    output,
+    source,
+    rendition,
+    chunkIndex: index,
+    ...CHUNKS[index]!,
+    stream: { segmentSeconds: SEGMENT, width: rung.width, height: rung.height },
+  };
+}
+
+/** Every video packet's pts and key flag, read through ffprobe's HLS demuxer from the media playlist. */
+async function keyframeTimes(playlist: string): Promise<number[]> {
+  const { stdout } = await runProcess(t.binaries.ffprobe, [
+    '-v',
+    'error',
+    '-select_streams',
+    'v:0',
+    '-show_entries',
+    'packet=pts_time,flags',
+    '-of',
+    'csv=p=0',
+    playlist,
+  ]);
+  return stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l.split(',')[1]?.startsWith('K'))
+    .map((l) => Number(l.split(',')[0]));
+}
+
+/** The first packet of one CMAF segment (init + segment joined), and how many keyframes it holds. */
+async function segmentKeyframes(init: string, segment: string): Promise<{ firstIsKey: boolean; keys: number }> {
+  const joined = path.join(t.dir, `probe-${crypto.randomBytes(4).toString('hex')}.mp4`);
+  fs.writeFileSync(joined, Buffer.concat([fs.readFileSync(init), fs.readFileSync(segment)]));
+  const { stdout } = await runProcess(t.binaries.ffprobe, [
+    '-v',
+    'error',
+    '-select_streams',
+    'v:0',
+    '-show_entries',
+    'packet=flags',
+    '-of',
+    'csv=p=0',
+    joined,
+  ]);
+  fs.rmSync(joined);
+  const flags = stdout.trim().split('\n');
+  return { firstIsKey: flags[0]?.startsWith('K') ?? false, keys: flags.filter((f) => f.startsWith('K')).length };
+}
+
+const shaOf = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+
+/** Every file of a packaged rendition with its checksum. */
+function packagedFiles(output: string, rendition: string): Record<string, string> {
+  const dir = path.join(t.outputDir, output, 'hls', rendition);
+  return Object.fromEntries(fs.readdirSync(dir).map((f) => [f, shaOf(path.join(dir, f))]));
+}
+
+describe('stream packaging', () => {
+  const output = 'pkg-a/r1';
+  const renditions: StreamRenditionArtifact[] = [];
+  let audio: StreamAudioArtifact;
+
+  it('packages each rendition into one CMAF segment per encoded segment, keyframes at the same times in every rendition', async () => {
+    for (const rung of ladder().renditions) {
+      for (const index of [0, 1]) {
+        const input = { ...chunkInput(output, '240p', index), rendition: rung.name };
+        input.stream = { segmentSeconds: SEGMENT, width: rung.width, height: rung.height };
+        await run(new MockActivityEnvironment(), media.transcodeChunk, input);
+      }
+      renditions.push(
+        await run(new MockActivityEnvironment(), pack.packageRendition, {
+          output,
+          rendition: rung.name,
+          chunkCount: CHUNKS.length,
+          segmentSeconds: SEGMENT,
+        }),
+      );
+    }
+    expect(renditions.map((r) => `${r.width}x${r.height}`)).toEqual(['426x240', '640x360']);
+    const times: number[][] = [];
+    for (const r of renditions) {
+      expect(r.segments).toBe(DURATION / SEGMENT);
+      const playlist = fs.readFileSync(r.path!, 'utf8');
+      const listed = parseMediaPlaylist(playlist);
+      expect(listed.map((s) => s.durationSec)).toEqual(Array.from({ length: DURATION / SEGMENT }, () => SEGMENT));
+      expect(playlist).toContain('#EXT-X-ENDLIST');
+      expect(playlist).toContain('#EXT-X-MAP:URI="init.mp4"');
+      // Read back from the outputs: one keyframe per segment, as its first frame.
+      for (const seg of listed) {
+        const k = await segmentKeyframes(r.init.path!, path.join(path.dirname(r.path!), seg.file));
+        expect(k).toEqual({ firstIsKey: true, keys: 1 });
+      }
+      times.push(await keyframeTimes(r.path!));
+    }
+    expect(times[0]).toHaveLength(DURATION / SEGMENT);
+    // The same keyframe timestamps in both renditions, one segment length apart.
+    expect(times[1]).toEqual(times[0]);
+    const gaps = times[0]!.slice(1).map((v, i) => v - times[0]![i]!);
+    for (const gap of gaps) expect(gap).toBeCloseTo(SEGMENT, 3);
+  });
+
+  it('encodes the audio once into a shared AAC group of CMAF segments', async () => {
+    audio = await run(new MockActivityEnvironment(), pack.packageAudio, {
+      output,
+      source,
+      durationSec: DURATION,
+      segmentSeconds: SEGMENT,
+    });
+    expect(audio.codecs).toBe('mp4a.40.2');
+    expect(audio.segments).toBeGreaterThanOrEqual(DURATION / SEGMENT);
+    expect(Math.abs(audio.durationSec - DURATION)).toBeLessThan(0.1);
+    const { stdout } = await runProcess(t.binaries.ffprobe, [
+      '-v',
+      'error',
+      '-show_entries',
+      'stream=codec_type,codec_name,channels,sample_rate',
+      '-of',
+      'csv=p=0',
+      audio.path!,
+    ]);
+    expect(stdout.trim().split('\n')[0]).toBe('aac,audio,48000,2');
+  });
+
+  it('writes a master playlist with bandwidths, resolution, codecs and frame rate measured from the segments', async () => {
+    const { master, manifest } = await run(new MockActivityEnvironment(), pack.writeStreamPlaylists, {
+      output,
+      workflowId: 'pkg-a',
+      runId: 'r1',
+      source,
+      sourceDurationSec: DURATION,
+      segmentSeconds: SEGMENT,
+      renditions,
+      audio,
+      thumbnails: [],
+      dropped: [],
+    });
+    const text = fs.readFileSync(master.path!, 'utf8');
+    const variants = text.split('\n').filter((l) => l.startsWith('#EXT-X-STREAM-INF:'));
+    expect(variants).toHaveLength(2);
+    for (const [i, r] of renditions.entries()) {
+      const attrs = variants[i]!;
+      const bandwidth = Number(/[:,]BANDWIDTH=(\d+)/.exec(attrs)?.[1]);
+      const average = Number(/AVERAGE-BANDWIDTH=(\d+)/.exec(attrs)?.[1]);
+      // Measured: the video's bytes over its duration, plus the audio's.
+      const videoBytes = fs
+        .readdirSync(path.dirname(r.path!))
+        .filter((f) => f.endsWith('.m4s'))
+        .reduce((a, f) => a + fs.statSync(path.join(path.dirname(r.path!), f)).size, 0);
+      expect(average).toBe(Math.ceil((videoBytes * 8) / DURATION + audio.averageBitsPerSec));
+      expect(bandwidth).toBeGreaterThanOrEqual(average);
+      expect(attrs).toContain(`RESOLUTION=${r.width}x${r.height}`);
+      expect(attrs).toMatch(/CODECS="avc1\.[0-9a-f]{6},mp4a\.40\.2"/);
+      expect(attrs).toContain('FRAME-RATE=15.000');
+      expect(attrs).toContain('AUDIO="audio"');
+    }
+    expect(text).toContain('URI="hls/audio/playlist.m3u8"');
+    // The codecs string is the one in the init segment's avcC, and ffprobe agrees on profile and level.
+    const { stdout } = await runProcess(t.binaries.ffprobe, [
+      '-v',
+      'error',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=profile,level',
+      '-of',
+      'csv=p=0',
+      renditions[0]!.path!,
+    ]);
+    const [profile, level] = stdout.trim().split('\n')[0]!.split(',');
+    expect(profile).toBe('High');
+    expect(renditions[0]!.codecs).toBe(`avc1.6400${Number(level).toString(16).padStart(2, '0')}`);
+    const m = JSON.parse(fs.readFileSync(manifest.path!, 'utf8')) as {
+      renditions: { segmentList: { file: string; sha256: string }[] }[];
+    };
+    const dir = path.dirname(renditions[0]!.path!);
+    for (const seg of m.renditions[0]!.segmentList) expect(shaOf(path.join(dir, seg.file))).toBe(seg.sha256);
+  });
+
+  it('a rendition resumed after a crash mid-transcode packages byte-identically to an uninterrupted one', async () => {
+    const resumed = 'pkg-b/r1';
+    const first = new MockActivityEnvironment();
+    let details: TranscodeHeartbeat | undefined;
+    first.on('heartbeat', (d: TranscodeHeartbeat) => (details = structuredClone(d)));
+    await run(first, media.transcodeChunk, chunkInput(resumed, '240p', 0));
+    // A crash after the first segment: the chunk never finished, later segments are gone.
+    const work = `${resumed}/.work/240p/chunk-00000`;
+    await store.artifacts.delete(`${work}/done.json`);
+    await store.artifacts.delete(`${work}/seg-00001.ts`);
+    await store.artifacts.delete(`${work}/seg-00002.ts`);
+    const kept = details!.segments.slice(0, 1);
+    const retry = new MockActivityEnvironment({ attempt: 2, heartbeatDetails: { segments: kept, outTimeSec: 2 } });
+    const again = await run(retry, media.transcodeChunk, chunkInput(resumed, '240p', 0));
+    expect(again.resumedSegments).toBe(1);
+    await run(new MockActivityEnvironment(), media.transcodeChunk, chunkInput(resumed, '240p', 1));
+    await run(new MockActivityEnvironment(), pack.packageRendition, {
+      output: resumed,
+      rendition: '240p',
+      chunkCount: CHUNKS.length,
+      segmentSeconds: SEGMENT,
+    });
+    const files = packagedFiles(resumed, '240p');
+    expect(Object.keys(files)).toHaveLength(2 + DURATION / SEGMENT);
+    expect(files).toEqual(packagedFiles(output, '240p'));
+  });
+});
+
+describe('scrubbing previews', () => {
+  it('tiles one thumbnail every 5 s into sprite.jpg and maps each interval to its tile in sprite.vtt', async () => {
+    const sprite = await run(new MockActivityEnvironment(), pack.extractSprite, {
+      output: 'pkg-sprite/r1',
+      source,
+      durationSec: DURATION,
+      width: 640,
+      height: 360,
+    });
+    expect(sprite).toMatchObject({ intervalSeconds: 5, tiles: 2, tileWidth: 160, tileHeight: 90 });
+    // The sheet is a real JPEG of two tiles side by side.
+    const { stdout } = await runProcess(t.binaries.ffprobe, [
+      '-v',
+      'error',
+      '-show_entries',
+      'stream=codec_name,width,height',
+      '-of',
+      'csv=p=0',
+      sprite.image.path!,
+    ]);
+    expect(stdout.trim()).toBe('mjpeg,320,90');
+    expect(shaOf(sprite.image.path!)).toBe(sprite.image.sha256);
+    expect(fs.readFileSync(sprite.vtt.path!, 'utf8')).toBe(
+      [
+        'WEBVTT',
+        '',
+        '00:00:00.000 --> 00:00:05.000',
+        'sprite.jpg#xywh=0,0,160,90',
+        '',
+        '00:00:05.000 --> 00:00:10.000',
+        'sprite.jpg#xywh=160,0,160,90',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('lays out tiles row by row, ten to a row, the last cue ending with the source', () => {
+    const vtt = spriteVtt(62.5, 5, { width: 160, height: 90 }, 10);
+    const cues = vtt.trimEnd().split('\n\n').slice(1);
+    expect(cues).toHaveLength(13);
+    expect(cues[10]).toBe('00:00:50.000 --> 00:00:55.000\nsprite.jpg#xywh=0,90,160,90');
+    expect(cues[12]).toBe('00:01:00.000 --> 00:01:02.500\nsprite.jpg#xywh=320,90,160,90');
+  });
+});
