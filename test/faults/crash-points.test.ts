@@ -114,7 +114,13 @@ async function start(lane: Lane, pipeline: Pipeline, key: string): Promise<{ wor
   const common = { tenant: 'crash', idempotencyKey: key };
   const started =
     pipeline === 'video'
-      ? await lane.client.startVideoPipeline({ source: lane.source!, renditions: ['240p'], thumbnails: 1, ...common })
+      ? await lane.client.startVideoPipeline({
+          source: lane.source!,
+          renditions: ['240p'],
+          package: 'mp4',
+          thumbnails: 1,
+          ...common,
+        })
       : pipeline === 'report'
         ? await lane.client.startReportPipeline({
             ...MONTHS,

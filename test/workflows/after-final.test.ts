@@ -97,6 +97,7 @@ describe('a failure after the artifacts are final', () => {
     const { workflowId, runId } = await client.startVideoPipeline({
       source,
       renditions: ['240p'],
+      package: 'mp4',
       thumbnails: 1,
       tenant: 'final',
       idempotencyKey: 'video-cleanup-refused',

@@ -61,6 +61,7 @@ describe('workers with SLUICE_VERSIONING=0', () => {
     const { workflowId } = await client.startVideoPipeline({
       source: video,
       renditions: ['240p'],
+      package: 'mp4',
       chunkSeconds: 2,
       thumbnails: 1,
       tenant: 'acme',
