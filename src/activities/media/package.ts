@@ -653,9 +653,13 @@ export function createPackagingActivities(deps: MediaDeps) {
                     '-an',
                     '-t',
                     input.durationSec.toFixed(3),
-                    // One frame per interval (the first at 0), scaled to a tile, laid out in a grid.
+                    // The first frame, then one frame each interval after the last one taken (the fps
+                    // filter outputs no frame at all for a source shorter than one interval), scaled
+                    // to a tile, laid out in a grid (tile flushes an incomplete grid at the end).
                     '-vf',
-                    `fps=1/${interval}:round=down,scale=${tileWidth}:${tileHeight},setsar=1,tile=${columns}x${rows}`,
+                    `select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${interval})',scale=${tileWidth}:${tileHeight},setsar=1,tile=${columns}x${rows}`,
+                    '-vsync',
+                    'vfr',
                     '-frames:v',
                     '1',
                     '-q:v',
