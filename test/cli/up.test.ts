@@ -49,8 +49,24 @@ describe('sluice up --once', () => {
     expect(run.stderr).toContain(`starting the Temporal dev server on 127.0.0.1:${port}`);
     expect(run.stderr).toMatch(new RegExp(`Temporal UI: http://127\\.0\\.0\\.1:${uiPort}`));
     expect(run.stderr).toMatch(/completed video:demo:demo-\d+/);
-    for (const r of ['240p', '360p', '480p', '720p'])
-      expect(run.stderr).toMatch(new RegExp(`${r}\\s+\\S+${r}\\.mp4\\s+4\\.\\d\\d s`));
+    // The demo produces an HLS stream (the default package): a master playlist on disk, and each
+    // rendition of the 720p source with its measured size and bitrate.
+    const master = /master playlist \(HLS\): (\S+master\.m3u8)/.exec(run.stderr)?.[1];
+    expect(master, run.stderr).toBeDefined();
+    const playlist = fs.readFileSync(master as string, 'utf8');
+    expect(playlist).toMatch(/^#EXTM3U/);
+    for (const [r, size] of [
+      ['240p', '426x240'],
+      ['360p', '640x360'],
+      ['480p', '854x480'],
+      ['720p', '1280x720'],
+    ]) {
+      expect(run.stderr).toMatch(
+        new RegExp(`${r}\\s+${size}\\s+\\d+ segments of 4 s\\s+\\d+\\.\\d\\d MB\\s+\\d+ kb/s avg`),
+      );
+      expect(playlist).toContain(`RESOLUTION=${size}`);
+    }
+    expect(run.stderr).toMatch(/watch it: sluice serve-artifacts /);
     expect(run.stderr).toMatch(
       /UI: http:\/\/127\.0\.0\.1:\d+\/namespaces\/default\/workflows\/video%3Ademo%3Ademo-\d+/,
     );
