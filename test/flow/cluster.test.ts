@@ -2,8 +2,11 @@
  * Three worker processes share one webhook limit through Redis. The receiver (127.0.0.1,
  * started here) allows 50 requests in any one-second window and answers 429 + Retry-After above
  * that. The workers are real `sluice worker` processes (the CLI run from the TypeScript sources),
- * each with its own limiter instance and Redis connection; the cluster rate is set to 40/s, with
- * headroom under the receiver's 50 for network and event-loop jitter.
+ * each with its own limiter instance and Redis connection; the cluster rate is set to 30/s, with
+ * headroom under the receiver's 50: the limiter spaces requests when Redis admits them, and a
+ * sender whose event loop is late (CI runs other test files beside this one on two cores) sends
+ * its admitted request late, next to the others' on-time ones. At 40/s a loaded CI run saw 52 in
+ * one second; docs/configuration.md tells operators to leave the same headroom.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -51,8 +54,8 @@ describe('three worker processes share the Redis limiter', () => {
     t = makeTestEnv('cluster', {
       REDIS_URL: 'redis://127.0.0.1:6379',
       SLUICE_WEBHOOK_LIMITER_ID: `cluster-${crypto.randomBytes(5).toString('hex')}`,
-      SLUICE_WEBHOOK_RATE_PER_SECOND: '40',
-      SLUICE_WEBHOOK_LOCAL_RATE_PER_SECOND: '40',
+      SLUICE_WEBHOOK_RATE_PER_SECOND: '30',
+      SLUICE_WEBHOOK_LOCAL_RATE_PER_SECOND: '30',
       SLUICE_WEBHOOK_TENANT_RATE_PER_SECOND: '1000',
       SLUICE_WEBHOOK_SECRET: 'cluster-secret',
       SLUICE_WEBHOOK_ALLOW: '127.0.0.1',
