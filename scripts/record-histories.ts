@@ -100,6 +100,17 @@ async function main(): Promise<void> {
         thumbnails: 1,
         package: 'mp4',
       },
+      // The streaming path: a 360p source, so 480p and up are dropped from the ladder; two
+      // renditions of 2 s CMAF segments, one shared audio group, master playlist and sprite.
+      {
+        name: 'video-hls',
+        source: 'wide.mp4',
+        chunkSeconds: 2,
+        renditions: ['240p', '360p'],
+        thumbnails: 1,
+        package: 'hls',
+        segmentSeconds: 2,
+      },
       // 520 chunks > the 500 threshold: the fan-out goes through batched child workflows.
       {
         name: 'video-batched',

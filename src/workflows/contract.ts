@@ -40,6 +40,10 @@ export function failInvalidInput(issues: { path: string; message: string }[]): n
  * Checks the start against the input (task queue of its tier, workflow ID of its kind, tenant
  * and key) and adopts the input's priority, fairness key and flow settings. Call once, after the
  * input parsed, before any activity, child or timer.
+ *
+ * The check runs on replay too, against the replaying worker's task queue: replay a history with
+ * `replayName` = the queue its run started on (`Worker.runReplayHistories` names its queue
+ * `<replayName>-<n>`, which parses as that tier), as test/workflows/replay.test.ts does.
  */
 export function ownContract(
   kind: PipelineKind,

@@ -15,31 +15,46 @@ const DIR = path.resolve(__dirname, '..', 'histories');
 const index = JSON.parse(fs.readFileSync(path.join(DIR, 'index.json'), 'utf8')) as Record<string, string>;
 const files = Object.keys(index).sort();
 
+/** The task queue a recorded run was started on (its first event). */
+function startedQueue(history: ReturnType<typeof historyFromJSON>): string {
+  const queue = history.events?.[0]?.workflowExecutionStartedEventAttributes?.taskQueue?.name;
+  if (!queue) throw new Error('a recorded history must begin with its WorkflowExecutionStarted event');
+  return queue;
+}
+
 /**
  * Replays histories against a bundle; one message per history that does not replay, saying what
  * to do: the change is fine only as a new build (PINNED runs finish on the old one).
+ *
+ * Each history replays on a worker named after the task queue its run was started on (the SDK
+ * names a replay worker's queue `<replayName>-<n>`), as a production worker replays its own
+ * runs: the pipelines check their start contract (tier = the task queue's tier) on replay too.
  */
 async function replayFailures(workflowBundle: { code: string }, names: string[]): Promise<string[]> {
-  const histories = names.map((f) => ({
-    workflowId: index[f] ?? f,
-    history: historyFromJSON(JSON.parse(fs.readFileSync(path.join(DIR, f), 'utf8'))),
-  }));
+  const byQueue = new Map<string, { workflowId: string; history: ReturnType<typeof historyFromJSON> }[]>();
+  for (const f of names) {
+    const history = historyFromJSON(JSON.parse(fs.readFileSync(path.join(DIR, f), 'utf8')));
+    const queue = startedQueue(history);
+    byQueue.set(queue, [...(byQueue.get(queue) ?? []), { workflowId: index[f] ?? f, history }]);
+  }
   const byId = new Map(names.map((f) => [index[f] ?? f, f]));
   const messages: string[] = [];
-  for await (const r of Worker.runReplayHistories({ workflowBundle }, histories)) {
-    if (r.error === undefined) continue;
-    messages.push(
-      `test/histories/${byId.get(r.workflowId) ?? r.workflowId} (workflow ${r.workflowId}) does not replay on this code: ` +
-        `${r.error instanceof Error ? r.error.message.split('\n')[0] : String(r.error)}. Runs started on the previous code ` +
-        'would fail on it: deploy it as a new build ID (leave SLUICE_BUILD_ID unset so the bundle hash changes, or set a new one) ' +
-        'and roll it out with `sluice deploy ramp` / `set-current`, or guard the change with patched(); re-record only for an intended change.',
-    );
+  for (const [replayName, histories] of byQueue) {
+    for await (const r of Worker.runReplayHistories({ workflowBundle, replayName }, histories)) {
+      if (r.error === undefined) continue;
+      messages.push(
+        `test/histories/${byId.get(r.workflowId) ?? r.workflowId} (workflow ${r.workflowId}) does not replay on this code: ` +
+          `${r.error instanceof Error ? r.error.message.split('\n')[0] : String(r.error)}. Runs started on the previous code ` +
+          'would fail on it: deploy it as a new build ID (leave SLUICE_BUILD_ID unset so the bundle hash changes, or set a new one) ' +
+          'and roll it out with `sluice deploy ramp` / `set-current`, or guard the change with patched(); re-record only for an intended change.',
+      );
+    }
   }
   return messages;
 }
 
 describe('recorded histories replay deterministically', () => {
-  it('has the recorded histories: video completed, failed, batched parent and batch child; report with a webhook, report batched; packed sub-jobs; dead-lettered sub-jobs', () => {
+  it('has the recorded histories: video completed (mp4 and hls), failed, batched parent and batch child; report with a webhook, report batched; packed sub-jobs; dead-lettered sub-jobs', () => {
     expect(files).toEqual([
       'jobs-dead-letter.json',
       'jobs-packed.json',
@@ -48,6 +63,7 @@ describe('recorded histories replay deterministically', () => {
       'sub-job-batch.json',
       'video-batched.json',
       'video-completed.json',
+      'video-hls.json',
       'video-invalid-media.json',
     ]);
   });
