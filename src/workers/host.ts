@@ -31,6 +31,7 @@ import type { Logger } from '../logger';
 import { deploymentNameFor, taskQueueFor, type Tier } from '../shared/constants';
 import { BacklogExporter } from '../scaling/exporter';
 import { openStorage, type Storage } from '../storage';
+import { claimScratch, type ScratchClaim } from '../storage/scratch';
 import { armCrashHooks } from '../crash-point';
 import { CrashPointInterceptor, withCrashPoints } from './crash-hooks';
 import { RangeBridge } from '../storage/range-bridge';
@@ -78,6 +79,8 @@ export class WorkerHost {
   readonly metrics: WorkerMetrics = createWorkerMetrics();
   private workers: { tier: Tier; worker: Worker }[] = [];
   private connection: NativeConnection | undefined;
+  /** This host's scratch folder under SLUICE_SCRATCH_DIR (see storage/scratch.ts). */
+  private scratch: ScratchClaim | undefined;
   private server: http.Server | undefined;
   private running: Promise<void> | undefined;
   private draining = false;
@@ -108,6 +111,14 @@ export class WorkerHost {
     const { config, log } = this.opts;
     // Test builds only (SLUICE_TEST_CRASH_HOOKS): SIGKILL at a named crash point, once.
     if (config.testCrashHooks) armCrashHooks(config.testCrashHooks);
+    // This host's own scratch folder; what killed workers on this host left behind goes first.
+    this.scratch = await claimScratch(config.storage.scratchDir);
+    if (this.scratch.swept.length > 0) {
+      log.warn(
+        { swept: this.scratch.swept, killed: this.scratch.killed },
+        'removed the scratch of worker processes that are gone (and stopped what they left running)',
+      );
+    }
     const settings = connectionSettings(config);
     this.connection = await NativeConnection.connect({
       address: settings.address,
@@ -301,11 +312,12 @@ export class WorkerHost {
   /** The configured store, its bytes counted in `sluice_storage_bytes_total{direction}`. */
   private openStorage(): Storage {
     const { config } = this.opts;
-    const storage = openStorage(config.storage, {
-      outputDir: config.outputDir,
-      partitionsDir: config.reports.partitionsDir,
-    });
-    this.opts.log.info({ storage: config.storage.url, scratch: config.storage.scratchDir }, 'storage');
+    const scratchDir = this.scratch?.dir ?? config.storage.scratchDir;
+    const storage = openStorage(
+      { ...config.storage, scratchDir },
+      { outputDir: config.outputDir, partitionsDir: config.reports.partitionsDir },
+    );
+    this.opts.log.info({ storage: config.storage.url, scratch: scratchDir }, 'storage');
     registerStorageMeter(this.metrics.registry, storage);
     return config.testCrashHooks ? withCrashPoints(storage) : storage;
   }
@@ -423,6 +435,7 @@ export class WorkerHost {
       await this.notify?.deadLetters?.close();
       await this.connection?.close();
       this.connection = undefined;
+      await this.scratch?.release();
       await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
       this.server = undefined;
     }
