@@ -167,7 +167,10 @@ export class LocalAutoscaler {
   private schedule(delayMs: number): void {
     if (this.stopping) return;
     this.timer = setTimeout(() => {
-      this.ticking = this.tick().then(
+      // A step that never settles (a call to the server that hangs) must not stop the loop:
+      // after this long it counts as failed and the next one is scheduled.
+      const limitMs = Math.max(TICK_TIMEOUT_MIN_MS, 10 * this.opts.config.scaling.pollMs);
+      this.ticking = settleWithin(this.tick(), limitMs, `autoscaler step did not finish in ${limitMs} ms`).then(
         (next) => this.schedule(next),
         (err: unknown) => {
           this.opts.log.warn({ err: (err as Error).message }, 'autoscaler poll failed');
@@ -369,4 +372,16 @@ export class LocalAutoscaler {
     process.removeListener('exit', this.onExit);
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
+}
+
+/** Shortest time an autoscaler step may take before it counts as hung. */
+const TICK_TIMEOUT_MIN_MS = 15_000;
+
+/** `promise`, or a rejection with `message` once `ms` have passed without it settling. */
+function settleWithin<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }

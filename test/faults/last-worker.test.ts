@@ -51,7 +51,24 @@ describe('local autoscaler and running work', () => {
         idempotencyKey: 'long-one',
         jobs: [{ activity: 'burstSleep', input: { index: 0, ms: 8_000 } }],
       });
-      const result = await client.getResult<JobsPipelineResult>(workflowId);
+      // Bounded: if no worker ever runs it, fail saying what the autoscaler saw and did.
+      const result = await Promise.race([
+        client.getResult<JobsPipelineResult>(workflowId),
+        new Promise<never>((_, reject) =>
+          setTimeout(
+            () =>
+              reject(
+                new Error(
+                  `the pipeline did not finish in 120 s; autoscaler events: ${JSON.stringify([
+                    ...events.filter((e) => e.type !== 'plan'),
+                    ...events.filter((e) => e.type === 'plan').slice(-3),
+                  ]).slice(0, 4_000)}`,
+                ),
+              ),
+            120_000,
+          ).unref(),
+        ),
+      ]);
       // When the sub-job ended: its activity's completion in the history.
       const history = await client.temporal.workflow.getHandle(workflowId).fetchHistory();
       const completed = history.events?.find(
