@@ -35,7 +35,7 @@ const CONCURRENT_LANES = 20;
  * Lanes of these pipelines start first: their activities have the longest timeouts (cleanupReport
  * 2 min start-to-close, listPartitions 1 min, mergeReport 60 s heartbeat), so they end the matrix.
  */
-const LONGEST_FIRST: Pipeline[] = ['report', 'video', 'jobs'];
+const LONGEST_FIRST: Pipeline[] = ['report', 'video', 'hls', 'jobs'];
 /** Longest a lane waits for its worker to kill itself. */
 const CRASH_WAIT_MS = 120_000;
 
@@ -67,6 +67,8 @@ async function openLane(name: string, pipeline: Pipeline, crashAt?: string): Pro
   const lane: Lane = { t, client: await connectClient(t), workers: [] };
   lanes.push(lane);
   if (pipeline === 'video') lane.source = await sampleVideo(t, { seconds: 3 });
+  // The streaming package never upscales: a 240p rendition needs a source at least 240 tall.
+  if (pipeline === 'hls') lane.source = await sampleVideo(t, { seconds: 3, width: 426, height: 240 });
   if (pipeline === 'report') {
     await fsp.mkdir(t.config.reports.partitionsDir, { recursive: true });
     for (const f of await fsp.readdir(PARTITIONS)) {
@@ -121,18 +123,30 @@ async function start(lane: Lane, pipeline: Pipeline, key: string): Promise<{ wor
           thumbnails: 1,
           ...common,
         })
-      : pipeline === 'report'
-        ? await lane.client.startReportPipeline({
-            ...MONTHS,
-            measures: ['orders', 'revenue'],
-            groupBy: ['month', 'region'],
-            format: 'csv',
+      : pipeline === 'hls'
+        ? await lane.client.startVideoPipeline({
+            source: lane.source!,
+            renditions: ['240p'],
+            package: 'hls',
+            // Two chunks of two 1 s segments (the second chunk one): a resumed chunk and a
+            // package joined from several chunks, in a few seconds of encoding.
+            chunkSeconds: 2,
+            segmentSeconds: 1,
+            thumbnails: 1,
             ...common,
           })
-        : await lane.client.startJobsPipeline({
-            jobs: [0, 1].map((index) => ({ activity: 'burstSleep', input: { index, ms: 200 } })),
-            ...common,
-          });
+        : pipeline === 'report'
+          ? await lane.client.startReportPipeline({
+              ...MONTHS,
+              measures: ['orders', 'revenue'],
+              groupBy: ['month', 'region'],
+              format: 'csv',
+              ...common,
+            })
+          : await lane.client.startJobsPipeline({
+              jobs: [0, 1].map((index) => ({ activity: 'burstSleep', input: { index, ms: 200 } })),
+              ...common,
+            });
   return { workflowId: started.workflowId, runId: started.runId! };
 }
 
@@ -169,6 +183,47 @@ async function finished(lane: Lane, pipeline: Pipeline, run: { workflowId: strin
         sourceDurationSec: manifest.sourceDurationSec,
       }),
     );
+  } else if (pipeline === 'hls') {
+    const result = await lane.client.getResult<VideoPipelineResult>(run.workflowId);
+    expect(result.afterFinal).toBeUndefined();
+    const stream = result.stream!;
+    const manifest = JSON.parse(await fsp.readFile(result.manifest.path!, 'utf8')) as StreamManifest;
+    // Every object the package consists of: playlists, init segments, each media segment (the
+    // manifest lists them with their checksums), the previews and the manifest itself.
+    const inDir = (name: string, prefix: string, seg: { file: string; sha256: string }) => ({
+      name: `${name}/${seg.file}`,
+      path: path.join(dir, prefix, seg.file),
+      sha256: seg.sha256,
+    });
+    artifacts = [
+      { ...stream.master, name: 'master.m3u8' },
+      ...stream.renditions.flatMap((r) => [
+        { ...r, name: `${r.name} playlist` },
+        { ...r.init, name: `${r.name} init` },
+      ]),
+      ...manifest.renditions.flatMap((r) => r.segmentList.map((seg) => inDir(r.name, `hls/${r.name}`, seg))),
+      ...(stream.audio
+        ? [
+            { ...stream.audio, name: 'audio playlist' },
+            { ...stream.audio.init, name: 'audio init' },
+          ]
+        : []),
+      ...(manifest.audio?.segmentList ?? []).map((seg) => inDir('audio', 'hls/audio', seg)),
+      ...(stream.sprite
+        ? [
+            { ...stream.sprite.image, name: 'sprite.jpg' },
+            { ...stream.sprite.vtt, name: 'sprite.vtt' },
+          ]
+        : []),
+      ...result.thumbnails.map((th, i) => ({ ...th, name: `thumb-${i + 1}` })),
+      { ...result.manifest, name: 'manifest' },
+    ];
+    expect(
+      manifest.renditions.every((r) => r.segmentList.length > 0),
+      'every rendition lists its segments',
+    ).toBe(true);
+    // The manifest names its run (IDs, URIs, time): compare what it says about the media.
+    fp['manifest (media)'] = sha256(JSON.stringify(withoutRunFields(manifest)));
   } else if (pipeline === 'report') {
     const result = await lane.client.getResult<ReportPipelineResult>(run.workflowId);
     expect(result.partial).toBe(false);
@@ -193,6 +248,24 @@ async function finished(lane: Lane, pipeline: Pipeline, run: { workflowId: strin
   }
   const expected = new Set(artifacts.map((r) => path.relative(dir, r.path!)));
   return { fp, leftovers: listFiles(dir).filter((f) => !expected.has(f)) };
+}
+
+/** The parts of an `hls` run's `manifest.json` this test reads. */
+interface StreamManifest {
+  renditions: { name: string; segmentList: { file: string; sha256: string }[] }[];
+  audio?: { segmentList: { file: string; sha256: string }[] };
+}
+
+/** A manifest without what names its run: IDs, URIs, paths, the source and the time. */
+function withoutRunFields(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutRunFields);
+  if (value === null || typeof value !== 'object') return value;
+  const run = new Set(['workflowId', 'runId', 'uri', 'path', 'url', 'source', 'createdAt']);
+  return Object.fromEntries(
+    Object.entries(value as Record<string, unknown>)
+      .filter(([k]) => !run.has(k))
+      .map(([k, v]) => [k, withoutRunFields(v)]),
+  );
 }
 
 /** Cleanup activities this run scheduled that would remove its artifacts. */
@@ -283,7 +356,8 @@ describe('crash-point matrix', () => {
       PIPELINES.map(async (pipeline) => {
         const lane = await openLane(`crash-clean-${pipeline}`, pipeline);
         const worker = await startWorker(lane);
-        const run = await start(lane, pipeline, 'clean');
+        // A key per pipeline: video and hls runs share the workflow ID space (`video:<tenant>:<key>`).
+        const run = await start(lane, pipeline, `clean-${pipeline}`);
         const { fp, leftovers } = await finished(lane, pipeline, run);
         expect(leftovers, `a clean ${pipeline} run leaves only its artifacts`).toEqual([]);
         clean.set(pipeline, fp);
