@@ -13,6 +13,8 @@ import path from 'node:path';
 /** A worker host's scratch folder: its process's pid, then the host's number in that process. */
 const FOLDER = /^w-(\d+)-\d+$/;
 let claims = 0;
+/** Folders claimed by this process: the only ones with its pid that are not stale. */
+const claimedHere = new Set<string>();
 
 /** What {@link claimScratch} found and made. */
 export interface ScratchClaim {
@@ -70,8 +72,10 @@ export async function claimScratch(root: string, pid: number = process.pid): Pro
   const killed: number[] = [];
   for (const name of await fsp.readdir(root)) {
     const owner = FOLDER.exec(name)?.[1];
-    if (!owner || Number(owner) === pid || processAlive(Number(owner))) continue;
     const dir = path.join(root, name);
+    // Our own pid on a folder we did not claim: an earlier process with the same pid (a restarted
+    // container's worker is pid 1 again, and its emptyDir survives the restart).
+    if (!owner || claimedHere.has(dir) || (Number(owner) !== pid && processAlive(Number(owner)))) continue;
     for (const orphan of await processesUsing(dir)) {
       try {
         process.kill(orphan, 'SIGKILL');
@@ -85,10 +89,14 @@ export async function claimScratch(root: string, pid: number = process.pid): Pro
   }
   const dir = path.join(root, `w-${pid}-${++claims}`);
   await fsp.mkdir(dir, { recursive: true });
+  claimedHere.add(dir);
   return {
     dir,
     swept,
     killed,
-    release: () => fsp.rm(dir, { recursive: true, force: true }),
+    release: async () => {
+      await fsp.rm(dir, { recursive: true, force: true });
+      claimedHere.delete(dir);
+    },
   };
 }

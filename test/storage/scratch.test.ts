@@ -48,15 +48,21 @@ describe('scratch folders of worker processes', () => {
       fs.mkdirSync(liveDir);
       fs.writeFileSync(path.join(liveDir, 'in-use'), 'x');
       const liveChild = sleeper(path.join(liveDir, 'out.ts'));
+      // A folder with this process's own pid that it never claimed: an earlier process with the
+      // same pid (a restarted container's worker is pid 1 again).
+      const stale = path.join(root, `w-${process.pid}-99`);
+      fs.mkdirSync(stale);
+      fs.writeFileSync(path.join(stale, 'old.ts'), 'x');
       // Something else in the root that is not a worker's folder.
       fs.writeFileSync(path.join(root, 'README'), 'not ours');
 
       const claim = await claimScratch(root);
-      expect(claim.swept).toEqual([goneDir]);
+      expect([...claim.swept].sort()).toEqual([goneDir, stale].sort());
       expect(claim.killed).toEqual([orphan.pid]);
       await exited(orphan);
       expect(orphan.signalCode).toBe('SIGKILL');
       expect(fs.existsSync(goneDir)).toBe(false);
+      expect(fs.existsSync(stale)).toBe(false);
       expect(fs.readFileSync(path.join(liveDir, 'in-use'), 'utf8')).toBe('x');
       expect(liveChild.exitCode === null && liveChild.signalCode === null).toBe(true);
       expect(fs.existsSync(path.join(root, 'README'))).toBe(true);
