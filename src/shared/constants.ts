@@ -380,6 +380,32 @@ export const VIDEO_DEFAULTS = {
  */
 export const DEFAULT_PROMOTE_AFTER_SECONDS: Readonly<Partial<Record<Tier, number>>> = { low: 1800 };
 
+/** Crash points both video packages reach: the probe and every chunk's encode. */
+const VIDEO_CHUNK_POINTS = [
+  'probeMedia:start',
+  'probeMedia:end',
+  'transcodeChunk:start',
+  'transcodeChunk:put .work/{rendition}/chunk-#/owner.json',
+  'transcodeChunk:putFile .work/{rendition}/chunk-#/seg-#.ts',
+  'transcodeChunk:put .work/{rendition}/chunk-#/progress.json',
+  'transcodeChunk:put .work/{rendition}/chunk-#/segments.json',
+  'transcodeChunk:put .work/{rendition}/chunk-#/done.json',
+  'transcodeChunk:end',
+] as const;
+/** …each poster thumbnail. */
+const THUMBNAIL_POINTS = [
+  'extractThumbnail:start',
+  'extractThumbnail:putFile thumb-#.jpg (before rename)',
+  'extractThumbnail:putFile thumb-#.jpg',
+  'extractThumbnail:end',
+] as const;
+/** …and removing `.work/` at the end. */
+const VIDEO_CLEANUP_POINTS = [
+  'cleanupPipeline:start',
+  'cleanupPipeline:deletePrefix .work',
+  'cleanupPipeline:end',
+] as const;
+
 /**
  * Crash points of the test-only crash hooks (SLUICE_TEST_CRASH_HOOKS=1 with SLUICE_CRASH_AT; see
  * src/crash-point.ts): every place where `test/faults/crash-points.test.ts` SIGKILLs a worker, by
@@ -395,22 +421,11 @@ export const DEFAULT_PROMOTE_AFTER_SECONDS: Readonly<Partial<Record<Tier, number
 export const CRASH_POINTS = {
   /** The video pipeline with `--package mp4`: progressive files joined by stream copy. */
   video: [
-    'probeMedia:start',
-    'probeMedia:end',
-    'transcodeChunk:start',
-    'transcodeChunk:put .work/{rendition}/chunk-#/owner.json',
-    'transcodeChunk:putFile .work/{rendition}/chunk-#/seg-#.ts',
-    'transcodeChunk:put .work/{rendition}/chunk-#/progress.json',
-    'transcodeChunk:put .work/{rendition}/chunk-#/segments.json',
-    'transcodeChunk:put .work/{rendition}/chunk-#/done.json',
-    'transcodeChunk:end',
+    ...VIDEO_CHUNK_POINTS,
     'encodeAudio:start',
     'encodeAudio:putFile .work/{rendition}/audio.m4a',
     'encodeAudio:end',
-    'extractThumbnail:start',
-    'extractThumbnail:putFile thumb-#.jpg (before rename)',
-    'extractThumbnail:putFile thumb-#.jpg',
-    'extractThumbnail:end',
+    ...THUMBNAIL_POINTS,
     'concatRendition:start',
     'concatRendition:putFile {rendition}.mp4 (before rename)',
     'concatRendition:putFile {rendition}.mp4',
@@ -419,9 +434,7 @@ export const CRASH_POINTS = {
     'writeManifest:put manifest.json (before rename)',
     'writeManifest:put manifest.json',
     'writeManifest:end',
-    'cleanupPipeline:start',
-    'cleanupPipeline:deletePrefix .work',
-    'cleanupPipeline:end',
+    ...VIDEO_CLEANUP_POINTS,
   ],
   report: [
     'listPartitions:start',
@@ -443,15 +456,7 @@ export const CRASH_POINTS = {
   ],
   /** The video pipeline with `--package hls` (the default): CMAF segments, playlists, previews. */
   hls: [
-    'probeMedia:start',
-    'probeMedia:end',
-    'transcodeChunk:start',
-    'transcodeChunk:put .work/{rendition}/chunk-#/owner.json',
-    'transcodeChunk:putFile .work/{rendition}/chunk-#/seg-#.ts',
-    'transcodeChunk:put .work/{rendition}/chunk-#/progress.json',
-    'transcodeChunk:put .work/{rendition}/chunk-#/segments.json',
-    'transcodeChunk:put .work/{rendition}/chunk-#/done.json',
-    'transcodeChunk:end',
+    ...VIDEO_CHUNK_POINTS,
     'packageAudio:start',
     'packageAudio:putFile hls/audio/init.mp4 (before rename)',
     'packageAudio:putFile hls/audio/init.mp4',
@@ -467,10 +472,7 @@ export const CRASH_POINTS = {
     'extractSprite:put sprite.vtt (before rename)',
     'extractSprite:put sprite.vtt',
     'extractSprite:end',
-    'extractThumbnail:start',
-    'extractThumbnail:putFile thumb-#.jpg (before rename)',
-    'extractThumbnail:putFile thumb-#.jpg',
-    'extractThumbnail:end',
+    ...THUMBNAIL_POINTS,
     'packageRendition:start',
     'packageRendition:putFile hls/{rendition}/init.mp4 (before rename)',
     'packageRendition:putFile hls/{rendition}/init.mp4',
@@ -486,9 +488,7 @@ export const CRASH_POINTS = {
     'writeStreamPlaylists:put manifest.json (before rename)',
     'writeStreamPlaylists:put manifest.json',
     'writeStreamPlaylists:end',
-    'cleanupPipeline:start',
-    'cleanupPipeline:deletePrefix .work',
-    'cleanupPipeline:end',
+    ...VIDEO_CLEANUP_POINTS,
   ],
   jobs: ['burstSleep:start', 'burstSleep:end'],
 } as const satisfies Record<string, readonly string[]>;
