@@ -84,8 +84,11 @@ export function planCapacity(load: TierLoad, s: PlannerSettings): CapacityPlan {
   const growthReplicas = (growth * s.reactionSeconds * avg) / (target * slots);
   const rawReplicas = drainReplicas + arrivalReplicas + growthReplicas;
   const bufferedReplicas = rawReplicas * (1 + s.buffer);
-  // A tiny residue (float noise, a task or two) must not hold a replica up on its own.
-  const rounded = bufferedReplicas < 0.01 ? 0 : Math.ceil(bufferedReplicas - 1e-9);
+  // A tiny residue (float noise) must not hold a replica up on its own; but a task that waits
+  // needs a worker: with a backlog the tier never plans 0 (scale from zero, as KEDA activates on
+  // a queue size above 0), whatever the rates say (the server's add rate reads 0 between bursts).
+  const computed = bufferedReplicas < 0.01 ? 0 : Math.ceil(bufferedReplicas - 1e-9);
+  const rounded = backlog > 0 ? Math.max(1, computed) : computed;
   const desiredReplicas = Math.min(s.maxReplicas, Math.max(s.minReplicas, rounded));
   const bounded = rounded < s.minReplicas ? 'min' : rounded > s.maxReplicas ? 'max' : false;
 
@@ -96,7 +99,8 @@ export function planCapacity(load: TierLoad, s: PlannerSettings): CapacityPlan {
     growth > 0
       ? `growth: add ${fmt(add)}/s > dispatch ${fmt(dispatch)}/s, backlog grows ${fmt(growth)}/s; over ${s.reactionSeconds} s that is ${fmt(growth * s.reactionSeconds)} more tasks = ${fmt(growthReplicas)} replicas`
       : `growth: add ${fmt(add)}/s ≤ dispatch ${fmt(dispatch)}/s, backlog not growing: 0 replicas`,
-    `need ${fmt(rawReplicas)} + ${Math.round(s.buffer * 100)}% buffer = ${fmt(bufferedReplicas)} → ${rounded}`,
+    `need ${fmt(rawReplicas)} + ${Math.round(s.buffer * 100)}% buffer = ${fmt(bufferedReplicas)} → ${computed}` +
+      (rounded > computed ? `; ${backlog} waiting: at least 1` : ''),
     bounded === 'min'
       ? `raised to the minimum ${s.minReplicas}`
       : bounded === 'max'

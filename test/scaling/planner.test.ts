@@ -66,6 +66,18 @@ describe('planCapacity', () => {
     expect(planCapacity(idle, { ...settings, minReplicas: 0 }).desiredReplicas).toBe(0);
   });
 
+  it('never plans 0 while a task waits, however small the computed need (scale from zero)', () => {
+    // One workflow task waiting on a tier at 0, and the server's add rate already back at 0 (the
+    // fault suite's last-worker run that starved: 1.7e-7 replicas → 0, the task waited for good).
+    const plan = planCapacity(
+      { ...idle, backlog: 1, backlogAgeSeconds: 115 },
+      { ...settings, avgTaskSeconds: 0.001, drainTargetSeconds: 3600, minReplicas: 0 },
+    );
+    expect(plan.terms.bufferedReplicas).toBeLessThan(0.01);
+    expect(plan.desiredReplicas).toBe(1);
+    expect(plan.explanation.join('\n')).toMatch(/1 waiting: at least 1/);
+  });
+
   it('explains every number it used', () => {
     const plan = planCapacity({ ...idle, backlog: 400, backlogAgeSeconds: 12, addRate: 5, dispatchRate: 2 }, settings);
     const text = plan.explanation.join('\n');
