@@ -13,6 +13,7 @@
  * Every object is written to the store atomically; a rendition's playlist is written after its
  * segments, so a playlist in the store always names segments that are there.
  */
+import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -500,7 +501,13 @@ export function createPackagingActivities(deps: MediaDeps) {
             const initKey = runKey(input.output, 'hls', 'audio', 'init.mp4');
             const initInfo = await artifacts.head(initKey);
             if (initInfo) {
-              const playlist = await describe(playlistKey, publishedPlaylist);
+              // A store's head need not carry a checksum (the file store's does not hash): the
+              // playlist is a few hundred bytes, so hash what is there.
+              const playlistSha = crypto
+                .createHash('sha256')
+                .update(await artifacts.getBuffer(playlistKey))
+                .digest('hex');
+              const playlist = await describe(playlistKey, { ...publishedPlaylist, sha256: playlistSha });
               const init = await describe(initKey, { ...initInfo, sha256: done.init });
               return audioArtifact(playlist, init, done.segments);
             }
