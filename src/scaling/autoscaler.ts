@@ -101,6 +101,8 @@ export class LocalAutoscaler {
   private durations: Partial<Record<Tier, ObservedDuration>> = {};
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
+  /** The control step in progress (it may outlive {@link ticking} when it hangs). */
+  private step: Promise<number> | undefined;
   private stopping = false;
   private server: http.Server | undefined;
   /** If this process exits without {@link stop} (a crash, a test runner tearing down), no worker is orphaned. */
@@ -170,7 +172,9 @@ export class LocalAutoscaler {
       // A step that never settles (a call to the server that hangs) must not stop the loop:
       // after this long it counts as failed and the next one is scheduled.
       const limitMs = Math.max(TICK_TIMEOUT_MIN_MS, 10 * this.opts.config.scaling.pollMs);
-      this.ticking = settleWithin(this.tick(), limitMs, `autoscaler step did not finish in ${limitMs} ms`).then(
+      const step = this.tick();
+      this.step = step;
+      this.ticking = settleWithin(step, limitMs, `autoscaler step did not finish in ${limitMs} ms`).then(
         (next) => this.schedule(next),
         (err: unknown) => {
           this.opts.log.warn({ err: (err as Error).message }, 'autoscaler poll failed');
@@ -360,6 +364,12 @@ export class LocalAutoscaler {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
     await this.ticking?.catch(() => undefined);
+    // A step given up on may still hold calls to the server: let it end (within the same bound)
+    // before the caller closes its connection under it.
+    if (this.step) {
+      const limitMs = Math.max(TICK_TIMEOUT_MIN_MS, 10 * this.opts.config.scaling.pollMs);
+      await settleWithin(this.step, limitMs, 'autoscaler step still running at stop').catch(() => undefined);
+    }
     const all = [...this.children];
     for (const c of all) {
       c.draining = true;
