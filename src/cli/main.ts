@@ -94,7 +94,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
     // No defaults here: the pipeline's input schema owns them (the help text names them).
     .option('--renditions <list>', 'comma-separated renditions (default: 360p,720p)')
     .option('--chunk-seconds <n>', 'seconds of source per transcode chunk (default: 30)', parseNumber('chunk-seconds'))
-    .option('--package <kind>', 'hls (CMAF segments and a master playlist) or mp4 (progressive files) (default: hls)')
+    .option(
+      '--package <kind>',
+      'hls (CMAF segments and a master playlist), dash (the same segments under an MPD), both, or mp4 (progressive files) (default: hls)',
+    )
     .option('--segment-seconds <n>', 'seconds per streaming segment, 1-10 (default: 4)', parseNumber('segment-seconds'))
     .option('--thumbnails <n>', 'number of thumbnails (default: 3)', parseNumber('thumbnails'))
     .option('--tenant <tenant>', 'tenant (default: default)')

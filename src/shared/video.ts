@@ -141,12 +141,20 @@ export interface StreamAudioArtifact extends Artifact {
   totalBytes: number;
 }
 
-/** What a streaming package (`hls`) adds to a result. */
+/** A streaming packaging: every one but `mp4`. */
+export type StreamPackaging = Exclude<Packaging, 'mp4'>;
+
+/** What a streaming package (`hls`, `dash`, `both`) adds to a result. */
 export interface StreamPackage {
-  package: 'hls';
+  package: StreamPackaging;
   segmentSeconds: number;
-  /** The HLS master playlist: what a player loads. */
+  /**
+   * What a player loads: the HLS master playlist (`hls`, `both`), or the DASH MPD (`dash`).
+   * Every package keeps the per-rendition media playlists under `hls/`.
+   */
   master: Artifact;
+  /** The DASH MPD (`manifest.mpd`) over the same CMAF segments (`dash`, `both`). */
+  mpd?: Artifact;
   /** One entry per rendition kept, lowest first. */
   renditions: StreamRenditionArtifact[];
   /** The shared audio group, when the source has audio. */

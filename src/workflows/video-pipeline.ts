@@ -20,6 +20,7 @@ import {
   VideoPipelineInputSchema,
   type SpriteArtifacts,
   type StreamAudioArtifact,
+  type StreamPackaging,
   type ThumbnailArtifact,
   type ValidVideoPipelineInput,
   type VideoPipelineInput,
@@ -187,12 +188,15 @@ async function streamPipeline(
     }),
   );
   setStage('manifest', `master playlist, ${renditions.length} renditions, ${thumbnails.length} thumbnails`);
-  const { master, manifest } = await pack.writeStreamPlaylists({
+  // The packaging rides in the activity's input (no new command): `dash` and `both` add the MPD.
+  const packaging = input.package as StreamPackaging;
+  const { master, mpd, manifest } = await pack.writeStreamPlaylists({
     output,
     workflowId: pipelineId,
     runId,
     source: media.uri,
     sourceDurationSec: media.durationSec,
+    package: packaging,
     segmentSeconds,
     renditions,
     ...(audio ? { audio } : {}),
@@ -213,9 +217,10 @@ async function streamPipeline(
     renditions,
     thumbnails,
     stream: {
-      package: Packaging.hls,
+      package: packaging,
       segmentSeconds,
       master,
+      ...(mpd ? { mpd } : {}),
       renditions,
       ...(audio ? { audio } : {}),
       dropped: ladder.dropped,
