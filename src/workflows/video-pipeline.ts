@@ -105,8 +105,17 @@ async function streamPipeline(
   const pack = proxyActivities<Pick<PackagingActivities, 'packageRendition' | 'writeStreamPlaylists'>>(
     withRunPriority(activityOptionsFor('packageRendition')),
   );
-  const ladder = planLadder(input.renditions, media.width, media.height);
-  if (ladder.renditions.length === 0) {
+  // An audio-only source (the probe says so only when asked: a streaming package) gets an
+  // audio-only stream: no video rendition, no sprite, no thumbnails. Only reachable by inputs whose
+  // probe failed before, so no recorded history takes this branch.
+  const audioOnly = media.hasVideo === false;
+  const ladder = audioOnly
+    ? {
+        renditions: [],
+        dropped: input.renditions.map((name) => ({ name, reason: 'the source has no video stream (audio only)' })),
+      }
+    : planLadder(input.renditions, media.width, media.height);
+  if (ladder.renditions.length === 0 && !audioOnly) {
     throw ApplicationFailure.create({
       type: FailureType.InvalidInput,
       nonRetryable: true,
@@ -115,7 +124,7 @@ async function streamPipeline(
   }
   const segmentSeconds = input.segmentSeconds;
   const chunks = planChunks(media.durationSec, streamChunkSeconds(input.chunkSeconds, segmentSeconds));
-  const times = planThumbnails(media.durationSec, input.thumbnails);
+  const times = audioOnly ? [] : planThumbnails(media.durationSec, input.thumbnails);
 
   const jobs: SubJob<ActivityName>[] = [];
   for (const rung of ladder.renditions) {
@@ -139,14 +148,16 @@ async function streamPipeline(
     const job: PackageAudioInput = { output, source: media.uri, durationSec: media.durationSec, segmentSeconds };
     jobs.push({ activity: 'packageAudio', input: job, summary: 'audio group' });
   }
-  const sprite: SpriteInput = {
-    output,
-    source: media.uri,
-    durationSec: media.durationSec,
-    width: media.width,
-    height: media.height,
-  };
-  jobs.push({ activity: 'extractSprite', input: sprite, summary: 'scrubbing previews' });
+  if (!audioOnly) {
+    const sprite: SpriteInput = {
+      output,
+      source: media.uri,
+      durationSec: media.durationSec,
+      width: media.width,
+      height: media.height,
+    };
+    jobs.push({ activity: 'extractSprite', input: sprite, summary: 'scrubbing previews' });
+  }
   times.forEach((atSec, index) =>
     jobs.push({
       activity: 'extractThumbnail',
@@ -168,7 +179,8 @@ async function streamPipeline(
   const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];
   const audioAt = jobs.findIndex((j) => j.activity === 'packageAudio');
   const audio = audioAt >= 0 ? (fan.results[audioAt] as StreamAudioArtifact) : undefined;
-  const previews = fan.results[jobs.findIndex((j) => j.activity === 'extractSprite')] as SpriteArtifacts;
+  const spriteAt = jobs.findIndex((j) => j.activity === 'extractSprite');
+  const previews = spriteAt >= 0 ? (fan.results[spriteAt] as SpriteArtifacts) : undefined;
   const reads = fan.results
     .filter((_, i) => jobs[i]?.activity === 'transcodeChunk')
     .map((r) => (r as TranscodeChunkResult).sourceBytesRead);
@@ -202,7 +214,7 @@ async function streamPipeline(
     ...(audio ? { audio } : {}),
     thumbnails,
     dropped: ladder.dropped,
-    sprite: previews,
+    ...(previews ? { sprite: previews } : {}),
   });
   // `.work/` is removed by the caller once the artifacts are final (see KEEP_FINAL_ARTIFACTS_PATCH).
   progress.done++;
@@ -224,7 +236,7 @@ async function streamPipeline(
       renditions,
       ...(audio ? { audio } : {}),
       dropped: ladder.dropped,
-      sprite: previews,
+      ...(previews ? { sprite: previews } : {}),
     },
   };
 }
@@ -259,7 +271,8 @@ async function transcodeVideo(
   let cleanupAfter = false;
   try {
     setStage('probing', input.source);
-    const media = await probe.probeMedia({ output, source: input.source });
+    // A streaming package takes an audio-only source (the probe input only; no new command).
+    const media = await probe.probeMedia({ output, source: input.source, ...(stream ? { allowAudioOnly: true } : {}) });
     if (stream) {
       result = await streamPipeline(input, media, { pipelineId, runId, output, progress, setStage });
       // A new path: its runs all remove `.work/` after the try.

@@ -12,7 +12,13 @@ import Bottleneck from 'bottleneck';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMediaActivities, type TranscodeChunkInput, type TranscodeHeartbeat } from '../../src/activities/media';
 import { runProcess } from '../../src/activities/media/ffmpeg';
-import { createPackagingActivities, parseMediaPlaylist, spriteVtt } from '../../src/activities/media/package';
+import {
+  createPackagingActivities,
+  initTimescale,
+  mpdFrameRate,
+  parseMediaPlaylist,
+  spriteVtt,
+} from '../../src/activities/media/package';
 import { planLadder } from '../../src/shared/ladder';
 import type { StreamAudioArtifact, StreamRenditionArtifact } from '../../src/shared/video';
 import { openStorage, type Storage } from '../../src/storage';
@@ -238,6 +244,51 @@ describe('stream packaging', () => {
     };
     const dir = path.dirname(renditions[0]!.path!);
     for (const seg of m.renditions[0]!.segmentList) expect(shaOf(path.join(dir, seg.file))).toBe(seg.sha256);
+  });
+
+  it('dash writes an MPD over the same segments, each timeline in its track timescale (as ffprobe reads it)', async () => {
+    const { master, mpd } = await run(new MockActivityEnvironment(), pack.writeStreamPlaylists, {
+      output,
+      workflowId: 'pkg-a',
+      runId: 'r1',
+      source,
+      sourceDurationSec: DURATION,
+      package: 'dash',
+      segmentSeconds: SEGMENT,
+      renditions,
+      audio,
+      thumbnails: [],
+      dropped: [],
+    });
+    expect(master.path).toBe(mpd?.path);
+    expect(path.basename(mpd!.path!)).toBe('manifest.mpd');
+    const xml = fs.readFileSync(mpd!.path!, 'utf8');
+    expect(xml).toContain('type="static" mediaPresentationDuration="PT10.000S"');
+    for (const name of [...renditions.map((r) => r.name), 'audio']) {
+      const init = path.join(path.dirname(master.path!), 'hls', name, 'init.mp4');
+      const { stdout } = await runProcess(t.binaries.ffprobe, [
+        ...['-v', 'error', '-show_entries', 'stream=time_base', '-of', 'csv=p=0', init],
+      ]);
+      const timescale = Number(stdout.trim().split('/')[1]);
+      expect(initTimescale(fs.readFileSync(init))).toBe(timescale);
+      // This track's template: its timescale, and a timeline that adds up to its segments' length.
+      const block = xml.slice(xml.indexOf(`<Representation id="${name}"`));
+      const template = /<SegmentTemplate timescale="(\d+)"[^>]*>([\s\S]*?)<\/SegmentTemplate>/.exec(block)!;
+      expect(Number(template[1])).toBe(timescale);
+      const ticks = [...template[2]!.matchAll(/d="(\d+)"(?: r="(\d+)")?/g)].reduce(
+        (a, m) => a + Number(m[1]) * (1 + Number(m[2] ?? 0)),
+        0,
+      );
+      const listed = parseMediaPlaylist(fs.readFileSync(path.join(path.dirname(init), 'playlist.m3u8'), 'utf8'));
+      expect(ticks).toBe(Math.round(listed.reduce((a, l) => a + l.durationSec, 0) * timescale));
+    }
+    for (const r of renditions) {
+      expect(xml).toContain(
+        `<Representation id="${r.name}" bandwidth="${Math.ceil(r.peakBitsPerSec)}" codecs="${r.codecs}" width="${r.width}" height="${r.height}" frameRate="15"`,
+      );
+    }
+    expect(mpdFrameRate(29.97)).toBe('30000/1001');
+    expect(mpdFrameRate(25)).toBe('25');
   });
 
   it('a rendition resumed after a crash mid-transcode packages byte-identically to an uninterrupted one', async () => {
