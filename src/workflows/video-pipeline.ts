@@ -20,6 +20,8 @@ import {
   VideoPipelineInputSchema,
   type SpriteArtifacts,
   type StreamAudioArtifact,
+  type QualityCheck,
+  type QualityScore,
   type StreamPackaging,
   type ThumbnailArtifact,
   type ValidVideoPipelineInput,
@@ -60,6 +62,16 @@ function mediaActivities() {
 
 /** Patch of the streaming path: a run recorded before it replays on the `mp4` path. */
 export const STREAM_PACKAGING_PATCH = 'stream-packaging';
+
+/** A run's `qualityCheck`: available when every rendition was scored, else the first reason it was not. */
+export function summarizeQuality(renditions: { quality?: QualityScore }[]): QualityCheck {
+  if (renditions.length === 0) return { available: false, reason: 'the source has no video to score' };
+  for (const r of renditions) {
+    if (!r.quality) return { available: false, reason: 'a rendition was packaged without a score' };
+    if (!r.quality.available) return { available: false, reason: r.quality.reason };
+  }
+  return { available: true };
+}
 
 /** Chunk length of a streaming package: a whole number of segments, so chunks never split one. */
 export function streamChunkSeconds(chunkSeconds: number, segmentSeconds: number): number {
@@ -194,6 +206,8 @@ async function streamPipeline(
         rendition: rung.name,
         chunkCount: chunks.length,
         segmentSeconds,
+        // Asked for: in the activity's input only (no new command).
+        ...(input.qualityCheck ? { qualityCheck: { source: media.uri } } : {}),
       });
       progress.done++;
       return r;
@@ -202,6 +216,7 @@ async function streamPipeline(
   setStage('manifest', `master playlist, ${renditions.length} renditions, ${thumbnails.length} thumbnails`);
   // The packaging rides in the activity's input (no new command): `dash` and `both` add the MPD.
   const packaging = input.package as StreamPackaging;
+  const qualityCheck = input.qualityCheck ? summarizeQuality(renditions) : undefined;
   const { master, mpd, manifest } = await pack.writeStreamPlaylists({
     output,
     workflowId: pipelineId,
@@ -215,6 +230,7 @@ async function streamPipeline(
     thumbnails,
     dropped: ladder.dropped,
     ...(previews ? { sprite: previews } : {}),
+    ...(qualityCheck ? { qualityCheck } : {}),
   });
   // `.work/` is removed by the caller once the artifacts are final (see KEEP_FINAL_ARTIFACTS_PATCH).
   progress.done++;
@@ -237,6 +253,7 @@ async function streamPipeline(
       ...(audio ? { audio } : {}),
       dropped: ladder.dropped,
       ...(previews ? { sprite: previews } : {}),
+      ...(qualityCheck ? { qualityCheck } : {}),
     },
   };
 }

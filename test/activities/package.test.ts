@@ -18,6 +18,8 @@ import {
   mpdFrameRate,
   parseMediaPlaylist,
   spriteVtt,
+  vmafAvailability,
+  vmafFromLog,
 } from '../../src/activities/media/package';
 import { planLadder } from '../../src/shared/ladder';
 import type { StreamAudioArtifact, StreamRenditionArtifact } from '../../src/shared/video';
@@ -289,6 +291,34 @@ describe('stream packaging', () => {
     }
     expect(mpdFrameRate(29.97)).toBe('30000/1001');
     expect(mpdFrameRate(25)).toBe('25');
+  });
+
+  it('qualityCheck scores the first segment with libvmaf, or says why the ffmpeg in use cannot', async () => {
+    const support = await vmafAvailability(t.binaries.ffmpeg);
+    const r = await run(new MockActivityEnvironment(), pack.packageRendition, {
+      output,
+      rendition: '240p',
+      chunkCount: CHUNKS.length,
+      segmentSeconds: SEGMENT,
+      qualityCheck: { source },
+    });
+    console.log(`qualityCheck with ${t.binaries.ffmpeg}: ${JSON.stringify(r.quality)}`);
+    if (support.available) {
+      expect(r.quality).toMatchObject({ available: true, segment: 'seg-00000.m4s', durationSec: SEGMENT });
+      const vmaf = (r.quality as { vmaf: number }).vmaf;
+      expect(vmaf).toBeGreaterThan(0);
+      expect(vmaf).toBeLessThanOrEqual(100);
+    } else {
+      expect(r.quality).toEqual({ available: false, reason: support.reason });
+      expect(support.reason).toMatch(/libvmaf/);
+    }
+    // Packaging is unchanged by the check: the same playlist as without it.
+    expect(r.sha256).toBe(renditions[0]!.sha256);
+    // Every libvmaf's JSON log reads back to one pooled score.
+    expect(vmafFromLog({ pooled_metrics: { vmaf: { mean: 93.5 } } })).toBe(93.5);
+    expect(vmafFromLog({ 'VMAF score': 88.25, frames: [] })).toBe(88.25);
+    expect(vmafFromLog({ frames: [{ metrics: { vmaf: 90 } }, { metrics: { vmaf: 80 } }] })).toBe(85);
+    expect(vmafFromLog({})).toBeUndefined();
   });
 
   it('a rendition resumed after a crash mid-transcode packages byte-identically to an uninterrupted one', async () => {

@@ -14,6 +14,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError, type SluiceClient } from '../../src/client';
 import { runProcess } from '../../src/activities/media/ffmpeg';
+import { vmafAvailability } from '../../src/activities/media/package';
 import { FailureType } from '../../src/shared/constants';
 import type { VideoPipelineResult } from '../../src/shared/video';
 import type { WorkerHost } from '../../src/workers/host';
@@ -171,6 +172,7 @@ describe('videoPipelineWorkflow with package hls', () => {
       package: 'dash',
       segmentSeconds: 2,
       thumbnails: 0,
+      qualityCheck: true,
       tenant: 'acme',
       idempotencyKey: `dash-${t.suffix}`,
     });
@@ -198,6 +200,24 @@ describe('videoPipelineWorkflow with package hls', () => {
       new Set([240, 360]),
     );
     expect(Math.abs(Number(probed.format.duration) - result.sourceDurationSec)).toBeLessThan(0.2);
+    // qualityCheck: scored, or the result and the manifest say why not.
+    const support = await vmafAvailability(t.binaries.ffmpeg);
+    const manifest = JSON.parse(fs.readFileSync(result.manifest.path!, 'utf8')) as {
+      package: string;
+      qualityCheck?: unknown;
+      renditions: { quality?: unknown }[];
+    };
+    expect(manifest.package).toBe('dash');
+    console.log(`qualityCheck (dash run): ${JSON.stringify(stream.qualityCheck)}`);
+    if (support.available) {
+      expect(stream.qualityCheck).toEqual({ available: true });
+      for (const r of stream.renditions) expect(r.quality).toMatchObject({ available: true });
+    } else {
+      expect(stream.qualityCheck).toEqual({ available: false, reason: support.reason });
+      for (const r of stream.renditions) expect(r.quality).toEqual({ available: false, reason: support.reason });
+    }
+    expect(manifest.qualityCheck).toEqual(stream.qualityCheck);
+    expect(manifest.renditions.map((r) => r.quality)).toEqual(stream.renditions.map((r) => r.quality));
   });
 
   it('an audio-only source gets an audio-only stream: one variant in the master playlist, one adaptation set in the MPD', async () => {

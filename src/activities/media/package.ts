@@ -13,6 +13,7 @@
  * Every object is written to the store atomically; a rendition's playlist is written after its
  * segments, so a playlist in the store always names segments that are there.
  */
+import { execFile } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +22,8 @@ import { FailureType, Packaging, RENDITIONS, SPRITE, STREAM_AUDIO, type Renditio
 import type { Artifact } from '../../shared/artifact';
 import type { DroppedRendition } from '../../shared/ladder';
 import type {
+  QualityCheck,
+  QualityScore,
   SpriteArtifacts,
   StreamAudioArtifact,
   StreamPackaging,
@@ -40,6 +43,8 @@ export interface PackageRenditionInput extends RunOutput {
   rendition: RenditionName;
   chunkCount: number;
   segmentSeconds: number;
+  /** Score the first segment against this source (its URI, from `probeMedia`) with libvmaf. */
+  qualityCheck?: { source: string };
 }
 
 export interface PackageAudioInput extends RunOutput {
@@ -62,6 +67,8 @@ export interface StreamPlaylistsInput extends RunOutput {
   thumbnails: ThumbnailArtifact[];
   dropped: DroppedRendition[];
   sprite?: SpriteArtifacts;
+  /** Asked with `qualityCheck`: what it came to (each rendition carries its score). */
+  qualityCheck?: QualityCheck;
 }
 
 export interface StreamPlaylistsResult {
@@ -301,6 +308,62 @@ export function dashManifest(video: DashTrack[], audio: DashTrack | undefined, s
   return lines.join('\n') + '\n';
 }
 
+/**
+ * The pooled VMAF of a libvmaf JSON log, whichever libvmaf wrote it (2.x `pooled_metrics`, 1.x
+ * `VMAF score` / `aggregate`, else the mean of the frames); undefined when it has none.
+ */
+export function vmafFromLog(log: unknown): number | undefined {
+  const l = log as {
+    pooled_metrics?: { vmaf?: { mean?: number } };
+    aggregate?: { VMAF_score?: number };
+    'VMAF score'?: number;
+    frames?: { metrics?: { vmaf?: number } }[];
+  };
+  const pooled = l.pooled_metrics?.vmaf?.mean ?? l.aggregate?.VMAF_score ?? l['VMAF score'];
+  if (typeof pooled === 'number' && Number.isFinite(pooled)) return pooled;
+  const frames = (l.frames ?? []).map((f) => f.metrics?.vmaf).filter((v): v is number => typeof v === 'number');
+  return frames.length ? frames.reduce((a, v) => a + v, 0) / frames.length : undefined;
+}
+
+/** Whether an ffmpeg can score with libvmaf, found once per binary: listed, and able to run. */
+const vmafSupport = new Map<string, Promise<{ available: true } | { available: false; reason: string }>>();
+
+export function vmafAvailability(ffmpeg: string): Promise<{ available: true } | { available: false; reason: string }> {
+  let found = vmafSupport.get(ffmpeg);
+  if (!found) {
+    found = (async () => {
+      const { stdout } = await runProcess(ffmpeg, ['-hide_banner', '-nostdin', '-filters']);
+      if (!/^\s*\S*\s+libvmaf\s/m.test(stdout)) {
+        return { available: false as const, reason: 'the ffmpeg in use has no libvmaf filter' };
+      }
+      // Listed is not enough: a build whose model file is not where it looks cannot score.
+      const tiny = 'testsrc=size=64x64:rate=5:duration=0.4';
+      // libvmaf 1.x prints why it failed (a model it cannot load) on stdout, ffmpeg on stderr.
+      const trial = await new Promise<{ ok: boolean; output: string }>((resolve) => {
+        execFile(
+          ffmpeg,
+          [
+            ...['-hide_banner', '-nostdin', '-v', 'error', '-f', 'lavfi', '-i', tiny, '-f', 'lavfi', '-i', tiny],
+            ...['-lavfi', '[0:v][1:v]libvmaf', '-f', 'null', '-'],
+          ],
+          { timeout: 60_000 },
+          (err, stdout, stderr) => resolve({ ok: !err, output: `${stdout}\n${stderr}` }),
+        );
+      });
+      if (trial.ok) return { available: true as const };
+      const lines = trial.output
+        .split('\n')
+        .map((l) => l.replace(/^\[[^\]]*\]\s*/, '').trim())
+        .filter(Boolean);
+      const why =
+        lines.find((l) => /model/i.test(l)) ?? lines.find((l) => /error|cannot/i.test(l)) ?? 'no reason given';
+      return { available: false as const, reason: `the ffmpeg in use has libvmaf but it cannot score: ${why}` };
+    })();
+    vmafSupport.set(ffmpeg, found);
+  }
+  return found;
+}
+
 const nonRetryable = (type: FailureType, message: string, cause?: Error) =>
   ApplicationFailure.create({ type, message, nonRetryable: true, cause });
 
@@ -533,6 +596,9 @@ export function createPackagingActivities(deps: MediaDeps) {
             const probed = await probeSize(path.join(dir, 'init.mp4'));
             const frameRate = await frameRateOf(path.join(dir, 'playlist.m3u8'));
             const r = rates(pkg.segments);
+            const quality = input.qualityCheck
+              ? await scoreFirstSegment(input.qualityCheck.source, dir, pkg.segments[0]!, probed, scratch)
+              : undefined;
             return {
               name: input.rendition,
               ...pkg.playlist,
@@ -546,6 +612,7 @@ export function createPackagingActivities(deps: MediaDeps) {
               init: pkg.init,
               segments: pkg.segments.length,
               totalBytes: pkg.playlist.bytes + pkg.init.bytes + pkg.segments.reduce((a, s) => a + s.bytes, 0),
+              ...(quality ? { quality } : {}),
             };
           });
         } catch (err) {
@@ -553,6 +620,55 @@ export function createPackagingActivities(deps: MediaDeps) {
         }
       },
     );
+  }
+
+  /**
+   * The VMAF of a rendition's first CMAF segment (its init segment and first media segment, as a
+   * player reads them) against the same span of the source scaled to the rendition's size; or,
+   * when the ffmpeg in use cannot score, why not.
+   */
+  async function scoreFirstSegment(
+    source: string,
+    dir: string,
+    first: PackagedSegment,
+    size: { width: number; height: number },
+    scratch: string,
+  ): Promise<QualityScore> {
+    const support = await vmafAvailability(deps.binaries.ffmpeg);
+    if (!support.available) return support;
+    const distorted = path.join(scratch, 'first-segment.mp4');
+    await fsp.writeFile(
+      distorted,
+      Buffer.concat([await fsp.readFile(path.join(dir, 'init.mp4')), await fsp.readFile(path.join(dir, first.file))]),
+    );
+    const log = path.join(scratch, 'vmaf.json');
+    await withSourceInput(source, (src) =>
+      deps.limiter.schedule(() =>
+        runProcess(
+          deps.binaries.ffmpeg,
+          [
+            ...FFMPEG_WRITE_ARGS,
+            '-i',
+            distorted,
+            '-t',
+            first.durationSec.toFixed(3),
+            '-i',
+            src,
+            '-lavfi',
+            `[0:v]settb=AVTB,setpts=PTS-STARTPTS[main];` +
+              `[1:v]scale=${size.width}:${size.height}:flags=bicubic,settb=AVTB,setpts=PTS-STARTPTS[ref];` +
+              `[main][ref]libvmaf=log_fmt=json:log_path=${log}`,
+            '-f',
+            'null',
+            '-',
+          ],
+          { signal: Context.current().cancellationSignal },
+        ),
+      ),
+    );
+    const vmaf = vmafFromLog(JSON.parse(await fsp.readFile(log, 'utf8')));
+    if (vmaf === undefined) return { available: false, reason: 'libvmaf wrote no score' };
+    return { available: true, vmaf: Math.round(vmaf * 100) / 100, segment: first.file, durationSec: first.durationSec };
   }
 
   async function probeSize(file: string): Promise<{ width: number; height: number }> {
@@ -777,6 +893,7 @@ export function createPackagingActivities(deps: MediaDeps) {
           ? { audio: { ...strip(input.audio), init: strip(input.audio.init), segmentList: await segmentsOf('audio') } }
           : {}),
         dropped: input.dropped,
+        ...(input.qualityCheck ? { qualityCheck: input.qualityCheck } : {}),
         ...(input.sprite
           ? { sprite: { ...input.sprite, image: strip(input.sprite.image), vtt: strip(input.sprite.vtt) } }
           : {}),
