@@ -95,13 +95,18 @@ const WATCH_PAGE = `<!doctype html>
 <p id="status">loading…</p>
 <script src="/_sluice/hls.min.js"></script>
 <script>
-  const src = new URLSearchParams(location.search).get('src') || 'master.m3u8';
+  const params = new URLSearchParams(location.search);
+  const src = params.get('src') || 'master.m3u8';
+  // ?level=N plays level N until told otherwise: it starts there and stays (no switch, so no load
+  // is aborted); absent: hls.js chooses.
+  const level = params.has('level') ? Number(params.get('level')) : -1;
   const video = document.getElementById('v');
   const status = document.getElementById('status');
   window.playerErrors = [];
   window.levelSwitches = [];
   if (window.Hls && Hls.isSupported()) {
-    const hls = new Hls();
+    const hls = new Hls({ startLevel: level });
+    if (level >= 0) hls.on(Hls.Events.MANIFEST_PARSED, () => { hls.loadLevel = level; });
     window.hls = hls;
     hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
       window.levelSwitches.push({ level: d.level, at: video.currentTime });
