@@ -138,6 +138,10 @@ describe('videoPipelineWorkflow with package hls', () => {
   it('refuses an unknown packaging, a segment length outside 1-10 and a ladder empty after dropping, naming the field', async () => {
     const base = { source, tenant: 'acme' };
     expect((await refusal(client.startVideoPipeline({ ...base, package: 'dash9' }))).issues[0]?.path).toBe('package');
+    const notBoolean = await refusal(client.startVideoPipeline({ ...base, qualityCheck: 'yes' as unknown as boolean }));
+    expect(notBoolean.issues.map((i) => i.path)).toEqual(['qualityCheck']);
+    for (const kind of ['hls', 'dash', 'both', 'mp4'])
+      expect(client.validateVideo({ ...base, package: kind }).package).toBe(kind);
     for (const segmentSeconds of [0, 11, 2.5]) {
       const err = await refusal(client.startVideoPipeline({ ...base, segmentSeconds }));
       expect(err.issues.map((i) => i.path)).toEqual(['segmentSeconds']);
