@@ -94,8 +94,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
     // No defaults here: the pipeline's input schema owns them (the help text names them).
     .option('--renditions <list>', 'comma-separated renditions (default: 360p,720p)')
     .option('--chunk-seconds <n>', 'seconds of source per transcode chunk (default: 30)', parseNumber('chunk-seconds'))
-    .option('--package <kind>', 'hls (CMAF segments and a master playlist) or mp4 (progressive files) (default: hls)')
+    .option(
+      '--package <kind>',
+      'hls (CMAF segments and a master playlist), dash (the same segments under an MPD), both, or mp4 (progressive files) (default: hls)',
+    )
     .option('--segment-seconds <n>', 'seconds per streaming segment, 1-10 (default: 4)', parseNumber('segment-seconds'))
+    .option('--quality-check', "score each rendition's first segment with ffmpeg's libvmaf (streaming packages)")
     .option('--thumbnails <n>', 'number of thumbnails (default: 3)', parseNumber('thumbnails'))
     .option('--tenant <tenant>', 'tenant (default: default)')
     .option('--id <key>', 'idempotency key (default: derived from the file and options)')
@@ -117,6 +121,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
         chunkSeconds: opts.chunkSeconds as number | undefined,
         package: opts.package as string | undefined,
         segmentSeconds: opts.segmentSeconds as number | undefined,
+        ...(opts.qualityCheck === true ? { qualityCheck: true } : {}),
         thumbnails: opts.thumbnails as number | undefined,
         tier: tierOption(opts),
         tenant: opts.tenant as string | undefined,

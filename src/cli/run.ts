@@ -214,7 +214,8 @@ export async function waitAndReport(client: SluiceClient, workflowId: string, js
       info(`  manifest: ${result.manifest.path ?? result.manifest.uri}`);
       const stream = result.stream;
       if (stream) {
-        info(`  master playlist (HLS): ${stream.master.path ?? stream.master.uri}`);
+        if (stream.package !== 'dash') info(`  master playlist (HLS): ${stream.master.path ?? stream.master.uri}`);
+        if (stream.mpd) info(`  MPD (DASH): ${stream.mpd.path ?? stream.mpd.uri}`);
         if (stream.master.url) info(`  playback URL: ${stream.master.url}`);
         for (const r of stream.renditions)
           info(

@@ -1,7 +1,8 @@
 /**
  * `sluice serve-artifacts [dir]`: serves a folder of artifacts (a run's output on the `file`
  * backend) on 127.0.0.1 with CORS and byte ranges, the way a CDN serves HLS, plus a tiny page
- * that plays a master playlist with hls.js (`/watch?src=master.m3u8`). For watching a run on one
+ * that plays a master playlist with hls.js (`/watch?src=master.m3u8`) and one that plays an MPD
+ * with shaka-player (`/watch-dash?src=manifest.mpd`). For watching a run on one
  * machine, and for the player tests; not a production server.
  */
 import fs from 'node:fs';
@@ -31,6 +32,58 @@ export function hlsJsPath(): string | undefined {
   }
 }
 
+/** Where shaka-player's browser build is, when the package is installed (a devDependency). */
+export function shakaPath(): string | undefined {
+  try {
+    return require.resolve('shaka-player/dist/shaka-player.compiled.js');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The DASH watch page (`/watch-dash?src=manifest.mpd`), with shaka-player. It keeps
+ * `window.player`, `window.playerErrors` (every shaka `error` event) and `window.variantSwitches`
+ * (every `variantchanged` and `adaptation` event, with the new height).
+ */
+const WATCH_DASH_PAGE = `<!doctype html>
+<meta charset="utf-8"><title>sluice: watch (DASH)</title>
+<style>body{font:14px sans-serif;margin:2em}video{max-width:100%;background:#000}</style>
+<video id="v" controls muted playsinline width="960"></video>
+<p id="status">loading…</p>
+<script src="/_sluice/shaka-player.compiled.js"></script>
+<script>
+  const src = new URLSearchParams(location.search).get('src') || 'manifest.mpd';
+  const video = document.getElementById('v');
+  const status = document.getElementById('status');
+  window.playerErrors = [];
+  window.variantSwitches = [];
+  window.loaded = false;
+  if (window.shaka && shaka.Player.isBrowserSupported()) {
+    shaka.polyfill.installAll();
+    const player = new shaka.Player();
+    window.player = player;
+    const active = () => (player.getVariantTracks().find((t) => t.active) || {}).height;
+    const onSwitch = (type) => () => {
+      window.variantSwitches.push({ type, height: active(), at: video.currentTime });
+      status.textContent = 'variant ' + active() + 'p';
+    };
+    player.addEventListener('variantchanged', onSwitch('variantchanged'));
+    player.addEventListener('adaptation', onSwitch('adaptation'));
+    player.addEventListener('error', (e) => {
+      const d = e.detail || {};
+      window.playerErrors.push({ code: d.code, category: d.category, severity: d.severity, at: video.currentTime });
+      status.textContent = 'error: ' + d.code;
+    });
+    player.attach(video).then(() => player.load(src)).then(
+      () => { window.loaded = true; status.textContent = 'loaded'; },
+      (e) => { window.playerErrors.push({ code: e.code, category: e.category, severity: e.severity, at: 0 }); },
+    );
+  } else {
+    video.src = src;
+  }
+</script>`;
+
 /**
  * The watch page. It keeps what a test (or a curious operator in the console) wants to read:
  * `window.hls`, `window.playerErrors` (every hls.js ERROR event) and `window.levelSwitches`.
@@ -42,13 +95,18 @@ const WATCH_PAGE = `<!doctype html>
 <p id="status">loading…</p>
 <script src="/_sluice/hls.min.js"></script>
 <script>
-  const src = new URLSearchParams(location.search).get('src') || 'master.m3u8';
+  const params = new URLSearchParams(location.search);
+  const src = params.get('src') || 'master.m3u8';
+  // ?level=N plays level N until told otherwise: it starts there and stays (no switch, so no load
+  // is aborted); absent: hls.js chooses.
+  const level = params.has('level') ? Number(params.get('level')) : -1;
   const video = document.getElementById('v');
   const status = document.getElementById('status');
   window.playerErrors = [];
   window.levelSwitches = [];
   if (window.Hls && Hls.isSupported()) {
-    const hls = new Hls();
+    const hls = new Hls({ startLevel: level });
+    if (level >= 0) hls.on(Hls.Events.MANIFEST_PARSED, () => { hls.loadLevel = level; });
     window.hls = hls;
     hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
       window.levelSwitches.push({ level: d.level, at: video.currentTime });
@@ -78,6 +136,7 @@ export async function startArtifactServer(opts: {
 }): Promise<ArtifactServer> {
   const root = fs.realpathSync(opts.root);
   const hlsJs = hlsJsPath();
+  const shaka = shakaPath();
   const server = http.createServer((req, res) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Access-Control-Allow-Headers', 'Range');
@@ -91,12 +150,15 @@ export async function startArtifactServer(opts: {
       return;
     }
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname === '/watch') {
-      res.writeHead(200, { 'content-type': TYPES['.html']! }).end(WATCH_PAGE);
+    if (url.pathname === '/watch' || url.pathname === '/watch-dash') {
+      res
+        .writeHead(200, { 'content-type': TYPES['.html']! })
+        .end(url.pathname === '/watch' ? WATCH_PAGE : WATCH_DASH_PAGE);
       return;
     }
     let file: string | undefined;
     if (url.pathname === '/_sluice/hls.min.js') file = hlsJs;
+    else if (url.pathname === '/_sluice/shaka-player.compiled.js') file = shaka;
     else {
       let rel: string;
       try {

@@ -130,10 +130,12 @@ export interface StartVideoOptions {
   renditions?: string[];
   /** @default 30 */
   chunkSeconds?: number;
-  /** `hls` (CMAF segments, master playlist) or `mp4` (progressive files). @default 'hls' */
+  /** `hls` (CMAF segments, master playlist), `dash` (MPD), `both` or `mp4` (progressive files). @default 'hls' */
   package?: string;
   /** Seconds per streaming segment, 1 to 10. @default 4 */
   segmentSeconds?: number;
+  /** Score each rendition's first segment with ffmpeg's libvmaf (streaming packages). @default false */
+  qualityCheck?: boolean;
   /** @default 3 */
   thumbnails?: number;
   /** @default 'default' */
@@ -233,6 +235,7 @@ export const VIDEO_OPTION_KEYS = [
   'chunkSeconds',
   'package',
   'segmentSeconds',
+  'qualityCheck',
   'thumbnails',
   'tier',
   'tenant',
@@ -902,5 +905,7 @@ export type { JobsPipelineInput, JobsPipelineResult };
 
 /** The packaging options in a default idempotency key; none for `mp4`, so its keys stay as they were. */
 function packagingIdentity(input: ValidVideoPipelineInput): unknown[] {
-  return input.package === Packaging.mp4 ? [] : [input.package, input.segmentSeconds];
+  if (input.package === Packaging.mp4) return [];
+  // `qualityCheck` only when asked, so the keys of runs without it stay as they were.
+  return [input.package, input.segmentSeconds, ...(input.qualityCheck ? ['quality-check'] : [])];
 }

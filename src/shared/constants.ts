@@ -339,11 +339,15 @@ export const DEFAULT_TENANT = 'default';
 export const Packaging = {
   /** HLS over CMAF (fragmented MP4) segments: a master playlist, one media playlist per rendition, one shared audio group. */
   hls: 'hls',
+  /** DASH over the same CMAF segments: an MPD (`manifest.mpd`) in place of the master playlist. */
+  dash: 'dash',
+  /** Both the HLS master playlist and the DASH MPD, over one set of CMAF segments. */
+  both: 'both',
   /** Today's progressive files: one MP4 per rendition (audio muxed in) and `manifest.json`. */
   mp4: 'mp4',
 } as const;
 export type Packaging = (typeof Packaging)[keyof typeof Packaging];
-export const PACKAGINGS: readonly Packaging[] = [Packaging.hls, Packaging.mp4];
+export const PACKAGINGS: readonly Packaging[] = [Packaging.hls, Packaging.dash, Packaging.both, Packaging.mp4];
 
 /** Streaming segments (`hls`): their length, checked at the edge and again in the workflow. */
 export const SEGMENT_LIMITS = {

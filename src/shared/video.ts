@@ -54,7 +54,9 @@ export const VideoPipelineInputSchema = z
       .default(VIDEO_LIMITS.defaultChunkSeconds),
     /**
      * How the renditions are delivered: `hls` (CMAF segments, master and media playlists, one
-     * shared audio group) or `mp4` (one progressive file per rendition). @default 'hls'
+     * shared audio group), `dash` (the same segments under an MPD), `both` (the master playlist
+     * and the MPD over one set of segments) or `mp4` (one progressive file per rendition).
+     * @default 'hls'
      */
     package: z
       .enum(PACKAGINGS as [Packaging, ...Packaging[]], {
@@ -68,6 +70,11 @@ export const VideoPipelineInputSchema = z
       .min(SEGMENT_LIMITS.minSeconds, `must be at least ${SEGMENT_LIMITS.minSeconds}`)
       .max(SEGMENT_LIMITS.maxSeconds, `must be at most ${SEGMENT_LIMITS.maxSeconds}`)
       .default(SEGMENT_LIMITS.defaultSeconds),
+    /**
+     * Score each rendition's first segment against the source with ffmpeg's `libvmaf` (a streaming
+     * package only; ignored for `mp4`). When the ffmpeg in use cannot, the result says why.
+     */
+    qualityCheck: z.boolean({ invalid_type_error: 'must be true or false' }).optional(),
     /** Thumbnails to extract. @default 3 */
     thumbnails: z
       .number({ invalid_type_error: 'must be a number' })
@@ -128,6 +135,18 @@ export interface StreamRenditionArtifact extends RenditionArtifact {
   segments: number;
   /** Bytes of the init segment, the media segments and the playlist together. */
   totalBytes: number;
+  /** `qualityCheck`: the VMAF of the first segment against the source, or why there is none. */
+  quality?: QualityScore;
+}
+
+/** A rendition's `qualityCheck` outcome. */
+export type QualityScore =
+  { available: true; vmaf: number; segment: string; durationSec: number } | { available: false; reason: string };
+
+/** What a run's `qualityCheck` came to: available, or the reason it is not. */
+export interface QualityCheck {
+  available: boolean;
+  reason?: string;
 }
 
 /** The shared audio rendition of a streaming package. */
@@ -141,12 +160,20 @@ export interface StreamAudioArtifact extends Artifact {
   totalBytes: number;
 }
 
-/** What a streaming package (`hls`) adds to a result. */
+/** A streaming packaging: every one but `mp4`. */
+export type StreamPackaging = Exclude<Packaging, 'mp4'>;
+
+/** What a streaming package (`hls`, `dash`, `both`) adds to a result. */
 export interface StreamPackage {
-  package: 'hls';
+  package: StreamPackaging;
   segmentSeconds: number;
-  /** The HLS master playlist: what a player loads. */
+  /**
+   * What a player loads: the HLS master playlist (`hls`, `both`), or the DASH MPD (`dash`).
+   * Every package keeps the per-rendition media playlists under `hls/`.
+   */
   master: Artifact;
+  /** The DASH MPD (`manifest.mpd`) over the same CMAF segments (`dash`, `both`). */
+  mpd?: Artifact;
   /** One entry per rendition kept, lowest first. */
   renditions: StreamRenditionArtifact[];
   /** The shared audio group, when the source has audio. */
@@ -155,6 +182,8 @@ export interface StreamPackage {
   dropped: DroppedRendition[];
   /** Scrubbing previews: a sprite sheet and the WebVTT file that maps time ranges to its tiles. */
   sprite?: SpriteArtifacts;
+  /** Asked with `qualityCheck`: whether the scores could be made (each rendition has its `quality`). */
+  qualityCheck?: QualityCheck;
 }
 
 /** `sprite.jpg` (a grid of thumbnails) and `sprite.vtt` (cues `sprite.jpg#xywh=x,y,w,h`). */

@@ -20,6 +20,9 @@ import {
   VideoPipelineInputSchema,
   type SpriteArtifacts,
   type StreamAudioArtifact,
+  type QualityCheck,
+  type QualityScore,
+  type StreamPackaging,
   type ThumbnailArtifact,
   type ValidVideoPipelineInput,
   type VideoPipelineInput,
@@ -59,6 +62,16 @@ function mediaActivities() {
 
 /** Patch of the streaming path: a run recorded before it replays on the `mp4` path. */
 export const STREAM_PACKAGING_PATCH = 'stream-packaging';
+
+/** A run's `qualityCheck`: available when every rendition was scored, else the first reason it was not. */
+export function summarizeQuality(renditions: { quality?: QualityScore }[]): QualityCheck {
+  if (renditions.length === 0) return { available: false, reason: 'the source has no video to score' };
+  for (const r of renditions) {
+    if (!r.quality) return { available: false, reason: 'a rendition was packaged without a score' };
+    if (!r.quality.available) return { available: false, reason: r.quality.reason };
+  }
+  return { available: true };
+}
 
 /** Chunk length of a streaming package: a whole number of segments, so chunks never split one. */
 export function streamChunkSeconds(chunkSeconds: number, segmentSeconds: number): number {
@@ -104,8 +117,17 @@ async function streamPipeline(
   const pack = proxyActivities<Pick<PackagingActivities, 'packageRendition' | 'writeStreamPlaylists'>>(
     withRunPriority(activityOptionsFor('packageRendition')),
   );
-  const ladder = planLadder(input.renditions, media.width, media.height);
-  if (ladder.renditions.length === 0) {
+  // An audio-only source (the probe says so only when asked: a streaming package) gets an
+  // audio-only stream: no video rendition, no sprite, no thumbnails. Only reachable by inputs whose
+  // probe failed before, so no recorded history takes this branch.
+  const audioOnly = media.hasVideo === false;
+  const ladder = audioOnly
+    ? {
+        renditions: [],
+        dropped: input.renditions.map((name) => ({ name, reason: 'the source has no video stream (audio only)' })),
+      }
+    : planLadder(input.renditions, media.width, media.height);
+  if (ladder.renditions.length === 0 && !audioOnly) {
     throw ApplicationFailure.create({
       type: FailureType.InvalidInput,
       nonRetryable: true,
@@ -114,7 +136,7 @@ async function streamPipeline(
   }
   const segmentSeconds = input.segmentSeconds;
   const chunks = planChunks(media.durationSec, streamChunkSeconds(input.chunkSeconds, segmentSeconds));
-  const times = planThumbnails(media.durationSec, input.thumbnails);
+  const times = audioOnly ? [] : planThumbnails(media.durationSec, input.thumbnails);
 
   const jobs: SubJob<ActivityName>[] = [];
   for (const rung of ladder.renditions) {
@@ -138,14 +160,16 @@ async function streamPipeline(
     const job: PackageAudioInput = { output, source: media.uri, durationSec: media.durationSec, segmentSeconds };
     jobs.push({ activity: 'packageAudio', input: job, summary: 'audio group' });
   }
-  const sprite: SpriteInput = {
-    output,
-    source: media.uri,
-    durationSec: media.durationSec,
-    width: media.width,
-    height: media.height,
-  };
-  jobs.push({ activity: 'extractSprite', input: sprite, summary: 'scrubbing previews' });
+  if (!audioOnly) {
+    const sprite: SpriteInput = {
+      output,
+      source: media.uri,
+      durationSec: media.durationSec,
+      width: media.width,
+      height: media.height,
+    };
+    jobs.push({ activity: 'extractSprite', input: sprite, summary: 'scrubbing previews' });
+  }
   times.forEach((atSec, index) =>
     jobs.push({
       activity: 'extractThumbnail',
@@ -167,7 +191,8 @@ async function streamPipeline(
   const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];
   const audioAt = jobs.findIndex((j) => j.activity === 'packageAudio');
   const audio = audioAt >= 0 ? (fan.results[audioAt] as StreamAudioArtifact) : undefined;
-  const previews = fan.results[jobs.findIndex((j) => j.activity === 'extractSprite')] as SpriteArtifacts;
+  const spriteAt = jobs.findIndex((j) => j.activity === 'extractSprite');
+  const previews = spriteAt >= 0 ? (fan.results[spriteAt] as SpriteArtifacts) : undefined;
   const reads = fan.results
     .filter((_, i) => jobs[i]?.activity === 'transcodeChunk')
     .map((r) => (r as TranscodeChunkResult).sourceBytesRead);
@@ -181,24 +206,31 @@ async function streamPipeline(
         rendition: rung.name,
         chunkCount: chunks.length,
         segmentSeconds,
+        // Asked for: in the activity's input only (no new command).
+        ...(input.qualityCheck ? { qualityCheck: { source: media.uri } } : {}),
       });
       progress.done++;
       return r;
     }),
   );
   setStage('manifest', `master playlist, ${renditions.length} renditions, ${thumbnails.length} thumbnails`);
-  const { master, manifest } = await pack.writeStreamPlaylists({
+  // The packaging rides in the activity's input (no new command): `dash` and `both` add the MPD.
+  const packaging = input.package as StreamPackaging;
+  const qualityCheck = input.qualityCheck ? summarizeQuality(renditions) : undefined;
+  const { master, mpd, manifest } = await pack.writeStreamPlaylists({
     output,
     workflowId: pipelineId,
     runId,
     source: media.uri,
     sourceDurationSec: media.durationSec,
+    package: packaging,
     segmentSeconds,
     renditions,
     ...(audio ? { audio } : {}),
     thumbnails,
     dropped: ladder.dropped,
-    sprite: previews,
+    ...(previews ? { sprite: previews } : {}),
+    ...(qualityCheck ? { qualityCheck } : {}),
   });
   // `.work/` is removed by the caller once the artifacts are final (see KEEP_FINAL_ARTIFACTS_PATCH).
   progress.done++;
@@ -213,13 +245,15 @@ async function streamPipeline(
     renditions,
     thumbnails,
     stream: {
-      package: Packaging.hls,
+      package: packaging,
       segmentSeconds,
       master,
+      ...(mpd ? { mpd } : {}),
       renditions,
       ...(audio ? { audio } : {}),
       dropped: ladder.dropped,
-      sprite: previews,
+      ...(previews ? { sprite: previews } : {}),
+      ...(qualityCheck ? { qualityCheck } : {}),
     },
   };
 }
@@ -254,7 +288,8 @@ async function transcodeVideo(
   let cleanupAfter = false;
   try {
     setStage('probing', input.source);
-    const media = await probe.probeMedia({ output, source: input.source });
+    // A streaming package takes an audio-only source (the probe input only; no new command).
+    const media = await probe.probeMedia({ output, source: input.source, ...(stream ? { allowAudioOnly: true } : {}) });
     if (stream) {
       result = await streamPipeline(input, media, { pipelineId, runId, output, progress, setStage });
       // A new path: its runs all remove `.work/` after the try.

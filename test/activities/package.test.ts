@@ -12,7 +12,15 @@ import Bottleneck from 'bottleneck';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMediaActivities, type TranscodeChunkInput, type TranscodeHeartbeat } from '../../src/activities/media';
 import { runProcess } from '../../src/activities/media/ffmpeg';
-import { createPackagingActivities, parseMediaPlaylist, spriteVtt } from '../../src/activities/media/package';
+import {
+  createPackagingActivities,
+  initTimescale,
+  mpdFrameRate,
+  parseMediaPlaylist,
+  spriteVtt,
+  vmafAvailability,
+  vmafFromLog,
+} from '../../src/activities/media/package';
 import { planLadder } from '../../src/shared/ladder';
 import type { StreamAudioArtifact, StreamRenditionArtifact } from '../../src/shared/video';
 import { openStorage, type Storage } from '../../src/storage';
@@ -238,6 +246,79 @@ describe('stream packaging', () => {
     };
     const dir = path.dirname(renditions[0]!.path!);
     for (const seg of m.renditions[0]!.segmentList) expect(shaOf(path.join(dir, seg.file))).toBe(seg.sha256);
+  });
+
+  it('dash writes an MPD over the same segments, each timeline in its track timescale (as ffprobe reads it)', async () => {
+    const { master, mpd } = await run(new MockActivityEnvironment(), pack.writeStreamPlaylists, {
+      output,
+      workflowId: 'pkg-a',
+      runId: 'r1',
+      source,
+      sourceDurationSec: DURATION,
+      package: 'dash',
+      segmentSeconds: SEGMENT,
+      renditions,
+      audio,
+      thumbnails: [],
+      dropped: [],
+    });
+    expect(master.path).toBe(mpd?.path);
+    expect(path.basename(mpd!.path!)).toBe('manifest.mpd');
+    const xml = fs.readFileSync(mpd!.path!, 'utf8');
+    expect(xml).toContain('type="static" mediaPresentationDuration="PT10.000S"');
+    for (const name of [...renditions.map((r) => r.name), 'audio']) {
+      const init = path.join(path.dirname(master.path!), 'hls', name, 'init.mp4');
+      const { stdout } = await runProcess(t.binaries.ffprobe, [
+        ...['-v', 'error', '-show_entries', 'stream=time_base', '-of', 'csv=p=0', init],
+      ]);
+      const timescale = Number(stdout.trim().split('/')[1]);
+      expect(initTimescale(fs.readFileSync(init))).toBe(timescale);
+      // This track's template: its timescale, and a timeline that adds up to its segments' length.
+      const block = xml.slice(xml.indexOf(`<Representation id="${name}"`));
+      const template = /<SegmentTemplate timescale="(\d+)"[^>]*>([\s\S]*?)<\/SegmentTemplate>/.exec(block)!;
+      expect(Number(template[1])).toBe(timescale);
+      const ticks = [...template[2]!.matchAll(/d="(\d+)"(?: r="(\d+)")?/g)].reduce(
+        (a, m) => a + Number(m[1]) * (1 + Number(m[2] ?? 0)),
+        0,
+      );
+      const listed = parseMediaPlaylist(fs.readFileSync(path.join(path.dirname(init), 'playlist.m3u8'), 'utf8'));
+      expect(ticks).toBe(Math.round(listed.reduce((a, l) => a + l.durationSec, 0) * timescale));
+    }
+    for (const r of renditions) {
+      expect(xml).toContain(
+        `<Representation id="${r.name}" bandwidth="${Math.ceil(r.peakBitsPerSec)}" codecs="${r.codecs}" width="${r.width}" height="${r.height}" frameRate="15"`,
+      );
+    }
+    expect(mpdFrameRate(29.97)).toBe('30000/1001');
+    expect(mpdFrameRate(25)).toBe('25');
+  });
+
+  it('qualityCheck scores the first segment with libvmaf, or says why the ffmpeg in use cannot', async () => {
+    const support = await vmafAvailability(t.binaries.ffmpeg);
+    const r = await run(new MockActivityEnvironment(), pack.packageRendition, {
+      output,
+      rendition: '240p',
+      chunkCount: CHUNKS.length,
+      segmentSeconds: SEGMENT,
+      qualityCheck: { source },
+    });
+    console.log(`qualityCheck with ${t.binaries.ffmpeg}: ${JSON.stringify(r.quality)}`);
+    if (support.available) {
+      expect(r.quality).toMatchObject({ available: true, segment: 'seg-00000.m4s', durationSec: SEGMENT });
+      const vmaf = (r.quality as { vmaf: number }).vmaf;
+      expect(vmaf).toBeGreaterThan(0);
+      expect(vmaf).toBeLessThanOrEqual(100);
+    } else {
+      expect(r.quality).toEqual({ available: false, reason: support.reason });
+      expect(support.reason).toMatch(/libvmaf/);
+    }
+    // Packaging is unchanged by the check: the same playlist as without it.
+    expect(r.sha256).toBe(renditions[0]!.sha256);
+    // Every libvmaf's JSON log reads back to one pooled score.
+    expect(vmafFromLog({ pooled_metrics: { vmaf: { mean: 93.5 } } })).toBe(93.5);
+    expect(vmafFromLog({ 'VMAF score': 88.25, frames: [] })).toBe(88.25);
+    expect(vmafFromLog({ frames: [{ metrics: { vmaf: 90 } }, { metrics: { vmaf: 80 } }] })).toBe(85);
+    expect(vmafFromLog({})).toBeUndefined();
   });
 
   it('a rendition resumed after a crash mid-transcode packages byte-identically to an uninterrupted one', async () => {

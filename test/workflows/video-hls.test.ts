@@ -2,8 +2,9 @@
  * The video pipeline's streaming package (`hls`) end to end on the real dev server with real
  * activities: a source-aware ladder (a rendition above the source is dropped, with the reason),
  * CMAF renditions and a shared audio group under a master playlist that ffprobe's HLS demuxer
- * reads back, bad packaging input refused at the edge (CLI exit 2, nothing started), and a
- * source with no video failing once as InvalidMedia.
+ * reads back, `dash` (an MPD that ffprobe's DASH demuxer reads back), bad packaging input
+ * refused at the edge (CLI exit 2, nothing started), an audio-only source streamed as audio only,
+ * and a source with neither video nor audio failing once as InvalidMedia.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,6 +14,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError, type SluiceClient } from '../../src/client';
 import { runProcess } from '../../src/activities/media/ffmpeg';
+import { vmafAvailability } from '../../src/activities/media/package';
 import { FailureType } from '../../src/shared/constants';
 import type { VideoPipelineResult } from '../../src/shared/video';
 import type { WorkerHost } from '../../src/workers/host';
@@ -49,6 +51,18 @@ async function failureOf(workflowId: string): Promise<ApplicationFailure | undef
     cur = (cur as { cause?: unknown }).cause;
   }
   return found;
+}
+
+/** A 6 s 440 Hz tone (AAC, no video) in the media root, generated once. */
+function tone(): string {
+  const file = path.join(t.mediaRoot, 'tone.m4a');
+  if (!fs.existsSync(file)) {
+    execFileSync(t.binaries.ffmpeg, [
+      ...['-hide_banner', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
+      ...['-t', '6', '-c:a', 'aac', file],
+    ]);
+  }
+  return 'tone.m4a';
 }
 
 async function refusal(p: Promise<unknown>): Promise<InvalidInputError> {
@@ -124,6 +138,10 @@ describe('videoPipelineWorkflow with package hls', () => {
   it('refuses an unknown packaging, a segment length outside 1-10 and a ladder empty after dropping, naming the field', async () => {
     const base = { source, tenant: 'acme' };
     expect((await refusal(client.startVideoPipeline({ ...base, package: 'dash9' }))).issues[0]?.path).toBe('package');
+    const notBoolean = await refusal(client.startVideoPipeline({ ...base, qualityCheck: 'yes' as unknown as boolean }));
+    expect(notBoolean.issues.map((i) => i.path)).toEqual(['qualityCheck']);
+    for (const kind of ['hls', 'dash', 'both', 'mp4'])
+      expect(client.validateVideo({ ...base, package: kind }).package).toBe(kind);
     for (const segmentSeconds of [0, 11, 2.5]) {
       const err = await refusal(client.startVideoPipeline({ ...base, segmentSeconds }));
       expect(err.issues.map((i) => i.path)).toEqual(['segmentSeconds']);
@@ -151,20 +169,129 @@ describe('videoPipelineWorkflow with package hls', () => {
     );
   });
 
-  it('a source with no video stream fails once with non-retryable InvalidMedia', async () => {
-    const audioOnly = path.join(t.mediaRoot, 'tone.m4a');
-    execFileSync(t.binaries.ffmpeg, [
-      ...['-hide_banner', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
-      ...['-t', '3', '-c:a', 'aac', audioOnly],
-    ]);
+  it('package dash writes an MPD over the CMAF segments, and no HLS master playlist', async () => {
     const { workflowId } = await client.startVideoPipeline({
-      source: 'tone.m4a',
+      source,
+      renditions: ['240p', '360p'],
+      package: 'dash',
+      segmentSeconds: 2,
+      thumbnails: 0,
+      qualityCheck: true,
+      tenant: 'acme',
+      idempotencyKey: `dash-${t.suffix}`,
+    });
+    const result = await client.getResult<VideoPipelineResult>(workflowId);
+    const stream = result.stream!;
+    const runDir = path.join(t.outputDir, workflowId, result.runId);
+    expect(stream.package).toBe('dash');
+    expect(stream.mpd?.path).toBe(path.join(runDir, 'manifest.mpd'));
+    expect(stream.master.path).toBe(stream.mpd?.path);
+    expect(listFiles(runDir).filter((f) => !f.startsWith('hls/'))).toEqual([
+      'manifest.json',
+      'manifest.mpd',
+      'sprite.jpg',
+      'sprite.vtt',
+    ]);
+    const { stdout } = await runProcess(t.binaries.ffprobe, [
+      ...['-v', 'error', '-show_entries', 'stream=codec_type,width,height:format=duration', '-of', 'json'],
+      stream.mpd!.path!,
+    ]);
+    const probed = JSON.parse(stdout) as {
+      streams: { codec_type: string; height?: number }[];
+      format: { duration: string };
+    };
+    expect(new Set(probed.streams.filter((s) => s.codec_type === 'video').map((s) => s.height))).toEqual(
+      new Set([240, 360]),
+    );
+    expect(Math.abs(Number(probed.format.duration) - result.sourceDurationSec)).toBeLessThan(0.2);
+    // qualityCheck: scored, or the result and the manifest say why not.
+    const support = await vmafAvailability(t.binaries.ffmpeg);
+    const manifest = JSON.parse(fs.readFileSync(result.manifest.path!, 'utf8')) as {
+      package: string;
+      qualityCheck?: unknown;
+      renditions: { quality?: unknown }[];
+    };
+    expect(manifest.package).toBe('dash');
+    console.log(`qualityCheck (dash run): ${JSON.stringify(stream.qualityCheck)}`);
+    if (support.available) {
+      expect(stream.qualityCheck).toEqual({ available: true });
+      for (const r of stream.renditions) expect(r.quality).toMatchObject({ available: true });
+    } else {
+      expect(stream.qualityCheck).toEqual({ available: false, reason: support.reason });
+      for (const r of stream.renditions) expect(r.quality).toEqual({ available: false, reason: support.reason });
+    }
+    expect(manifest.qualityCheck).toEqual(stream.qualityCheck);
+    expect(manifest.renditions.map((r) => r.quality)).toEqual(stream.renditions.map((r) => r.quality));
+  });
+
+  it('an audio-only source gets an audio-only stream: one variant in the master playlist, one adaptation set in the MPD', async () => {
+    const { workflowId } = await client.startVideoPipeline({
+      source: tone(),
+      package: 'both',
+      segmentSeconds: 2,
       tenant: 'acme',
       idempotencyKey: `hls-audio-only-${t.suffix}`,
     });
+    const result = await client.getResult<VideoPipelineResult>(workflowId);
+    const stream = result.stream!;
+    expect(stream.renditions).toEqual([]);
+    expect(result.thumbnails).toEqual([]);
+    expect(stream.sprite).toBeUndefined();
+    expect(stream.dropped.map((d) => d.reason)).toEqual([
+      'the source has no video stream (audio only)',
+      'the source has no video stream (audio only)',
+    ]);
+    // 6 s of AAC in 2 s segments (the encoder's priming can add a sliver of a fourth).
+    expect(stream.audio?.segments).toBeGreaterThanOrEqual(3);
+    expect(Math.abs(stream.audio!.durationSec - 6)).toBeLessThan(0.1);
+    const runDir = path.join(t.outputDir, workflowId, result.runId);
+    expect(listFiles(runDir).filter((f) => !f.startsWith('hls/audio/'))).toEqual([
+      'manifest.json',
+      'manifest.mpd',
+      'master.m3u8',
+    ]);
+    const master = fs.readFileSync(stream.master.path!, 'utf8');
+    expect(master.split('\n').filter((l) => l.startsWith('#EXT-X-STREAM-INF:'))).toEqual([
+      expect.stringContaining('CODECS="mp4a.40.2"'),
+    ]);
+    expect(master).toContain('\nhls/audio/playlist.m3u8\n');
+    const mpd = fs.readFileSync(stream.mpd!.path!, 'utf8');
+    expect(mpd).not.toContain('contentType="video"');
+    expect(mpd).toContain('contentType="audio"');
+    // Both manifests read back by ffprobe (HLS and DASH demuxers): one audio stream, 6 s.
+    for (const file of [stream.master.path!, stream.mpd!.path!]) {
+      const { stdout } = await runProcess(t.binaries.ffprobe, [
+        ...['-v', 'error', '-show_entries', 'stream=codec_type:format=duration', '-of', 'json', file],
+      ]);
+      const probed = JSON.parse(stdout) as { streams: { codec_type: string }[]; format: { duration: string } };
+      expect(probed.streams.map((s) => s.codec_type)).toEqual(['audio']);
+      expect(Math.abs(Number(probed.format.duration) - 6)).toBeLessThan(0.1);
+    }
+  });
+
+  it('a source with no video and no audio stream fails once with non-retryable InvalidMedia', async () => {
+    // A file with one subtitle stream: readable media, nothing to stream.
+    const srt = path.join(t.mediaRoot, 'subs.srt');
+    fs.writeFileSync(srt, '1\n00:00:00,000 --> 00:00:02,000\nhello\n\n');
+    execFileSync(t.binaries.ffmpeg, [
+      '-hide_banner',
+      '-v',
+      'error',
+      '-y',
+      '-i',
+      srt,
+      '-c:s',
+      'copy',
+      path.join(t.mediaRoot, 'subs.mkv'),
+    ]);
+    const { workflowId } = await client.startVideoPipeline({
+      source: 'subs.mkv',
+      tenant: 'acme',
+      idempotencyKey: `hls-no-av-${t.suffix}`,
+    });
     const failure = await failureOf(workflowId);
     expect(failure?.type).toBe(FailureType.InvalidMedia);
-    expect(failure?.message).toContain('no video stream');
+    expect(failure?.message).toContain('no video stream and no audio stream');
     const events = (await client.temporal.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
     const attempts = events
       .filter((e) => e.activityTaskStartedEventAttributes)
@@ -174,5 +301,17 @@ describe('videoPipelineWorkflow with package hls', () => {
     expect(probes).toHaveLength(1);
     expect(attempts.length).toBeGreaterThan(0);
     expect(attempts.every((a) => a === 1)).toBe(true);
+  });
+
+  it('mp4 still refuses a source with no video stream, once, as InvalidMedia', async () => {
+    const { workflowId } = await client.startVideoPipeline({
+      source: tone(),
+      package: 'mp4',
+      tenant: 'acme',
+      idempotencyKey: `mp4-audio-only-${t.suffix}`,
+    });
+    const failure = await failureOf(workflowId);
+    expect(failure?.type).toBe(FailureType.InvalidMedia);
+    expect(failure?.message).toContain('no video stream');
   });
 });

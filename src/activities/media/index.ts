@@ -72,14 +72,22 @@ interface RunOutput {
 export interface ProbeInput extends RunOutput {
   /** `s3://bucket/key`, `file:///abs/path` or a path relative to the media root. */
   source: string;
+  /**
+   * A streaming package takes a source with audio and no video (an audio-only stream); absent
+   * (`mp4`), a source with no video stream fails as InvalidMedia.
+   */
+  allowAudioOnly?: boolean;
 }
 export interface ProbeResult {
   /** URI every later step reads the source by (never a host path). */
   uri: string;
   durationSec: number;
+  /** The video's size; 0 × 0 for an audio-only source (only with `allowAudioOnly`). */
   width: number;
   height: number;
   hasAudio: boolean;
+  /** False for an audio-only source (only with `allowAudioOnly`); absent in results recorded before. */
+  hasVideo?: boolean;
   bytes: number;
 }
 
@@ -385,28 +393,36 @@ export function createMediaActivities(deps: MediaDeps) {
         throw err;
       }
       const video = parsed.streams?.find((s) => s.codec_type === 'video');
+      const hasAudio = parsed.streams?.some((s) => s.codec_type === 'audio') ?? false;
       const durationSec = Number(parsed.format?.duration);
-      if (!video?.width || !video.height) {
-        throw nonRetryable(FailureType.InvalidMedia, `source: ${input.source} has no video stream`);
+      const hasVideo = Boolean(video?.width && video.height);
+      if (!hasVideo && !(input.allowAudioOnly && hasAudio)) {
+        throw nonRetryable(
+          FailureType.InvalidMedia,
+          input.allowAudioOnly
+            ? `source: ${input.source} has no video stream and no audio stream`
+            : `source: ${input.source} has no video stream`,
+        );
       }
       if (!Number.isFinite(durationSec) || durationSec <= 0) {
         throw nonRetryable(FailureType.InvalidMedia, `source: ${input.source} has no usable duration`);
       }
       // A file cut short can still probe when its index is at the front: decode its last second.
-      await assertTailDecodes(src.input, durationSec, input.source);
+      await assertTailDecodes(src.input, durationSec, input.source, hasVideo ? '0:v:0' : '0:a:0');
       src.assertWhole();
       return {
         uri: src.uri,
         durationSec,
-        width: video.width,
-        height: video.height,
-        hasAudio: parsed.streams?.some((s) => s.codec_type === 'audio') ?? false,
+        width: hasVideo ? video!.width! : 0,
+        height: hasVideo ? video!.height! : 0,
+        hasAudio,
+        ...(input.allowAudioOnly ? { hasVideo } : {}),
         bytes: src.bytes,
       };
     });
   }
 
-  async function assertTailDecodes(input: string, durationSec: number, shown: string): Promise<void> {
+  async function assertTailDecodes(input: string, durationSec: number, shown: string, map = '0:v:0'): Promise<void> {
     const from = Math.max(0, durationSec - 1.5);
     let frames = 0;
     try {
@@ -424,7 +440,7 @@ export function createMediaActivities(deps: MediaDeps) {
           '-i',
           input,
           '-map',
-          '0:v:0',
+          map,
           '-f',
           'framecrc',
           '-',

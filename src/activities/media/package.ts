@@ -13,17 +13,21 @@
  * Every object is written to the store atomically; a rendition's playlist is written after its
  * segments, so a playlist in the store always names segments that are there.
  */
+import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
-import { FailureType, RENDITIONS, SPRITE, STREAM_AUDIO, type RenditionName } from '../../shared/constants';
+import { FailureType, Packaging, RENDITIONS, SPRITE, STREAM_AUDIO, type RenditionName } from '../../shared/constants';
 import type { Artifact } from '../../shared/artifact';
 import type { DroppedRendition } from '../../shared/ladder';
 import type {
+  QualityCheck,
+  QualityScore,
   SpriteArtifacts,
   StreamAudioArtifact,
+  StreamPackaging,
   StreamRenditionArtifact,
   ThumbnailArtifact,
 } from '../../shared/video';
@@ -40,6 +44,8 @@ export interface PackageRenditionInput extends RunOutput {
   rendition: RenditionName;
   chunkCount: number;
   segmentSeconds: number;
+  /** Score the first segment against this source (its URI, from `probeMedia`) with libvmaf. */
+  qualityCheck?: { source: string };
 }
 
 export interface PackageAudioInput extends RunOutput {
@@ -54,16 +60,23 @@ export interface StreamPlaylistsInput extends RunOutput {
   runId: string;
   source: string;
   sourceDurationSec: number;
+  /** Which manifests to write over the segments; `hls` when absent (runs recorded before `dash`). */
+  package?: StreamPackaging;
   segmentSeconds: number;
   renditions: StreamRenditionArtifact[];
   audio?: StreamAudioArtifact;
   thumbnails: ThumbnailArtifact[];
   dropped: DroppedRendition[];
   sprite?: SpriteArtifacts;
+  /** Asked with `qualityCheck`: what it came to (each rendition carries its score). */
+  qualityCheck?: QualityCheck;
 }
 
 export interface StreamPlaylistsResult {
+  /** What a player loads: the HLS master playlist (`hls`, `both`), or the MPD (`dash`). */
   master: Artifact;
+  /** The DASH MPD (`dash`, `both`). */
+  mpd?: Artifact;
   manifest: Artifact;
 }
 
@@ -145,6 +158,15 @@ export function avcCodecs(init: Buffer): string | undefined {
 /** The master playlist text: one shared audio group, one variant per rendition (lowest first). */
 export function masterPlaylist(renditions: StreamRenditionArtifact[], audio: StreamAudioArtifact | undefined): string {
   const lines = ['#EXTM3U', '#EXT-X-VERSION:7', '#EXT-X-INDEPENDENT-SEGMENTS'];
+  if (renditions.length === 0 && audio) {
+    // An audio-only source: one variant, the audio group's media playlist itself.
+    lines.push(
+      `#EXT-X-STREAM-INF:BANDWIDTH=${Math.ceil(audio.peakBitsPerSec)},AVERAGE-BANDWIDTH=${Math.ceil(audio.averageBitsPerSec)},` +
+        `CODECS="${audio.codecs}"`,
+      'hls/audio/playlist.m3u8',
+    );
+    return lines.join('\n') + '\n';
+  }
   if (audio) {
     lines.push(
       `#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="${AUDIO_GROUP}",NAME="audio",DEFAULT=YES,AUTOSELECT=YES,` +
@@ -163,6 +185,184 @@ export function masterPlaylist(renditions: StreamRenditionArtifact[], audio: Str
     );
   }
   return lines.join('\n') + '\n';
+}
+
+/**
+ * The media timescale (ticks per second) of the first track of an init segment, from its `mdhd`
+ * box; undefined when it has none.
+ */
+export function initTimescale(init: Buffer): number | undefined {
+  const at = init.indexOf('mdhd');
+  if (at < 0) return undefined;
+  const version = init[at + 4];
+  // mdhd: version(1) flags(3), then creation and modification times (4 bytes each in version 0,
+  // 8 in version 1), then the timescale.
+  const offset = at + 8 + (version === 1 ? 16 : 8);
+  if (offset + 4 > init.length) return undefined;
+  const timescale = init.readUInt32BE(offset);
+  return timescale > 0 ? timescale : undefined;
+}
+
+/** One track of an MPD: where its files are and what was measured from them. */
+export interface DashTrack {
+  /** The folder of its init and media segments, relative to the MPD (`hls/360p`). */
+  dir: string;
+  id: string;
+  codecs: string;
+  bandwidth: number;
+  timescale: number;
+  /** Segment files in order, with their durations in seconds. */
+  segments: { file: string; durationSec: number }[];
+  video?: { width: number; height: number; frameRate: number };
+}
+
+/** ISO 8601 duration (`PT12.345S`) for an MPD attribute. */
+function isoDuration(sec: number): string {
+  return `PT${(Math.round(sec * 1000) / 1000).toFixed(3)}S`;
+}
+
+/** An MPD frame rate: an integer, `N/1001` for the NTSC rates, else a ratio over 1000. */
+export function mpdFrameRate(fps: number): string {
+  if (Math.abs(fps - Math.round(fps)) < 0.001) return String(Math.round(fps));
+  const ntsc = Math.round((fps * 1001) / 1000);
+  if (Math.abs((ntsc * 1000) / 1001 - fps) < 0.001) return `${ntsc * 1000}/1001`;
+  return `${Math.round(fps * 1000)}/1000`;
+}
+
+/**
+ * The `SegmentTemplate` of a track: numbered segment files (`seg-%05d.m4s`, as the packager
+ * writes them, checked here) and a `SegmentTimeline` of their exact durations in the track's
+ * timescale, runs of equal durations folded into `r`.
+ */
+function segmentTemplate(track: DashTrack, indent: string): string[] {
+  const numbers = track.segments.map((s) => /^seg-(\d{5})\.m4s$/.exec(s.file)?.[1]);
+  const first = Number(numbers[0] ?? 0);
+  numbers.forEach((n, i) => {
+    if (n === undefined || Number(n) !== first + i) {
+      throw new Error(`${track.id}: segment ${track.segments[i]?.file} is not numbered in sequence`);
+    }
+  });
+  // Start and end of each segment in ticks, rounded from the running total so no drift builds up.
+  let elapsed = 0;
+  const durations = track.segments.map((s) => {
+    const start = Math.round(elapsed * track.timescale);
+    elapsed += s.durationSec;
+    return Math.round(elapsed * track.timescale) - start;
+  });
+  const runs: { d: number; r: number }[] = [];
+  for (const d of durations) {
+    const last = runs.at(-1);
+    if (last && last.d === d) last.r++;
+    else runs.push({ d, r: 0 });
+  }
+  return [
+    `${indent}<SegmentTemplate timescale="${track.timescale}" initialization="${track.dir}/init.mp4" media="${track.dir}/seg-$Number%05d$.m4s" startNumber="${first}">`,
+    `${indent}  <SegmentTimeline>`,
+    ...runs.map(
+      (run, i) => `${indent}    <S ${i === 0 ? 't="0" ' : ''}d="${run.d}"${run.r > 0 ? ` r="${run.r}"` : ''}/>`,
+    ),
+    `${indent}  </SegmentTimeline>`,
+    `${indent}</SegmentTemplate>`,
+  ];
+}
+
+/**
+ * A static MPD (DASH, live profile) over the CMAF segments: one video adaptation set with a
+ * representation per rendition (lowest first), one audio adaptation set for the shared group.
+ */
+export function dashManifest(video: DashTrack[], audio: DashTrack | undefined, segmentSeconds: number): string {
+  const durationOf = (t: DashTrack) => t.segments.reduce((a, s) => a + s.durationSec, 0);
+  // The picture's length when there is one (AAC frames run a few ms past it), else the audio's.
+  const duration = Math.max(0, ...(video.length > 0 ? video : audio ? [audio] : []).map(durationOf));
+  const lines = [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019" type="static" mediaPresentationDuration="${isoDuration(duration)}" minBufferTime="${isoDuration(segmentSeconds)}">`,
+    '  <Period id="0" start="PT0S">',
+  ];
+  if (video.length > 0) {
+    const maxW = Math.max(...video.map((v) => v.video!.width));
+    const maxH = Math.max(...video.map((v) => v.video!.height));
+    lines.push(
+      `    <AdaptationSet id="0" contentType="video" mimeType="video/mp4" segmentAlignment="true" startWithSAP="1" maxWidth="${maxW}" maxHeight="${maxH}">`,
+    );
+    for (const v of video) {
+      const { width, height, frameRate } = v.video!;
+      lines.push(
+        `      <Representation id="${v.id}" bandwidth="${Math.ceil(v.bandwidth)}" codecs="${v.codecs}" width="${width}" height="${height}" frameRate="${mpdFrameRate(frameRate)}" sar="1:1">`,
+        ...segmentTemplate(v, '        '),
+        '      </Representation>',
+      );
+    }
+    lines.push('    </AdaptationSet>');
+  }
+  if (audio) {
+    lines.push(
+      `    <AdaptationSet id="1" contentType="audio" mimeType="audio/mp4" segmentAlignment="true" startWithSAP="1" lang="und">`,
+      `      <Representation id="${audio.id}" bandwidth="${Math.ceil(audio.bandwidth)}" codecs="${audio.codecs}" audioSamplingRate="${STREAM_AUDIO.sampleRate}">`,
+      `        <AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="${STREAM_AUDIO.channels}"/>`,
+      ...segmentTemplate(audio, '        '),
+      '      </Representation>',
+      '    </AdaptationSet>',
+    );
+  }
+  lines.push('  </Period>', '</MPD>');
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * The pooled VMAF of a libvmaf JSON log, whichever libvmaf wrote it (2.x `pooled_metrics`, 1.x
+ * `VMAF score` / `aggregate`, else the mean of the frames); undefined when it has none.
+ */
+export function vmafFromLog(log: unknown): number | undefined {
+  const l = log as {
+    pooled_metrics?: { vmaf?: { mean?: number } };
+    aggregate?: { VMAF_score?: number };
+    'VMAF score'?: number;
+    frames?: { metrics?: { vmaf?: number } }[];
+  };
+  const pooled = l.pooled_metrics?.vmaf?.mean ?? l.aggregate?.VMAF_score ?? l['VMAF score'];
+  if (typeof pooled === 'number' && Number.isFinite(pooled)) return pooled;
+  const frames = (l.frames ?? []).map((f) => f.metrics?.vmaf).filter((v): v is number => typeof v === 'number');
+  return frames.length ? frames.reduce((a, v) => a + v, 0) / frames.length : undefined;
+}
+
+/** Whether an ffmpeg can score with libvmaf, found once per binary: listed, and able to run. */
+const vmafSupport = new Map<string, Promise<{ available: true } | { available: false; reason: string }>>();
+
+export function vmafAvailability(ffmpeg: string): Promise<{ available: true } | { available: false; reason: string }> {
+  let found = vmafSupport.get(ffmpeg);
+  if (!found) {
+    found = (async () => {
+      const { stdout } = await runProcess(ffmpeg, ['-hide_banner', '-nostdin', '-filters']);
+      if (!/^\s*\S*\s+libvmaf\s/m.test(stdout)) {
+        return { available: false as const, reason: 'the ffmpeg in use has no libvmaf filter' };
+      }
+      // Listed is not enough: a build whose model file is not where it looks cannot score.
+      const tiny = 'testsrc=size=64x64:rate=5:duration=0.4';
+      // libvmaf 1.x prints why it failed (a model it cannot load) on stdout, ffmpeg on stderr.
+      const trial = await new Promise<{ ok: boolean; output: string }>((resolve) => {
+        execFile(
+          ffmpeg,
+          [
+            ...['-hide_banner', '-nostdin', '-v', 'error', '-f', 'lavfi', '-i', tiny, '-f', 'lavfi', '-i', tiny],
+            ...['-lavfi', '[0:v][1:v]libvmaf', '-f', 'null', '-'],
+          ],
+          { timeout: 60_000 },
+          (err, stdout, stderr) => resolve({ ok: !err, output: `${stdout}\n${stderr}` }),
+        );
+      });
+      if (trial.ok) return { available: true as const };
+      const lines = trial.output
+        .split('\n')
+        .map((l) => l.replace(/^\[[^\]]*\]\s*/, '').trim())
+        .filter(Boolean);
+      const why =
+        lines.find((l) => /model/i.test(l)) ?? lines.find((l) => /error|cannot/i.test(l)) ?? 'no reason given';
+      return { available: false as const, reason: `the ffmpeg in use has libvmaf but it cannot score: ${why}` };
+    })();
+    vmafSupport.set(ffmpeg, found);
+  }
+  return found;
 }
 
 const nonRetryable = (type: FailureType, message: string, cause?: Error) =>
@@ -397,6 +597,9 @@ export function createPackagingActivities(deps: MediaDeps) {
             const probed = await probeSize(path.join(dir, 'init.mp4'));
             const frameRate = await frameRateOf(path.join(dir, 'playlist.m3u8'));
             const r = rates(pkg.segments);
+            const quality = input.qualityCheck
+              ? await scoreFirstSegment(input.qualityCheck.source, dir, pkg.segments[0]!, probed, scratch)
+              : undefined;
             return {
               name: input.rendition,
               ...pkg.playlist,
@@ -410,6 +613,7 @@ export function createPackagingActivities(deps: MediaDeps) {
               init: pkg.init,
               segments: pkg.segments.length,
               totalBytes: pkg.playlist.bytes + pkg.init.bytes + pkg.segments.reduce((a, s) => a + s.bytes, 0),
+              ...(quality ? { quality } : {}),
             };
           });
         } catch (err) {
@@ -417,6 +621,55 @@ export function createPackagingActivities(deps: MediaDeps) {
         }
       },
     );
+  }
+
+  /**
+   * The VMAF of a rendition's first CMAF segment (its init segment and first media segment, as a
+   * player reads them) against the same span of the source scaled to the rendition's size; or,
+   * when the ffmpeg in use cannot score, why not.
+   */
+  async function scoreFirstSegment(
+    source: string,
+    dir: string,
+    first: PackagedSegment,
+    size: { width: number; height: number },
+    scratch: string,
+  ): Promise<QualityScore> {
+    const support = await vmafAvailability(deps.binaries.ffmpeg);
+    if (!support.available) return support;
+    const distorted = path.join(scratch, 'first-segment.mp4');
+    await fsp.writeFile(
+      distorted,
+      Buffer.concat([await fsp.readFile(path.join(dir, 'init.mp4')), await fsp.readFile(path.join(dir, first.file))]),
+    );
+    const log = path.join(scratch, 'vmaf.json');
+    await withSourceInput(source, (src) =>
+      deps.limiter.schedule(() =>
+        runProcess(
+          deps.binaries.ffmpeg,
+          [
+            ...FFMPEG_WRITE_ARGS,
+            '-i',
+            distorted,
+            '-t',
+            first.durationSec.toFixed(3),
+            '-i',
+            src,
+            '-lavfi',
+            `[0:v]settb=AVTB,setpts=PTS-STARTPTS[main];` +
+              `[1:v]scale=${size.width}:${size.height}:flags=bicubic,settb=AVTB,setpts=PTS-STARTPTS[ref];` +
+              `[main][ref]libvmaf=log_fmt=json:log_path=${log}`,
+            '-f',
+            'null',
+            '-',
+          ],
+          { signal: Context.current().cancellationSignal },
+        ),
+      ),
+    );
+    const vmaf = vmafFromLog(JSON.parse(await fsp.readFile(log, 'utf8')));
+    if (vmaf === undefined) return { available: false, reason: 'libvmaf wrote no score' };
+    return { available: true, vmaf: Math.round(vmaf * 100) / 100, segment: first.file, durationSec: first.durationSec };
   }
 
   async function probeSize(file: string): Promise<{ width: number; height: number }> {
@@ -588,14 +841,47 @@ export function createPackagingActivities(deps: MediaDeps) {
    */
   async function writeStreamPlaylists(input: StreamPlaylistsInput): Promise<StreamPlaylistsResult> {
     try {
-      const masterKey = runKey(input.output, 'master.m3u8');
-      const masterInfo = await artifacts.put(masterKey, masterPlaylist(input.renditions, input.audio), {
-        contentType: 'application/vnd.apple.mpegurl',
-      });
+      const kind = input.package ?? Packaging.hls;
       const strip = <T extends Artifact>({ url: _url, path: _path, ...rest }: T) => rest;
       const segmentsOf = async (name: string) =>
         (await readJson<{ segments: PackagedSegment[] }>(runKey(input.output, '.work', 'hls', `${name}.json`)))
           ?.segments ?? [];
+      let hlsMaster: Artifact | undefined;
+      if (kind === Packaging.hls || kind === Packaging.both) {
+        const masterKey = runKey(input.output, 'master.m3u8');
+        const masterInfo = await artifacts.put(masterKey, masterPlaylist(input.renditions, input.audio), {
+          contentType: 'application/vnd.apple.mpegurl',
+        });
+        hlsMaster = await describe(masterKey, masterInfo);
+      }
+      let mpd: Artifact | undefined;
+      if (kind === Packaging.dash || kind === Packaging.both) {
+        const track = async (name: string, codecs: string, bandwidth: number): Promise<DashTrack> => {
+          const init = await artifacts.getBuffer(runKey(input.output, 'hls', name, 'init.mp4'));
+          const timescale = initTimescale(init);
+          if (!timescale) {
+            throw ApplicationFailure.create({
+              type: FailureType.TranscodeFailed,
+              message: `${name}: the init segment has no mdhd timescale`,
+            });
+          }
+          return { dir: `hls/${name}`, id: name, codecs, bandwidth, timescale, segments: await segmentsOf(name) };
+        };
+        const video: DashTrack[] = [];
+        for (const r of input.renditions) {
+          video.push({
+            ...(await track(r.name, r.codecs, r.peakBitsPerSec)),
+            video: { width: r.width, height: r.height, frameRate: r.frameRate },
+          });
+        }
+        const audio = input.audio ? await track('audio', input.audio.codecs, input.audio.peakBitsPerSec) : undefined;
+        const mpdKey = runKey(input.output, 'manifest.mpd');
+        const mpdInfo = await artifacts.put(mpdKey, dashManifest(video, audio, input.segmentSeconds), {
+          contentType: 'application/dash+xml',
+        });
+        mpd = await describe(mpdKey, mpdInfo);
+      }
+      const master = hlsMaster ?? mpd!;
       const renditions = [];
       for (const r of input.renditions) {
         renditions.push({ ...strip(r), init: strip(r.init), segmentList: await segmentsOf(r.name) });
@@ -605,14 +891,16 @@ export function createPackagingActivities(deps: MediaDeps) {
         runId: input.runId,
         source: input.source,
         sourceDurationSec: input.sourceDurationSec,
-        package: 'hls',
+        package: kind,
         segmentSeconds: input.segmentSeconds,
-        master: strip(await describe(masterKey, masterInfo)),
+        master: strip(master),
+        ...(mpd ? { mpd: strip(mpd) } : {}),
         renditions,
         ...(input.audio
           ? { audio: { ...strip(input.audio), init: strip(input.audio.init), segmentList: await segmentsOf('audio') } }
           : {}),
         dropped: input.dropped,
+        ...(input.qualityCheck ? { qualityCheck: input.qualityCheck } : {}),
         ...(input.sprite
           ? { sprite: { ...input.sprite, image: strip(input.sprite.image), vtt: strip(input.sprite.vtt) } }
           : {}),
@@ -623,7 +911,11 @@ export function createPackagingActivities(deps: MediaDeps) {
       const manifestInfo = await artifacts.put(manifestKey, JSON.stringify(manifest, null, 2) + '\n', {
         contentType: 'application/json',
       });
-      return { master: await describe(masterKey, masterInfo), manifest: await describe(manifestKey, manifestInfo) };
+      return {
+        master,
+        ...(mpd ? { mpd } : {}),
+        manifest: await describe(manifestKey, manifestInfo),
+      };
     } catch (err) {
       throw failure(err);
     }

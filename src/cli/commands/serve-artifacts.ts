@@ -29,7 +29,11 @@ export function registerServeArtifactsCommands(program: Command, setExit: SetExi
       const port = opts.port === undefined ? 0 : Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port', 'must be 0-65535');
       const server = await startArtifactServer({ root, port });
-      const watch = fs.existsSync(path.join(root, 'master.m3u8')) ? `${server.url}/watch?src=master.m3u8` : undefined;
+      const watch = fs.existsSync(path.join(root, 'master.m3u8'))
+        ? `${server.url}/watch?src=master.m3u8`
+        : fs.existsSync(path.join(root, 'manifest.mpd'))
+          ? `${server.url}/watch-dash?src=manifest.mpd`
+          : undefined;
       if (opts.json) printJson({ url: server.url, ...(watch ? { watch } : {}) });
       info(`serving ${root} on ${server.url} (CORS, byte ranges)`);
       if (watch) info(`watch: ${watch}`);
