@@ -8,18 +8,17 @@
  * as a second reader.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
 import { runProcess } from '../../src/activities/media/ffmpeg';
 import { startArtifactServer, type ArtifactServer } from '../../src/cli/serve-artifacts';
 import type { VideoPipelineResult } from '../../src/shared/video';
 import type { WorkerHost } from '../../src/workers/host';
+import { launchChromium } from './browser';
 import { connectClient, listFiles, makeTestEnv, sampleVideo, startHost, type TestEnv } from '../helpers/env';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SECONDS = 10;
 let t: TestEnv;
 let host: WorkerHost;
@@ -49,20 +48,7 @@ beforeAll(async () => {
   sourceDurationSec = result.sourceDurationSec;
   runDir = path.dirname(result.stream!.mpd!.path!);
   server = await startArtifactServer({ root: runDir });
-  browser = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-chromium-')), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
+  ({ browser, page } = await launchChromium());
 });
 
 afterAll(async () => {

@@ -7,19 +7,17 @@
  * An audio-only source's stream (one audio variant) plays to its end too.
  */
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
 import { runProcess } from '../../src/activities/media/ffmpeg';
 import { startArtifactServer, type ArtifactServer } from '../../src/cli/serve-artifacts';
 import type { VideoPipelineResult } from '../../src/shared/video';
 import type { WorkerHost } from '../../src/workers/host';
+import { launchChromium } from './browser';
 import { connectClient, makeTestEnv, sampleVideo, startHost, type TestEnv } from '../helpers/env';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SECONDS = 10;
 let t: TestEnv;
 let host: WorkerHost;
@@ -46,20 +44,7 @@ beforeAll(async () => {
   result = await client.getResult<VideoPipelineResult>(workflowId);
   sourceDurationSec = result.sourceDurationSec;
   server = await startArtifactServer({ root: path.dirname(result.stream!.master.path!) });
-  browser = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-chromium-')), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
+  ({ browser, page } = await launchChromium());
 });
 
 afterAll(async () => {
