@@ -32,6 +32,7 @@ import { KEEP_FINAL_ARTIFACTS_PATCH } from './final-cleanup';
 import { ownContract } from './contract';
 import { inTenantGate } from './tenant-gate';
 import { parseWorkflowInput } from './input';
+import { subJobsFailed } from './failure-policy';
 import { REPORT_DEAD_LETTER_PATCH, runPipeline, type Finished } from './pipeline';
 
 /** The pipeline's own activities, with the run's priority once it owns it (see ./contract.ts). */
@@ -124,8 +125,7 @@ async function buildReport(
       }
     }
     if (policy.kind === 'quorum' && jobs.length < policy.k) {
-      fail(
-        FailureType.SubJobsFailed,
+      throw subJobsFailed(
         `quorum ${policy.k} cannot be reached: ${jobs.length} sub-jobs have a partition (missing ${missing.map((m) => m.month).join(', ')})`,
       );
     }
@@ -163,8 +163,7 @@ async function buildReport(
     });
     missing.sort((a, b) => a.month.localeCompare(b.month));
     if (used.length === 0) {
-      fail(
-        FailureType.SubJobsFailed,
+      throw subJobsFailed(
         `no partition could be aggregated: ${missing.map((m) => `${m.month} ${m.reason}`).join('; ')}`,
       );
     }
