@@ -58,7 +58,13 @@ const POLICIES: Rows = {
     verdict: anyFailed,
     childPolicy: p,
   }),
-  partial: () => ({ cancelSiblingsOnFailure: false, rounds: 1, deadLetter: true, verdict: never, childPolicy: PARTIAL }),
+  partial: () => ({
+    cancelSiblingsOnFailure: false,
+    rounds: 1,
+    deadLetter: true,
+    verdict: never,
+    childPolicy: PARTIAL,
+  }),
   'deadline-partial': (p) => ({
     cancelSiblingsOnFailure: false,
     rounds: 1,
@@ -73,7 +79,9 @@ const POLICIES: Rows = {
     deadLetter: false,
     quorum: p.k,
     verdict: (outcome, total) =>
-      outcome.succeeded < p.k ? `quorum not reached: ${outcome.succeeded} of ${total} succeeded, ${p.k} needed` : undefined,
+      outcome.succeeded < p.k
+        ? `quorum not reached: ${outcome.succeeded} of ${total} succeeded, ${p.k} needed`
+        : undefined,
     childPolicy: PARTIAL,
   }),
 };

@@ -5,12 +5,7 @@
  * planned from the source, segments of `segmentSeconds` with aligned keyframes, one shared audio
  * group, each rendition packaged into CMAF segments → master playlist and manifest.
  */
-import {
-  ApplicationFailure,
-  patched,
-  proxyActivities,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import { FailureType, Packaging, PipelineKind } from '../shared/constants';
 import { planLadder } from '../shared/ladder';
 import type { SubJob } from '../shared/fan-out';
