@@ -1,6 +1,8 @@
 /**
  * The one skeleton of a pipeline (runs in the sandbox). Every pipeline — video, report, jobs —
- * is: parse its input → track progress → fan out → fan in → then ends here, in one way:
+ * is: parse its input → track progress → fan out → fan in → then ends here, in one way. Video and
+ * report also start here ({@link startPipeline}: parse, own the contract, take a running place).
+ * The ending:
  *
  * - **Failed** (an error escapes the work): its outputs are removed (non-cancellable, so a
  *   cancelled run cleans up too), the stage becomes `failed` or `cancelled`, and the run is
@@ -17,14 +19,18 @@
  * behind {@link REPORT_DEAD_LETTER_PATCH}, and the jobs pipeline delivers its webhook on the
  * critical tier only behind {@link JOBS_COMPLETION_PATCH} (see ./jobs-pipeline.ts).
  */
-import { ApplicationFailure, CancellationScope, isCancellation } from '@temporalio/workflow';
-import { FailureType } from '../shared/constants';
+import { ApplicationFailure, CancellationScope, isCancellation, workflowInfo } from '@temporalio/workflow';
+import type { z } from 'zod';
+import { FailureType, type PipelineKind } from '../shared/constants';
 import type { AfterFinalStatus } from '../shared/artifact';
 import type { DeadLetterStatus } from '../shared/fan-out';
 import type { WebhookOutcome, WebhookTarget } from '../shared/webhook';
+import { ownContract } from './contract';
 import { cleanupAfterFinal } from './final-cleanup';
 import { recordDeadLetter, withDeadLetterStatus } from './flow-control';
+import { parseWorkflowInput } from './input';
 import type { trackProgress } from './progress';
+import { inTenantGate } from './tenant-gate';
 import { deliverCompletion } from './webhook';
 
 /** Patch ID: a failed report pipeline is dead-lettered, as a failed video pipeline is. */
@@ -32,6 +38,28 @@ export const REPORT_DEAD_LETTER_PATCH = 'sluice-report-dead-letter-v1';
 
 /** Patch ID: the jobs pipeline's completion webhook goes on the critical tier and never fails the run. */
 export const JOBS_COMPLETION_PATCH = 'sluice-jobs-completion-critical-v1';
+
+/**
+ * The start of a video or report pipeline: its input parsed (bad input fails once, naming each
+ * field), its contract owned (./contract.ts), then `body` in one of the tenant's running places
+ * when its limits cap them (Stage="queued" meanwhile).
+ */
+export function startPipeline<S extends z.ZodTypeAny, R>(
+  kind: PipelineKind,
+  schema: S,
+  rawInput: unknown,
+  body: (input: z.output<S>) => Promise<R>,
+): Promise<R> {
+  const input = parseWorkflowInput(schema, rawInput);
+  ownContract(kind, input);
+  return inTenantGate(() => body(input), { takesRunPlace: true });
+}
+
+/** This run's IDs and output prefix: every run writes under its own, so a later run with the same workflow ID never touches it. */
+export function runOutput(): { pipelineId: string; runId: string; output: string } {
+  const { workflowId: pipelineId, runId } = workflowInfo();
+  return { pipelineId, runId, output: `${pipelineId}/${runId}` };
+}
 
 /** What every pipeline result carries about its ending. */
 export interface PipelineEndingResult {

@@ -29,11 +29,8 @@ import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
 import { trackProgress } from './progress';
 import { withRunPriority } from './flow-control';
 import { KEEP_FINAL_ARTIFACTS_PATCH } from './final-cleanup';
-import { ownContract } from './contract';
-import { inTenantGate } from './tenant-gate';
-import { parseWorkflowInput } from './input';
 import { subJobsFailed } from './failure-policy';
-import { REPORT_DEAD_LETTER_PATCH, runPipeline, type Finished } from './pipeline';
+import { REPORT_DEAD_LETTER_PATCH, runOutput, runPipeline, startPipeline, type Finished } from './pipeline';
 
 /** The pipeline's own activities, with the run's priority once it owns it (see ./contract.ts). */
 function reportActivities() {
@@ -66,10 +63,9 @@ function currentMonth(): string {
  * policy accepts a partial result, which is then flagged with the `Partial` search attribute.
  */
 export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Promise<ReportPipelineResult> {
-  const input = parseWorkflowInput(ReportPipelineInputSchema, rawInput);
-  ownContract(PipelineKind.report, input);
-  // One of the tenant's running places first, when its limits cap them (Stage="queued" meanwhile).
-  return inTenantGate(() => buildReport(input, rawInput), { takesRunPlace: true });
+  return startPipeline(PipelineKind.report, ReportPipelineInputSchema, rawInput, (input) =>
+    buildReport(input, rawInput),
+  );
 }
 
 async function buildReport(
@@ -77,9 +73,7 @@ async function buildReport(
   rawInput: ReportPipelineInput,
 ): Promise<ReportPipelineResult> {
   const { plan, merge, cleanup } = reportActivities();
-  const { workflowId: pipelineId, runId } = workflowInfo();
-  // Every run writes under its own prefix: a later run with the same workflow ID never touches it.
-  const output = `${pipelineId}/${runId}`;
+  const { pipelineId, runId, output } = runOutput();
   const to = input.to ?? addMonths(currentMonth(), -1);
   const from = input.from ?? addMonths(to, -((input.lastMonths ?? 1) - 1));
   const months = monthRange(from, to);

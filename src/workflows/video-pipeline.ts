@@ -5,7 +5,7 @@
  * planned from the source, segments of `segmentSeconds` with aligned keyframes, one shared audio
  * group, each rendition packaged into CMAF segments → master playlist and manifest.
  */
-import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities } from '@temporalio/workflow';
 import { FailureType, Packaging, PipelineKind } from '../shared/constants';
 import { planLadder } from '../shared/ladder';
 import type { SubJob } from '../shared/fan-out';
@@ -27,13 +27,10 @@ import type {
 } from '../activities/media';
 import type { PackageAudioInput, PackagingActivities, SpriteInput } from '../activities/media/package';
 import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
-import { parseWorkflowInput } from './input';
 import { trackProgress } from './progress';
 import { withRunPriority } from './flow-control';
-import { ownContract } from './contract';
-import { inTenantGate } from './tenant-gate';
 import { KEEP_FINAL_ARTIFACTS_PATCH } from './final-cleanup';
-import { runPipeline, type Finished } from './pipeline';
+import { runOutput, runPipeline, startPipeline, type Finished } from './pipeline';
 
 /** The pipeline's own activities, with the run's priority once it owns it (see ./contract.ts). */
 function mediaActivities() {
@@ -223,10 +220,9 @@ async function streamPipeline(
  * every ffmpeg process and removes partial outputs.
  */
 export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promise<VideoPipelineResult> {
-  const input = parseWorkflowInput(VideoPipelineInputSchema, rawInput);
-  ownContract(PipelineKind.video, input);
-  // One of the tenant's running places first, when its limits cap them (Stage="queued" meanwhile).
-  return inTenantGate(() => transcodeVideo(input, rawInput), { takesRunPlace: true });
+  return startPipeline(PipelineKind.video, VideoPipelineInputSchema, rawInput, (input) =>
+    transcodeVideo(input, rawInput),
+  );
 }
 
 async function transcodeVideo(
@@ -234,9 +230,7 @@ async function transcodeVideo(
   rawInput: VideoPipelineInput,
 ): Promise<VideoPipelineResult> {
   const { probe, finish, cleanup } = mediaActivities();
-  const { workflowId: pipelineId, runId } = workflowInfo();
-  // Every run writes under its own prefix: a later run with the same workflow ID never touches it.
-  const output = `${pipelineId}/${runId}`;
+  const { pipelineId, runId, output } = runOutput();
   const stages = trackProgress('probing');
   const { progress, setStage } = stages;
   // Asked only for a streaming package: an `mp4` run records no marker and runs as before.

@@ -66,19 +66,24 @@ describe('deliverWebhook on the real server', () => {
     await receiver?.close();
   });
 
-  it('signs the body, keeps one idempotency key across retries, and waits exactly Retry-After after a 429', async () => {
-    let calls = 0;
-    receiver.respond = () => (++calls === 1 ? { status: 429, headers: { 'retry-after': '2' } } : { status: 200 });
+  /** A one-`noop` pipeline on the critical tier whose completion webhook goes to the receiver. */
+  async function hookedNoop<R>(name: string): Promise<{ workflowId: string; result: R }> {
     const { workflowId } = await client.startJobsPipeline({
       tier: 'critical',
       tenant: 'acme',
-      idempotencyKey: `hook-${t.suffix}`,
+      idempotencyKey: `${name}-${t.suffix}`,
       jobs: [{ activity: 'noop', input: {} }],
       webhook: { url: receiver.url },
     });
-    const result = await client.getResult<{ webhook: { status: number; attempt: number; idempotencyKey: string } }>(
-      workflowId,
-    );
+    return { workflowId, result: await client.getResult<R>(workflowId) };
+  }
+
+  it('signs the body, keeps one idempotency key across retries, and waits exactly Retry-After after a 429', async () => {
+    let calls = 0;
+    receiver.respond = () => (++calls === 1 ? { status: 429, headers: { 'retry-after': '2' } } : { status: 200 });
+    const { workflowId, result } = await hookedNoop<{
+      webhook: { status: number; attempt: number; idempotencyKey: string };
+    }>('hook');
     expect(result.webhook.status).toBe(200);
     expect(result.webhook.attempt).toBe(2);
     const [first, second] = receiver.requests;
@@ -102,16 +107,9 @@ describe('deliverWebhook on the real server', () => {
   it('a 404 is not retried: after one request the run completes, its webhook not delivered', async () => {
     receiver.requests.length = 0;
     receiver.respond = () => ({ status: 404 });
-    const { workflowId } = await client.startJobsPipeline({
-      tier: 'critical',
-      tenant: 'acme',
-      idempotencyKey: `hook404-${t.suffix}`,
-      jobs: [{ activity: 'noop', input: {} }],
-      webhook: { url: receiver.url },
-    });
     // The completion never fails the run (src/workflows/pipeline.ts): the result says what happened.
-    const result = await client.getResult<{ succeeded: number; webhook: { delivered: boolean; error: string } }>(
-      workflowId,
+    const { result } = await hookedNoop<{ succeeded: number; webhook: { delivered: boolean; error: string } }>(
+      'hook404',
     );
     expect(result.succeeded).toBe(1);
     expect(result.webhook.delivered).toBe(false);
