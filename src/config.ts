@@ -118,7 +118,12 @@ const EnvSchema = z.object({
   DATABASE_URL: z.string().min(1).optional(),
   /** HMAC-SHA256 key of webhook signatures (`X-Sluice-Signature`). @default unset: deliveries fail as InvalidInput */
   SLUICE_WEBHOOK_SECRET: z.string().min(1).optional(),
-  /** Webhook requests per second across every worker process (Redis) or per process (no Redis). @default 50 */
+  /**
+   * Webhook requests per second across every worker process (Redis) or per process (no Redis).
+   * Requests are spaced when they are admitted, and a busy sender can send an admitted one late,
+   * next to others' on-time ones: set it about 30 % below a receiver's hard limit. A 429 with
+   * Retry-After slows every process down. @default 50
+   */
   SLUICE_WEBHOOK_RATE_PER_SECOND: z.coerce.number().positive().default(50),
   /** Webhook requests per second of this process alone (the local limiter). @default 50 */
   SLUICE_WEBHOOK_LOCAL_RATE_PER_SECOND: z.coerce.number().positive().default(50),
@@ -507,6 +512,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** The parsed environment. */
+type Env = z.infer<typeof EnvSchema>;
+
 /** Parse an environment (default: `process.env`) into a {@link SluiceConfig}; throws {@link ConfigError}. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): SluiceConfig {
   // Empty strings mean "unset", as in most shells' `FOO= cmd`.
@@ -516,104 +524,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
   }
   const e = parsed.data;
+  // Each section checks its own variables; every problem of every section is listed at once.
   const problems: string[] = [];
-  if (e.TEMPORAL_TLS_CLIENT_CERT_PATH && !e.TEMPORAL_TLS_CLIENT_KEY_PATH) {
-    problems.push('TEMPORAL_TLS_CLIENT_KEY_PATH: required when TEMPORAL_TLS_CLIENT_CERT_PATH is set');
-  }
-  if (e.TEMPORAL_TLS_CLIENT_KEY_PATH && !e.TEMPORAL_TLS_CLIENT_CERT_PATH) {
-    problems.push('TEMPORAL_TLS_CLIENT_CERT_PATH: required when TEMPORAL_TLS_CLIENT_KEY_PATH is set');
-  }
-  if ((e.TEMPORAL_API_KEY || e.TEMPORAL_TLS_CLIENT_CERT_PATH) && !e.TEMPORAL_ADDRESS) {
-    problems.push('TEMPORAL_ADDRESS: required when an API key or client certificate is configured');
-  }
-  const weights = { ...DEFAULT_SLOT_WEIGHTS };
-  for (const [tier, w] of Object.entries(parsePairs('SLUICE_SLOT_WEIGHTS', e.SLUICE_SLOT_WEIGHTS, problems))) {
-    if (isTier(tier)) weights[tier] = w;
-    else problems.push(`SLUICE_SLOT_WEIGHTS: unknown tier ${JSON.stringify(tier)}; expected ${TIERS.join(', ')}`);
-  }
+  const dataDir = path.resolve(cwd, e.SLUICE_DATA_DIR);
+  const temporal = temporalSection(e, problems);
+  const slotPool = slotPoolSection(e, problems);
   const fairnessWeights = parsePairs('SLUICE_FAIRNESS_WEIGHTS', e.SLUICE_FAIRNESS_WEIGHTS, problems);
-  const tenantRates = parsePairs('SLUICE_WEBHOOK_TENANT_LIMITS', e.SLUICE_WEBHOOK_TENANT_LIMITS, problems);
-  let byActivity: Record<string, ActivityRetryConfig> = {};
-  if (e.SLUICE_RETRY_POLICIES) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(e.SLUICE_RETRY_POLICIES);
-    } catch (err) {
-      problems.push(`SLUICE_RETRY_POLICIES: not JSON: ${(err as Error).message}`);
-    }
-    const policies = RetryPoliciesSchema.safeParse(raw ?? {});
-    if (policies.success) byActivity = policies.data;
-    else
-      for (const i of policies.error.issues) problems.push(`SLUICE_RETRY_POLICIES.${i.path.join('.')}: ${i.message}`);
-  }
-  if (e.SLUICE_SCALE_MIN > e.SLUICE_SCALE_MAX) {
-    problems.push('SLUICE_SCALE_MIN: must not be greater than SLUICE_SCALE_MAX');
-  }
-  if (e.SLUICE_MAX_WORKER_PROCESSES * e.SLUICE_PG_POOL_MAX > e.SLUICE_PG_CONNECTION_BUDGET) {
-    problems.push(
-      `SLUICE_PG_POOL_MAX: ${e.SLUICE_MAX_WORKER_PROCESSES} worker processes × pool max ${e.SLUICE_PG_POOL_MAX} = ${e.SLUICE_MAX_WORKER_PROCESSES * e.SLUICE_PG_POOL_MAX} connections exceed SLUICE_PG_CONNECTION_BUDGET ${e.SLUICE_PG_CONNECTION_BUDGET}`,
-    );
-  }
-  if (e.SLUICE_CODEC_KEYS && e.SLUICE_CODEC_KEYS_FILE) {
-    problems.push('SLUICE_CODEC_KEYS_FILE: set either SLUICE_CODEC_KEYS or SLUICE_CODEC_KEYS_FILE, not both');
-  } else if (e.SLUICE_CODEC_KEYS) parseCodecKeys('SLUICE_CODEC_KEYS', e.SLUICE_CODEC_KEYS, problems);
-  if (e.SLUICE_API_KEYS) parseApiKeys('SLUICE_API_KEYS', e.SLUICE_API_KEYS, problems);
-  for (const [variable, value] of [
-    ['DATABASE_URL', e.DATABASE_URL],
-    ['SLUICE_PG_URL', e.SLUICE_PG_URL],
-  ] as const) {
-    if (value !== undefined && !isPostgresUrl(value))
-      problems.push(`${variable}: not a PostgreSQL URL (expected postgres://user[:password]@host[:port]/database)`);
-  }
-  const corsOrigins = splitList(e.SLUICE_CODEC_CORS_ORIGINS);
-  for (const origin of corsOrigins) {
-    let parsed: URL | undefined;
-    try {
-      parsed = new URL(origin);
-    } catch {
-      parsed = undefined;
-    }
-    if (!parsed || parsed.origin !== origin.replace(/\/$/, '')) {
-      problems.push(
-        `SLUICE_CODEC_CORS_ORIGINS: ${JSON.stringify(origin)} is not an origin like https://ui.example.com`,
-      );
-    }
-  }
-  const webhookAllow = splitList(e.SLUICE_WEBHOOK_ALLOW);
-  parseAllowList(webhookAllow, problems);
-  const storage = storageConfig(e, path.resolve(cwd, e.SLUICE_DATA_DIR), cwd, problems);
-  if (Boolean(e.AWS_ACCESS_KEY_ID) !== Boolean(e.AWS_SECRET_ACCESS_KEY)) {
-    problems.push(
-      'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both, or neither (to use the AWS SDK credential chain)',
-    );
-  }
-  if (e.SLUICE_CRASH_AT !== undefined) {
-    if (!e.SLUICE_TEST_CRASH_HOOKS) {
-      problems.push('SLUICE_CRASH_AT: honoured only with SLUICE_TEST_CRASH_HOOKS=1 (test builds); unset it');
-    } else if (!(ALL_CRASH_POINTS as readonly string[]).includes(e.SLUICE_CRASH_AT)) {
-      problems.push(
-        `SLUICE_CRASH_AT: unknown crash point ${JSON.stringify(e.SLUICE_CRASH_AT)}; expected one of CRASH_POINTS in src/shared/constants.ts`,
-      );
-    }
-  }
+  const webhook = webhookSection(e, problems);
+  const retry = retrySection(e, problems);
+  const scaling = scalingSection(e, problems);
+  const codec = codecSection(e, cwd, problems);
+  const api = apiSection(e, cwd, problems);
+  checkPostgresUrl('DATABASE_URL', e.DATABASE_URL, problems);
+  const storage = storageConfig(e, dataDir, cwd, problems);
+  const reports = reportsSection(e, storage, dataDir, problems);
+  const crashHooks = crashHooksSection(e, dataDir, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const wantsTls = e.TEMPORAL_TLS ?? Boolean(e.TEMPORAL_API_KEY || e.TEMPORAL_TLS_CLIENT_CERT_PATH);
-  const dataDir = path.resolve(cwd, e.SLUICE_DATA_DIR);
   return {
-    temporal: {
-      address: e.TEMPORAL_ADDRESS,
-      namespace: e.TEMPORAL_NAMESPACE,
-      apiKey: e.TEMPORAL_API_KEY,
-      tls: wantsTls
-        ? {
-            clientCertPath: e.TEMPORAL_TLS_CLIENT_CERT_PATH,
-            clientKeyPath: e.TEMPORAL_TLS_CLIENT_KEY_PATH,
-            serverCaCertPath: e.TEMPORAL_TLS_SERVER_CA_CERT_PATH,
-            serverName: e.TEMPORAL_TLS_SERVER_NAME,
-          }
-        : false,
-    },
+    temporal,
     temporalCliPath: e.TEMPORAL_CLI_PATH,
     dataDir,
     devServer: {
@@ -639,74 +568,203 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     taskQueueSuffix: e.SLUICE_TASK_QUEUE_SUFFIX ?? '',
     logLevel: e.SLUICE_LOG_LEVEL,
     logFormat: e.SLUICE_LOG_FORMAT,
-    reports: {
-      source: e.REPORT_SOURCE,
-      partitionsDir: path.join(storage.kind === 'file' ? storage.root : dataDir, 'orders'),
-      pgUrl: e.SLUICE_PG_URL,
-      pgPoolMax: e.SLUICE_PG_POOL_MAX,
-      pgConnectionBudget: e.SLUICE_PG_CONNECTION_BUDGET,
-      maxWorkerProcesses: e.SLUICE_MAX_WORKER_PROCESSES,
-      duckdbThreads: e.SLUICE_DUCKDB_THREADS,
-      duckdbMemoryLimit: e.SLUICE_DUCKDB_MEMORY_LIMIT,
-    },
-    api: {
-      port: e.SLUICE_API_PORT,
-      bodyLimitBytes: e.SLUICE_API_BODY_LIMIT_BYTES,
-      keys: e.SLUICE_API_KEYS ? new Secret(e.SLUICE_API_KEYS) : undefined,
-      keysFile: e.SLUICE_API_KEYS_FILE ? path.resolve(cwd, e.SLUICE_API_KEYS_FILE) : undefined,
-    },
+    reports,
+    api,
     sdkMetricsPort: e.SLUICE_SDK_METRICS_PORT,
     workerMaxTasks: e.SLUICE_WORKER_MAX_TASKS,
-    scaling: {
-      pollMs: e.SLUICE_SCALE_POLL_MS,
-      minReplicas: e.SLUICE_SCALE_MIN,
-      maxReplicas: e.SLUICE_SCALE_MAX,
-      buffer: e.SLUICE_SCALE_BUFFER,
-      defaultTaskSeconds: e.SLUICE_SCALE_TASK_SECONDS,
-      reactionSeconds: e.SLUICE_SCALE_REACTION_SECONDS,
-      targetSeconds: e.SLUICE_SCALE_TARGET_SECONDS,
-      upStabilizationMs: e.SLUICE_AUTOSCALE_UP_STABILIZATION_MS,
-      downCooldownMs: e.SLUICE_AUTOSCALE_DOWN_COOLDOWN_MS,
-    },
-    slotPool: { total: e.SLUICE_SLOTS_TOTAL, weights },
+    scaling,
+    slotPool,
     prefetch: e.SLUICE_PREFETCH,
     promoteAfterSeconds: e.SLUICE_PROMOTION_AGE_SECONDS > 0 ? { low: e.SLUICE_PROMOTION_AGE_SECONDS } : {},
     maxTaskQueueActivitiesPerSecond: e.SLUICE_MAX_TASK_QUEUE_ACTIVITIES_PER_SECOND,
-    retry: { baseMs: e.SLUICE_RETRY_BASE_MS, capMs: e.SLUICE_RETRY_CAP_MS, byActivity },
+    retry,
     fairnessWeights,
     tenantLimitsFile: e.SLUICE_TENANT_LIMITS ? path.resolve(cwd, e.SLUICE_TENANT_LIMITS) : undefined,
     redisUrl: e.REDIS_URL,
     databaseUrl: e.DATABASE_URL,
-    webhook: {
-      secret: e.SLUICE_WEBHOOK_SECRET,
-      ratePerSecond: e.SLUICE_WEBHOOK_RATE_PER_SECOND,
-      localRatePerSecond: e.SLUICE_WEBHOOK_LOCAL_RATE_PER_SECOND,
-      concurrency: e.SLUICE_WEBHOOK_CONCURRENCY,
-      tenantRates,
-      defaultTenantRatePerSecond: e.SLUICE_WEBHOOK_TENANT_RATE_PER_SECOND,
-      redisFallback: e.SLUICE_WEBHOOK_REDIS_FALLBACK,
-      fallbackRatePerSecond: e.SLUICE_WEBHOOK_FALLBACK_RATE_PER_SECOND,
-      limiterId: e.SLUICE_WEBHOOK_LIMITER_ID,
-      timeoutMs: e.SLUICE_WEBHOOK_TIMEOUT_MS,
-      allow: webhookAllow,
-    },
-    codec: {
-      keys: e.SLUICE_CODEC_KEYS ? new Secret(e.SLUICE_CODEC_KEYS) : undefined,
-      keysFile: e.SLUICE_CODEC_KEYS_FILE ? path.resolve(cwd, e.SLUICE_CODEC_KEYS_FILE) : undefined,
-      token: e.SLUICE_CODEC_TOKEN ? new Secret(e.SLUICE_CODEC_TOKEN) : undefined,
-      port: e.SLUICE_CODEC_PORT,
-      host: e.SLUICE_CODEC_HOST,
-      corsOrigins: corsOrigins.map((o) => o.replace(/\/$/, '')),
-    },
+    webhook,
+    codec,
     versioning: { enabled: e.SLUICE_VERSIONING, buildId: e.SLUICE_BUILD_ID, setCurrent: e.SLUICE_SET_CURRENT_VERSION },
-    ...(e.SLUICE_TEST_CRASH_HOOKS
+    ...crashHooks,
+  };
+}
+
+/** The Temporal connection: address, namespace, API key, and TLS when asked for or implied. */
+function temporalSection(e: Env, problems: string[]): SluiceConfig['temporal'] {
+  if (e.TEMPORAL_TLS_CLIENT_CERT_PATH && !e.TEMPORAL_TLS_CLIENT_KEY_PATH) {
+    problems.push('TEMPORAL_TLS_CLIENT_KEY_PATH: required when TEMPORAL_TLS_CLIENT_CERT_PATH is set');
+  }
+  if (e.TEMPORAL_TLS_CLIENT_KEY_PATH && !e.TEMPORAL_TLS_CLIENT_CERT_PATH) {
+    problems.push('TEMPORAL_TLS_CLIENT_CERT_PATH: required when TEMPORAL_TLS_CLIENT_KEY_PATH is set');
+  }
+  if ((e.TEMPORAL_API_KEY || e.TEMPORAL_TLS_CLIENT_CERT_PATH) && !e.TEMPORAL_ADDRESS) {
+    problems.push('TEMPORAL_ADDRESS: required when an API key or client certificate is configured');
+  }
+  const wantsTls = e.TEMPORAL_TLS ?? Boolean(e.TEMPORAL_API_KEY || e.TEMPORAL_TLS_CLIENT_CERT_PATH);
+  return {
+    address: e.TEMPORAL_ADDRESS,
+    namespace: e.TEMPORAL_NAMESPACE,
+    apiKey: e.TEMPORAL_API_KEY,
+    tls: wantsTls
       ? {
-          testCrashHooks: {
-            dir: path.join(dataDir, 'crash-hooks'),
-            ...(e.SLUICE_CRASH_AT ? { at: e.SLUICE_CRASH_AT } : {}),
-          },
+          clientCertPath: e.TEMPORAL_TLS_CLIENT_CERT_PATH,
+          clientKeyPath: e.TEMPORAL_TLS_CLIENT_KEY_PATH,
+          serverCaCertPath: e.TEMPORAL_TLS_SERVER_CA_CERT_PATH,
+          serverName: e.TEMPORAL_TLS_SERVER_NAME,
         }
-      : {}),
+      : false,
+  };
+}
+
+/** The worker's shared slot pool: its size and each tier's weight. */
+function slotPoolSection(e: Env, problems: string[]): SluiceConfig['slotPool'] {
+  const weights = { ...DEFAULT_SLOT_WEIGHTS };
+  for (const [tier, w] of Object.entries(parsePairs('SLUICE_SLOT_WEIGHTS', e.SLUICE_SLOT_WEIGHTS, problems))) {
+    if (isTier(tier)) weights[tier] = w;
+    else problems.push(`SLUICE_SLOT_WEIGHTS: unknown tier ${JSON.stringify(tier)}; expected ${TIERS.join(', ')}`);
+  }
+  return { total: e.SLUICE_SLOTS_TOTAL, weights };
+}
+
+/** Completion webhooks: secret, rate limits (global, local, per tenant), Redis fallback, SSRF allow-list. */
+function webhookSection(e: Env, problems: string[]): SluiceConfig['webhook'] {
+  const tenantRates = parsePairs('SLUICE_WEBHOOK_TENANT_LIMITS', e.SLUICE_WEBHOOK_TENANT_LIMITS, problems);
+  const allow = splitList(e.SLUICE_WEBHOOK_ALLOW);
+  parseAllowList(allow, problems);
+  return {
+    secret: e.SLUICE_WEBHOOK_SECRET,
+    ratePerSecond: e.SLUICE_WEBHOOK_RATE_PER_SECOND,
+    localRatePerSecond: e.SLUICE_WEBHOOK_LOCAL_RATE_PER_SECOND,
+    concurrency: e.SLUICE_WEBHOOK_CONCURRENCY,
+    tenantRates,
+    defaultTenantRatePerSecond: e.SLUICE_WEBHOOK_TENANT_RATE_PER_SECOND,
+    redisFallback: e.SLUICE_WEBHOOK_REDIS_FALLBACK,
+    fallbackRatePerSecond: e.SLUICE_WEBHOOK_FALLBACK_RATE_PER_SECOND,
+    limiterId: e.SLUICE_WEBHOOK_LIMITER_ID,
+    timeoutMs: e.SLUICE_WEBHOOK_TIMEOUT_MS,
+    allow,
+  };
+}
+
+/** Activity retries: the jittered back-off and the per-activity policies (SLUICE_RETRY_POLICIES, JSON). */
+function retrySection(e: Env, problems: string[]): SluiceConfig['retry'] {
+  let byActivity: Record<string, ActivityRetryConfig> = {};
+  if (e.SLUICE_RETRY_POLICIES) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(e.SLUICE_RETRY_POLICIES);
+    } catch (err) {
+      problems.push(`SLUICE_RETRY_POLICIES: not JSON: ${(err as Error).message}`);
+    }
+    const policies = RetryPoliciesSchema.safeParse(raw ?? {});
+    if (policies.success) byActivity = policies.data;
+    else
+      for (const i of policies.error.issues) problems.push(`SLUICE_RETRY_POLICIES.${i.path.join('.')}: ${i.message}`);
+  }
+  return { baseMs: e.SLUICE_RETRY_BASE_MS, capMs: e.SLUICE_RETRY_CAP_MS, byActivity };
+}
+
+/** The autoscaler and the backlog exporter. */
+function scalingSection(e: Env, problems: string[]): SluiceConfig['scaling'] {
+  if (e.SLUICE_SCALE_MIN > e.SLUICE_SCALE_MAX) {
+    problems.push('SLUICE_SCALE_MIN: must not be greater than SLUICE_SCALE_MAX');
+  }
+  return {
+    pollMs: e.SLUICE_SCALE_POLL_MS,
+    minReplicas: e.SLUICE_SCALE_MIN,
+    maxReplicas: e.SLUICE_SCALE_MAX,
+    buffer: e.SLUICE_SCALE_BUFFER,
+    defaultTaskSeconds: e.SLUICE_SCALE_TASK_SECONDS,
+    reactionSeconds: e.SLUICE_SCALE_REACTION_SECONDS,
+    targetSeconds: e.SLUICE_SCALE_TARGET_SECONDS,
+    upStabilizationMs: e.SLUICE_AUTOSCALE_UP_STABILIZATION_MS,
+    downCooldownMs: e.SLUICE_AUTOSCALE_DOWN_COOLDOWN_MS,
+  };
+}
+
+/** The payload codec and its server: keys (inline or a file), token, address, allowed UI origins. */
+function codecSection(e: Env, cwd: string, problems: string[]): SluiceConfig['codec'] {
+  if (e.SLUICE_CODEC_KEYS && e.SLUICE_CODEC_KEYS_FILE) {
+    problems.push('SLUICE_CODEC_KEYS_FILE: set either SLUICE_CODEC_KEYS or SLUICE_CODEC_KEYS_FILE, not both');
+  } else if (e.SLUICE_CODEC_KEYS) parseCodecKeys('SLUICE_CODEC_KEYS', e.SLUICE_CODEC_KEYS, problems);
+  const corsOrigins = splitList(e.SLUICE_CODEC_CORS_ORIGINS);
+  for (const origin of corsOrigins) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || parsed.origin !== origin.replace(/\/$/, '')) {
+      problems.push(
+        `SLUICE_CODEC_CORS_ORIGINS: ${JSON.stringify(origin)} is not an origin like https://ui.example.com`,
+      );
+    }
+  }
+  return {
+    keys: e.SLUICE_CODEC_KEYS ? new Secret(e.SLUICE_CODEC_KEYS) : undefined,
+    keysFile: e.SLUICE_CODEC_KEYS_FILE ? path.resolve(cwd, e.SLUICE_CODEC_KEYS_FILE) : undefined,
+    token: e.SLUICE_CODEC_TOKEN ? new Secret(e.SLUICE_CODEC_TOKEN) : undefined,
+    port: e.SLUICE_CODEC_PORT,
+    host: e.SLUICE_CODEC_HOST,
+    corsOrigins: corsOrigins.map((o) => o.replace(/\/$/, '')),
+  };
+}
+
+/** The HTTP API: port, body limit, API keys (inline or a file). */
+function apiSection(e: Env, cwd: string, problems: string[]): SluiceConfig['api'] {
+  if (e.SLUICE_API_KEYS) parseApiKeys('SLUICE_API_KEYS', e.SLUICE_API_KEYS, problems);
+  return {
+    port: e.SLUICE_API_PORT,
+    bodyLimitBytes: e.SLUICE_API_BODY_LIMIT_BYTES,
+    keys: e.SLUICE_API_KEYS ? new Secret(e.SLUICE_API_KEYS) : undefined,
+    keysFile: e.SLUICE_API_KEYS_FILE ? path.resolve(cwd, e.SLUICE_API_KEYS_FILE) : undefined,
+  };
+}
+
+/** Report sources: the Parquet partitions, or PostgreSQL and its connection budget; DuckDB limits. */
+function reportsSection(e: Env, storage: StorageConfig, dataDir: string, problems: string[]): SluiceConfig['reports'] {
+  if (e.SLUICE_MAX_WORKER_PROCESSES * e.SLUICE_PG_POOL_MAX > e.SLUICE_PG_CONNECTION_BUDGET) {
+    problems.push(
+      `SLUICE_PG_POOL_MAX: ${e.SLUICE_MAX_WORKER_PROCESSES} worker processes × pool max ${e.SLUICE_PG_POOL_MAX} = ${e.SLUICE_MAX_WORKER_PROCESSES * e.SLUICE_PG_POOL_MAX} connections exceed SLUICE_PG_CONNECTION_BUDGET ${e.SLUICE_PG_CONNECTION_BUDGET}`,
+    );
+  }
+  checkPostgresUrl('SLUICE_PG_URL', e.SLUICE_PG_URL, problems);
+  return {
+    source: e.REPORT_SOURCE,
+    partitionsDir: path.join(storage.kind === 'file' ? storage.root : dataDir, 'orders'),
+    pgUrl: e.SLUICE_PG_URL,
+    pgPoolMax: e.SLUICE_PG_POOL_MAX,
+    pgConnectionBudget: e.SLUICE_PG_CONNECTION_BUDGET,
+    maxWorkerProcesses: e.SLUICE_MAX_WORKER_PROCESSES,
+    duckdbThreads: e.SLUICE_DUCKDB_THREADS,
+    duckdbMemoryLimit: e.SLUICE_DUCKDB_MEMORY_LIMIT,
+  };
+}
+
+/** `variable` names a PostgreSQL URL when set. */
+function checkPostgresUrl(variable: string, value: string | undefined, problems: string[]): void {
+  if (value !== undefined && !isPostgresUrl(value))
+    problems.push(`${variable}: not a PostgreSQL URL (expected postgres://user[:password]@host[:port]/database)`);
+}
+
+/** Crash hooks of test builds (SLUICE_TEST_CRASH_HOOKS, SLUICE_CRASH_AT); nothing otherwise. */
+function crashHooksSection(e: Env, dataDir: string, problems: string[]): Pick<SluiceConfig, 'testCrashHooks'> {
+  if (e.SLUICE_CRASH_AT !== undefined) {
+    if (!e.SLUICE_TEST_CRASH_HOOKS) {
+      problems.push('SLUICE_CRASH_AT: honoured only with SLUICE_TEST_CRASH_HOOKS=1 (test builds); unset it');
+    } else if (!(ALL_CRASH_POINTS as readonly string[]).includes(e.SLUICE_CRASH_AT)) {
+      problems.push(
+        `SLUICE_CRASH_AT: unknown crash point ${JSON.stringify(e.SLUICE_CRASH_AT)}; expected one of CRASH_POINTS in src/shared/constants.ts`,
+      );
+    }
+  }
+  if (!e.SLUICE_TEST_CRASH_HOOKS) return {};
+  return {
+    testCrashHooks: {
+      dir: path.join(dataDir, 'crash-hooks'),
+      ...(e.SLUICE_CRASH_AT ? { at: e.SLUICE_CRASH_AT } : {}),
+    },
   };
 }
 
@@ -724,7 +782,12 @@ export function temporalAddress(config: SluiceConfig): string {
 }
 
 /** The storage section: SLUICE_STORAGE_URL (default: a folder under SLUICE_DATA_DIR), scratch, S3 settings. */
-function storageConfig(e: z.infer<typeof EnvSchema>, dataDir: string, cwd: string, problems: string[]): StorageConfig {
+function storageConfig(e: Env, dataDir: string, cwd: string, problems: string[]): StorageConfig {
+  if (Boolean(e.AWS_ACCESS_KEY_ID) !== Boolean(e.AWS_SECRET_ACCESS_KEY)) {
+    problems.push(
+      'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both, or neither (to use the AWS SDK credential chain)',
+    );
+  }
   const url = e.SLUICE_STORAGE_URL ?? pathToFileURL(dataDir).href;
   const where = parseStorageUrl(url, problems) ?? { kind: 'file' as const, root: dataDir };
   return {

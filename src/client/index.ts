@@ -579,22 +579,15 @@ export class SluiceClient {
 
   /** Same file (path, size, mtime) and same options → same key → same run. */
   private defaultKey(input: ValidVideoPipelineInput): string {
-    if (isObjectUri(input.source)) {
-      const identity = JSON.stringify([
-        input.source,
-        input.renditions,
-        input.chunkSeconds,
-        input.thumbnails,
-        input.tier,
-        ...packagingIdentity(input),
-      ]);
-      return crypto.createHash('sha256').update(identity).digest('hex').slice(0, 20);
+    // A local file also by its size and mtime; an object by its URI alone.
+    let file: number[] = [];
+    if (!isObjectUri(input.source)) {
+      const stat = fs.statSync(path.resolve(this.config.mediaRoot, input.source));
+      file = [stat.size, stat.mtimeMs];
     }
-    const stat = fs.statSync(path.resolve(this.config.mediaRoot, input.source));
     const identity = JSON.stringify([
       input.source,
-      stat.size,
-      stat.mtimeMs,
+      ...file,
       input.renditions,
       input.chunkSeconds,
       input.thumbnails,

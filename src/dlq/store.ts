@@ -1,6 +1,7 @@
 /**
- * Dead-letter queue: pipelines (and sub-jobs under a `partial` policy) that exhausted their
- * retries, kept with what is needed to understand and replay them. PostgreSQL when DATABASE_URL
+ * Dead-letter queue: failed pipelines (video, report and jobs alike, see
+ * src/workflows/pipeline.ts), sub-jobs under a `partial` policy and completion webhooks that
+ * exhausted their retries, kept with what is needed to understand and replay them. PostgreSQL when DATABASE_URL
  * is set, else a JSON-lines file under SLUICE_DATA_DIR (`dlq.jsonl`).
  */
 import crypto from 'node:crypto';

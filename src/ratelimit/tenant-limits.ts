@@ -55,9 +55,6 @@ export interface TenantLimits {
   tenants: Record<string, TenantLimitEntry>;
 }
 
-/** No limits at all (no file). */
-export const NO_TENANT_LIMITS: TenantLimits = { default: { maxRunning: 0, maxInFlight: 0 }, tenants: {} };
-
 /** A limits file that is not valid; each problem names its field and line. */
 export class TenantLimitsError extends Error {
   constructor(

@@ -17,7 +17,6 @@ export const OVERLAP_POLICIES = [
   'TERMINATE_OTHER',
   'ALLOW_ALL',
 ] as const;
-export type OverlapPolicy = (typeof OVERLAP_POLICIES)[number];
 
 const DAYS = ['SUNDAY', 'MONDAY', 'TUESDAY', 'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY'] as const;
 const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration like 90s, 10m, 1h or 1d');

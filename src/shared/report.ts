@@ -49,7 +49,6 @@ export type ReportFormat = (typeof REPORT_FORMATS)[number];
 
 /** Report sources: the embedded default (DuckDB over Parquet) and production (PostgreSQL). */
 export const REPORT_SOURCES = ['duckdb', 'postgres'] as const;
-export type ReportSource = (typeof REPORT_SOURCES)[number];
 
 /** Defaults of the report input (the schema applies them; clients need not). */
 export const REPORT_DEFAULTS = {

@@ -14,9 +14,6 @@ import { BUNDLE_BUILD_ID_PREFIX, deploymentNameFor, type Tier } from '../shared/
 
 type WorkflowService = temporal.api.workflowservice.v1.WorkflowService;
 
-/** The server's name of "no current version": the unversioned workers. */
-export const UNVERSIONED = '__unversioned__';
-
 /** Build ID from the bundle's code: `bundle-` and the first 12 hex digits of its SHA-256. */
 export function bundleBuildId(bundle: WorkflowBundleOption): string {
   const code = 'code' in bundle ? bundle.code : fs.readFileSync(bundle.codePath, 'utf8');

@@ -16,23 +16,8 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import { durationMs } from '../shared/duration';
-import {
-  FLOW_MEMO_KEY,
-  FailureType,
-  MAX_PACK,
-  NON_RETRYABLE_FAILURE_TYPES,
-  PACKED_ACTIVITY,
-  VIDEO_LIMITS,
-} from '../shared/constants';
-import type {
-  DeadLetterStatus,
-  FailurePolicy,
-  FanOutOutcome,
-  PackInput,
-  PackOutcome,
-  PackResult,
-  SubJob,
-} from '../shared/fan-out';
+import { FLOW_MEMO_KEY, MAX_PACK, NON_RETRYABLE_FAILURE_TYPES, VIDEO_LIMITS } from '../shared/constants';
+import type { DeadLetterStatus, FailurePolicy, FanOutOutcome, SubJob } from '../shared/fan-out';
 import type { SluiceActivities } from '../activities';
 import type { PackActivities } from '../activities/pack';
 import {
@@ -46,6 +31,8 @@ import {
   runPriority,
 } from './flow-control';
 import { inTenantGate, isGated, withSubJobPermit } from './tenant-gate';
+import { packedRunner } from './pack-runner';
+import { rulesOf, subJobsFailed } from './failure-policy';
 
 /** Names of the activities a worker registers: options keyed by these fail the typecheck on a typo. */
 export type ActivityName = keyof SluiceActivities | keyof PackActivities;
@@ -144,83 +131,9 @@ export function runSubJob<R>(job: SubJob): Promise<R> {
   return withSubJobPermit(() => dispatchSubJob<R>(job, { ...optionsOf(job.activity), summary: job.summary }));
 }
 
-/** A failed packed sub-job, as the fan-out and the dead-letter queue read a failure. */
-function packedFailure(outcome: Extract<PackOutcome, { ok: false }> | undefined): ApplicationFailure {
-  if (!outcome) return ApplicationFailure.nonRetryable('the pack returned no outcome for this sub-job');
-  return ApplicationFailure.create({
-    type: outcome.type,
-    message: outcome.message,
-    nonRetryable: true,
-    details: [{ attempts: outcome.attempts }],
-  });
-}
-
-/**
- * A sub-job runner that packs up to `pack` sub-jobs of one activity type into one activity task
- * (the pack runner, src/activities/pack): sub-jobs launched in the same activation share a pack,
- * and each still settles on its own, with its own result or failure. Costs one extra promise per
- * sub-job; saves the server and the worker k−1 activity tasks per pack.
- */
-function packedRunner<R>(pack: number): (job: SubJob) => Promise<R> {
-  interface Waiter {
-    job: SubJob;
-    resolve: (value: R) => void;
-    reject: (err: unknown) => void;
-  }
-  const open = new Map<string, Waiter[]>();
-  let flushQueued = false;
-  const send = (activity: string, waiters: Waiter[]) => {
-    const base = optionsOf(activity);
-    const first = waiters[0]?.job.summary;
-    const last = waiters[waiters.length - 1]?.job.summary;
-    const options: ActivityOptions = {
-      ...base,
-      // Sub-jobs run one after another: the pack gets each one's time.
-      startToCloseTimeout: durationMs(base.startToCloseTimeout ?? '5 minutes') * waiters.length,
-      summary: `${waiters.length} packed${first ? `: ${first}${last && last !== first ? ` … ${last}` : ''}` : ''}`,
-    };
-    const input: PackInput = {
-      activity,
-      inputs: waiters.map((w) => w.job.input),
-      maxAttempts: base.retry?.maximumAttempts ?? 1,
-    };
-    // A pack is one activity task running its sub-jobs one after another: one permit of the cap.
-    void withSubJobPermit(() => dispatchSubJob<PackResult>({ activity: PACKED_ACTIVITY, input }, options)).then(
-      (result) =>
-        waiters.forEach((w, i) => {
-          const outcome = result.outcomes[i];
-          if (outcome?.ok) w.resolve(outcome.value as R);
-          else w.reject(packedFailure(outcome));
-        }),
-      (err: unknown) => waiters.forEach((w) => w.reject(err)),
-    );
-  };
-  // Partly filled packs leave once the launching loop yields (same activation, same scope).
-  const flush = () => {
-    flushQueued = false;
-    for (const [activity, waiters] of open) send(activity, waiters);
-    open.clear();
-  };
-  return (job) =>
-    new Promise<R>((resolve, reject) => {
-      const waiters = open.get(job.activity) ?? [];
-      waiters.push({ job, resolve, reject });
-      if (waiters.length >= pack) {
-        open.delete(job.activity);
-        send(job.activity, waiters);
-        return;
-      }
-      open.set(job.activity, waiters);
-      if (!flushQueued) {
-        flushQueued = true;
-        void Promise.resolve().then(flush);
-      }
-    });
-}
-
 /** The sub-job runner for `pack` sub-jobs per activity task (1 or unset: one each). */
 function subJobRunner<R>(pack: number | undefined): (job: SubJob) => Promise<R> {
-  return pack !== undefined && pack > 1 ? packedRunner<R>(Math.min(pack, MAX_PACK)) : runSubJob;
+  return pack !== undefined && pack > 1 ? packedRunner<R>(Math.min(pack, MAX_PACK), optionsOf) : runSubJob;
 }
 
 /**
@@ -278,11 +191,10 @@ export async function fanOut<T, R>(
     cancelled: [],
   };
   let pending = items.map((_, i) => i);
-  const rounds = opts.policy.kind === 'retry-failed' ? opts.policy.rounds + 1 : 1;
+  const rules = rulesOf(opts.policy);
+  const rounds = rules.rounds;
   const deadline =
-    opts.policy.kind === 'deadline-partial'
-      ? Date.now() + opts.policy.deadlineSeconds * 1000
-      : Number.POSITIVE_INFINITY;
+    rules.deadlineSeconds !== undefined ? Date.now() + rules.deadlineSeconds * 1000 : Number.POSITIVE_INFINITY;
 
   for (let round = 0; round < rounds && pending.length > 0; round++) {
     const failedThisRound: FanOutOutcome<R>['failed'] = [];
@@ -324,7 +236,7 @@ export async function fanOut<T, R>(
         failedThisRound.push({ index, ...describeFailure(err) });
         firstError ??= err instanceof Error ? err : undefined;
         opts.onSettled?.(index, false);
-        if (opts.policy.kind === 'fail-fast' && !stop) {
+        if (rules.cancelSiblingsOnFailure && !stop) {
           stop = 'fail-fast';
           scope.cancel();
         }
@@ -335,7 +247,7 @@ export async function fanOut<T, R>(
           outcome.results[index] = result;
           outcome.succeeded++;
           opts.onSettled?.(index, true);
-          if (opts.policy.kind === 'quorum' && outcome.succeeded >= opts.policy.k && !stop) {
+          if (rules.quorum !== undefined && outcome.succeeded >= rules.quorum && !stop) {
             stop = 'quorum';
             scope.cancel();
           }
@@ -382,12 +294,9 @@ export async function fanOut<T, R>(
     if (stop === 'fail-fast') {
       const first = failedThisRound[0];
       outcome.failed.push(...failedThisRound);
-      throw ApplicationFailure.create({
-        type: FailureType.SubJobsFailed,
-        nonRetryable: true,
-        message: `sub-job ${first?.index} failed: ${first?.message}`,
-        details: [{ failed: outcome.failed }],
-        cause: firstError,
+      throw subJobsFailed(`sub-job ${first?.index} failed: ${first?.message}`, {
+        failed: outcome.failed,
+        ...(firstError ? { cause: firstError } : {}),
       });
     }
     if (stop === 'quorum' || stop === 'deadline') {
@@ -403,20 +312,9 @@ export async function fanOut<T, R>(
     }
   }
 
-  const policy = opts.policy;
-  const failedOut =
-    (policy.kind === 'fail-fast' || policy.kind === 'retry-failed') && outcome.failed.length > 0
-      ? `${outcome.failed.length} of ${items.length} sub-jobs failed`
-      : policy.kind === 'quorum' && outcome.succeeded < policy.k
-        ? `quorum not reached: ${outcome.succeeded} of ${items.length} succeeded, ${policy.k} needed`
-        : undefined;
+  const failedOut = rules.verdict(outcome, items.length);
   if (failedOut) {
-    throw ApplicationFailure.create({
-      type: FailureType.SubJobsFailed,
-      nonRetryable: true,
-      message: `${failedOut}; first: ${outcome.failed[0]?.message ?? 'n/a'}`,
-      details: [{ failed: outcome.failed }],
-    });
+    throw subJobsFailed(`${failedOut}; first: ${outcome.failed[0]?.message ?? 'n/a'}`, { failed: outcome.failed });
   }
   return outcome;
 }
@@ -533,7 +431,8 @@ export interface RunSubJobsOptions extends FanOutOptions {
  */
 export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOptions): Promise<FanOutOutcome<R>> {
   const threshold = opts.batchThreshold ?? VIDEO_LIMITS.childBatchThreshold;
-  const deadLetter = opts.policy.kind === 'partial';
+  const rules = rulesOf(opts.policy);
+  const deadLetter = rules.deadLetter;
   if (jobs.length <= threshold) {
     return fanOut(jobs, subJobRunner<R>(opts.pack), {
       ...opts,
@@ -549,9 +448,8 @@ export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOpt
   const parallelLimit = patched(FEW_CHILDREN_PATCH) ? VIDEO_LIMITS.childBatchParallelism : opts.window;
   const parallelChildren = Math.max(1, Math.min(batches.length, opts.window, parallelLimit));
   const childWindow = Math.max(1, Math.ceil(opts.window / parallelChildren));
-  // Children run the batch leniently (partial) unless fail-fast; the parent judges the whole.
-  const childPolicy: FailurePolicy =
-    opts.policy.kind === 'fail-fast' || opts.policy.kind === 'retry-failed' ? opts.policy : { kind: 'partial' };
+  // Children run the batch leniently (partial) unless fail-fast or retry-failed; the parent judges the whole.
+  const childPolicy = rules.childPolicy;
 
   const merged: FanOutOutcome<R> = {
     results: new Array<R | undefined>(jobs.length),
@@ -584,7 +482,8 @@ export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOpt
       }) as Promise<FanOutOutcome<R>>,
     {
       window: parallelChildren,
-      policy: opts.policy.kind === 'fail-fast' ? opts.policy : { kind: 'partial' },
+      // A failed batch stops the others only where a failure cancels its siblings.
+      policy: rules.cancelSiblingsOnFailure ? opts.policy : { kind: 'partial' },
       onSettled: (b, ok) => {
         if (!ok) return;
         const n = batches[b]?.length ?? 0;
@@ -608,19 +507,11 @@ export async function runSubJobs<R>(jobs: readonly SubJob[], opts: RunSubJobsOpt
     merged.failed.push(...part.failed.map((f) => ({ ...f, index: f.index + base })));
     merged.cancelled.push(...part.cancelled.map((i) => i + base));
   });
-  if (opts.policy.kind === 'quorum' && merged.succeeded < opts.policy.k) {
-    throw ApplicationFailure.create({
-      type: FailureType.SubJobsFailed,
-      nonRetryable: true,
-      message: `quorum not reached: ${merged.succeeded} of ${jobs.length} succeeded, ${opts.policy.k} needed`,
-    });
-  }
-  if (opts.policy.kind === 'retry-failed' && merged.failed.length > 0) {
-    throw ApplicationFailure.create({
-      type: FailureType.SubJobsFailed,
-      nonRetryable: true,
-      message: `${merged.failed.length} of ${jobs.length} sub-jobs failed; first: ${merged.failed[0]?.message}`,
-    });
+  // A fail-fast batch that failed has thrown above: the verdict judges the other policies.
+  const failedOut = rules.verdict(merged, jobs.length);
+  if (failedOut) {
+    // The quorum message says all; the others name the first failure.
+    throw subJobsFailed(rules.quorum !== undefined ? failedOut : `${failedOut}; first: ${merged.failed[0]?.message}`);
   }
   return merged;
 }

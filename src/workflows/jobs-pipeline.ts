@@ -1,15 +1,17 @@
 /**
  * A generic pipeline of sub-jobs: fan out any registered activities under a failure policy, then
- * tell the caller through the completion webhook. What the flow-control tests, the priority
+ * tell the caller through the completion webhook. It has no stages and no outputs of its own;
+ * otherwise it ends as every pipeline does (./pipeline.ts). What the flow-control tests, the priority
  * benchmark and DLQ replays of single sub-jobs run.
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { DeliverWebhookInput, DeliverWebhookResult } from '../activities/notify';
 import type { DeadLetterStatus, FanOutOutcome } from '../shared/fan-out';
+import type { WebhookOutcome } from '../shared/webhook';
 import { JobsPipelineInputSchema, type JobsPipelineInput } from '../shared/jobs';
 import { activityOptionsFor, runSubJobs } from './fan-out';
 import { parseWorkflowInput } from './input';
-import { recordDeadLetter, withDeadLetterStatus } from './flow-control';
+import { JOBS_COMPLETION_PATCH, runPipeline, type Finished } from './pipeline';
 import { inTenantGate } from './tenant-gate';
 
 export type { JobsPipelineInput };
@@ -20,7 +22,8 @@ export interface JobsPipelineResult {
   succeeded: number;
   failed: FanOutOutcome<unknown>['failed'];
   results: unknown[];
-  webhook?: DeliverWebhookResult;
+  /** What became of the completion webhook. */
+  webhook?: WebhookOutcome;
   /** Set when a dead letter of this run could not be written (the record is lost). */
   deadLetter?: DeadLetterStatus;
 }
@@ -31,9 +34,11 @@ const notify = proxyActivities<{ deliverWebhook(input: DeliverWebhookInput): Pro
 });
 
 /**
- * Runs `jobs` under `policy`, then delivers the completion webhook. A failure that exhausts
- * retries (here or in the webhook) is dead-lettered with the input, so `sluice dlq replay` can
- * start the same work again.
+ * Runs `jobs` under `policy`, then delivers the completion webhook on the critical tier. A failure
+ * that exhausts retries in the sub-jobs is dead-lettered with the input, so `sluice dlq replay`
+ * can start the same work again; a webhook that cannot be delivered is dead-lettered on its own and
+ * reported in `result.webhook`, and the run still completes (./pipeline.ts). Runs recorded before
+ * {@link JOBS_COMPLETION_PATCH} delivered it on their own tier, where its failure failed the run.
  */
 export async function jobsPipelineWorkflow(rawInput: JobsPipelineInput): Promise<JobsPipelineResult> {
   // Bad input fails once, naming each field: no retry can fix it, and nothing ran to dead-letter.
@@ -44,7 +49,9 @@ export async function jobsPipelineWorkflow(rawInput: JobsPipelineInput): Promise
 
 async function runJobs(input: JobsPipelineInput): Promise<JobsPipelineResult> {
   const workflowId = workflowInfo().workflowId;
-  try {
+  // Whether the completion goes on the critical tier (asked once the sub-jobs are done).
+  let onCritical = false;
+  const work = async (): Promise<Finished<JobsPipelineResult>> => {
     const outcome = await runSubJobs<unknown>(input.jobs, {
       parentId: workflowId,
       window: input.window ?? 16,
@@ -57,22 +64,26 @@ async function runJobs(input: JobsPipelineInput): Promise<JobsPipelineResult> {
       failed: outcome.failed,
       results: outcome.results,
     };
-    if (input.webhook) {
-      result.webhook = await notify.deliverWebhook({
+    onCritical = input.webhook !== undefined && patched(JOBS_COMPLETION_PATCH);
+    if (input.webhook && !onCritical) {
+      // Recorded runs: on the run's own tier, inside the work, so its failure fails the run.
+      const r = await notify.deliverWebhook({
         url: input.webhook.url,
         tenant: input.tenant,
         event: 'pipeline.completed',
         data: { workflowId, succeeded: outcome.succeeded, failed: outcome.failed.length },
       });
+      result.webhook = { delivered: true, status: r.status, attempt: r.attempt, idempotencyKey: r.idempotencyKey };
     }
-    return withDeadLetterStatus(result);
-  } catch (err) {
-    await recordDeadLetter(err, {
-      kind: 'pipeline',
-      input,
-      tenant: input.tenant,
-      maximumAttempts: activityOptionsFor('deliverWebhook').retry?.maximumAttempts,
-    });
-    throw err;
-  }
+    return { result, cleanupAfter: false };
+  };
+  return runPipeline(work, {
+    rawInput: input,
+    tenant: input.tenant,
+    deadLetter: () => true,
+    maximumAttempts: activityOptionsFor('deliverWebhook').retry?.maximumAttempts,
+    ...(input.webhook ? { webhook: input.webhook } : {}),
+    completion: (r) =>
+      onCritical ? { kind: 'jobs', workflowId, succeeded: r.succeeded, failed: r.failed.length } : undefined,
+  });
 }

@@ -5,8 +5,6 @@
  */
 import {
   ApplicationFailure,
-  CancellationScope,
-  isCancellation,
   proxyActivities,
   upsertSearchAttributes,
   patched,
@@ -26,16 +24,13 @@ import {
   type ValidReportPipelineInput,
 } from '../shared/report';
 import { PartialKey } from '../shared/search-attributes';
-import { zodIssues } from '../shared/video';
 import type { ReportActivities } from '../activities/reports';
 import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
 import { trackProgress } from './progress';
-import { withDeadLetterStatus } from './flow-control';
-import { deliverCompletion } from './webhook';
-import { KEEP_FINAL_ARTIFACTS_PATCH, cleanupAfterFinal } from './final-cleanup';
-import { ownContract } from './contract';
-import { inTenantGate } from './tenant-gate';
 import { withRunPriority } from './flow-control';
+import { KEEP_FINAL_ARTIFACTS_PATCH } from './final-cleanup';
+import { subJobsFailed } from './failure-policy';
+import { REPORT_DEAD_LETTER_PATCH, runOutput, runPipeline, startPipeline, type Finished } from './pipeline';
 
 /** The pipeline's own activities, with the run's priority once it owns it (see ./contract.ts). */
 function reportActivities() {
@@ -68,35 +63,30 @@ function currentMonth(): string {
  * policy accepts a partial result, which is then flagged with the `Partial` search attribute.
  */
 export async function reportPipelineWorkflow(rawInput: ReportPipelineInput): Promise<ReportPipelineResult> {
-  const parsed = ReportPipelineInputSchema.safeParse(rawInput);
-  if (!parsed.success) {
-    const issues = zodIssues(parsed.error);
-    fail(FailureType.InvalidInput, issues.map((i) => `${i.path}: ${i.message}`).join('; '), issues);
-  }
-  const input = parsed.data;
-  ownContract(PipelineKind.report, input);
-  // One of the tenant's running places first, when its limits cap them (Stage="queued" meanwhile).
-  return inTenantGate(() => buildReport(input), { takesRunPlace: true });
+  return startPipeline(PipelineKind.report, ReportPipelineInputSchema, rawInput, (input) =>
+    buildReport(input, rawInput),
+  );
 }
 
-async function buildReport(input: ValidReportPipelineInput): Promise<ReportPipelineResult> {
+async function buildReport(
+  input: ValidReportPipelineInput,
+  rawInput: ReportPipelineInput,
+): Promise<ReportPipelineResult> {
   const { plan, merge, cleanup } = reportActivities();
-  const { workflowId: pipelineId, runId } = workflowInfo();
-  // Every run writes under its own prefix: a later run with the same workflow ID never touches it.
-  const output = `${pipelineId}/${runId}`;
+  const { pipelineId, runId, output } = runOutput();
   const to = input.to ?? addMonths(currentMonth(), -1);
   const from = input.from ?? addMonths(to, -((input.lastMonths ?? 1) - 1));
   const months = monthRange(from, to);
   const policy = input.policy;
   const lenient = policy.kind === 'partial' || policy.kind === 'deadline-partial' || policy.kind === 'quorum';
 
-  const { progress, setStage } = trackProgress('planning');
+  const stages = trackProgress('planning');
+  const { progress, setStage } = stages;
 
-  let result: ReportPipelineResult;
-  // Once the merge wrote the report the artifacts are final: removing `.work/` happens after this
-  // try, and its failure never removes them (histories recorded before the patch replay the old way).
-  let cleanupAfter = false;
-  try {
+  // Once the merge wrote the report the artifacts are final: removing `.work/` happens after the
+  // work, and its failure never removes them (histories recorded before the patch replay the old way).
+  const work = async (): Promise<Finished<ReportPipelineResult>> => {
+    let cleanupAfter = false;
     setStage('planning', `${from} … ${to}: ${months.length} months`);
     const available = new Set(await plan.listPartitions({ months }));
     const missing: MissingPartition[] = months
@@ -129,8 +119,7 @@ async function buildReport(input: ValidReportPipelineInput): Promise<ReportPipel
       }
     }
     if (policy.kind === 'quorum' && jobs.length < policy.k) {
-      fail(
-        FailureType.SubJobsFailed,
+      throw subJobsFailed(
         `quorum ${policy.k} cannot be reached: ${jobs.length} sub-jobs have a partition (missing ${missing.map((m) => m.month).join(', ')})`,
       );
     }
@@ -168,8 +157,7 @@ async function buildReport(input: ValidReportPipelineInput): Promise<ReportPipel
     });
     missing.sort((a, b) => a.month.localeCompare(b.month));
     if (used.length === 0) {
-      fail(
-        FailureType.SubJobsFailed,
+      throw subJobsFailed(
         `no partition could be aggregated: ${missing.map((m) => `${m.month} ${m.reason}`).join('; ')}`,
       );
     }
@@ -198,30 +186,37 @@ async function buildReport(input: ValidReportPipelineInput): Promise<ReportPipel
       if (!cleanupAfter) await cleanup.cleanupReport({ output, removeArtifacts: false });
     }
     progress.done++;
-    result = { workflowId: pipelineId, runId, from, to, used, missing, partial, subJobs: jobs.length, ...artifacts };
-  } catch (err) {
-    const stage = progress.stage;
-    await CancellationScope.nonCancellable(() => cleanup.cleanupReport({ output, removeArtifacts: true }));
-    setStage(isCancellation(err) ? 'cancelled' : 'failed', `during ${stage}`);
-    throw err;
-  }
-  // The artifacts are complete: from here on nothing removes them, whatever the cleanup or the webhook does.
-  if (cleanupAfter) {
-    const afterFinal = await cleanupAfterFinal(() => cleanup.cleanupReport({ output, removeArtifacts: false }));
-    if (afterFinal) result.afterFinal = afterFinal;
-  }
-  if (input.webhook) {
-    setStage('notifying', input.webhook.url);
-    result.webhook = await deliverCompletion(input.webhook, input.tenant, {
+    const result: ReportPipelineResult = {
+      workflowId: pipelineId,
+      runId,
+      from,
+      to,
+      used,
+      missing,
+      partial,
+      subJobs: jobs.length,
+      ...artifacts,
+    };
+    return { result, cleanupAfter };
+  };
+  // The one ending of every pipeline (./pipeline.ts): dead letter, cleanup, completion on the critical tier.
+  return runPipeline(work, {
+    stages,
+    removeOutputs: (removeArtifacts) => cleanup.cleanupReport({ output, removeArtifacts }),
+    rawInput,
+    tenant: input.tenant,
+    // Runs recorded before the report was dead-lettered replay without it.
+    deadLetter: () => patched(REPORT_DEAD_LETTER_PATCH),
+    webhook: input.webhook,
+    completion: (r) => ({
       kind: 'report',
-      from: result.from,
-      to: result.to,
-      partial: result.partial,
-      missing: result.missing.map((m) => m.month),
-      primary: result.primary.uri,
-      rows: result.rows,
-    });
-  }
-  setStage('done', `${result.rows} rows → ${result.primary.uri}${result.partial ? ' (partial)' : ''}`);
-  return withDeadLetterStatus(result);
+      from: r.from,
+      to: r.to,
+      partial: r.partial,
+      missing: r.missing.map((m) => m.month),
+      primary: r.primary.uri,
+      rows: r.rows,
+    }),
+    done: (r) => `${r.rows} rows → ${r.primary.uri}${r.partial ? ' (partial)' : ''}`,
+  });
 }

@@ -5,14 +5,7 @@
  * planned from the source, segments of `segmentSeconds` with aligned keyframes, one shared audio
  * group, each rendition packaged into CMAF segments → master playlist and manifest.
  */
-import {
-  ApplicationFailure,
-  CancellationScope,
-  isCancellation,
-  patched,
-  proxyActivities,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities } from '@temporalio/workflow';
 import { FailureType, Packaging, PipelineKind } from '../shared/constants';
 import { planLadder } from '../shared/ladder';
 import type { SubJob } from '../shared/fan-out';
@@ -37,13 +30,10 @@ import type {
 } from '../activities/media';
 import type { PackageAudioInput, PackagingActivities, SpriteInput } from '../activities/media/package';
 import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
-import { parseWorkflowInput } from './input';
 import { trackProgress } from './progress';
-import { recordDeadLetter, withDeadLetterStatus, withRunPriority } from './flow-control';
-import { ownContract } from './contract';
-import { inTenantGate } from './tenant-gate';
-import { deliverCompletion } from './webhook';
-import { KEEP_FINAL_ARTIFACTS_PATCH, cleanupAfterFinal } from './final-cleanup';
+import { withRunPriority } from './flow-control';
+import { KEEP_FINAL_ARTIFACTS_PATCH } from './final-cleanup';
+import { runOutput, runPipeline, startPipeline, type Finished } from './pipeline';
 
 /** The pipeline's own activities, with the run's priority once it owns it (see ./contract.ts). */
 function mediaActivities() {
@@ -264,10 +254,9 @@ async function streamPipeline(
  * every ffmpeg process and removes partial outputs.
  */
 export async function videoPipelineWorkflow(rawInput: VideoPipelineInput): Promise<VideoPipelineResult> {
-  const input = parseWorkflowInput(VideoPipelineInputSchema, rawInput);
-  ownContract(PipelineKind.video, input);
-  // One of the tenant's running places first, when its limits cap them (Stage="queued" meanwhile).
-  return inTenantGate(() => transcodeVideo(input, rawInput), { takesRunPlace: true });
+  return startPipeline(PipelineKind.video, VideoPipelineInputSchema, rawInput, (input) =>
+    transcodeVideo(input, rawInput),
+  );
 }
 
 async function transcodeVideo(
@@ -275,18 +264,17 @@ async function transcodeVideo(
   rawInput: VideoPipelineInput,
 ): Promise<VideoPipelineResult> {
   const { probe, finish, cleanup } = mediaActivities();
-  const { workflowId: pipelineId, runId } = workflowInfo();
-  // Every run writes under its own prefix: a later run with the same workflow ID never touches it.
-  const output = `${pipelineId}/${runId}`;
-  const { progress, setStage } = trackProgress('probing');
+  const { pipelineId, runId, output } = runOutput();
+  const stages = trackProgress('probing');
+  const { progress, setStage } = stages;
   // Asked only for a streaming package: an `mp4` run records no marker and runs as before.
   const stream = input.package !== Packaging.mp4 && patched(STREAM_PACKAGING_PATCH);
 
-  let result: VideoPipelineResult;
-  // Once the manifest is written the artifacts are final: removing `.work/` happens after this
-  // try, and its failure never removes them (histories recorded before the patch replay the old way).
-  let cleanupAfter = false;
-  try {
+  // Once the manifest is written the artifacts are final: removing `.work/` happens after the
+  // work, and its failure never removes them (histories recorded before the patch replay the old way).
+  const work = async (): Promise<Finished<VideoPipelineResult>> => {
+    let result: VideoPipelineResult;
+    let cleanupAfter = false;
     setStage('probing', input.source);
     // A streaming package takes an audio-only source (the probe input only; no new command).
     const media = await probe.probeMedia({ output, source: input.source, ...(stream ? { allowAudioOnly: true } : {}) });
@@ -378,30 +366,21 @@ async function transcodeVideo(
         thumbnails,
       };
     }
-  } catch (err) {
-    // Whatever happened, leave no half-written outputs behind; cleanup must run even when cancelled.
-    const stage = progress.stage;
-    await CancellationScope.nonCancellable(() => cleanup.cleanupPipeline({ output, removeArtifacts: true }));
-    setStage(isCancellation(err) ? 'cancelled' : 'failed', `during ${stage}`);
-    // Invalid input is not dead-lettered: replaying it could only fail the same way.
-    if (!(err instanceof ApplicationFailure && err.type === FailureType.InvalidInput)) {
-      await recordDeadLetter(err, { kind: 'pipeline', input: rawInput, tenant: input.tenant });
-    }
-    throw err;
-  }
-  // The outputs are complete: from here on nothing removes them, whatever the cleanup or the webhook does.
-  if (cleanupAfter) {
-    const afterFinal = await cleanupAfterFinal(() => cleanup.cleanupPipeline({ output, removeArtifacts: false }));
-    if (afterFinal) result.afterFinal = afterFinal;
-  }
-  if (input.webhook) {
-    setStage('notifying', input.webhook.url);
-    result.webhook = await deliverCompletion(input.webhook, input.tenant, {
+    return { result, cleanupAfter };
+  };
+  // The one ending of every pipeline (./pipeline.ts): dead letter, cleanup, completion on the critical tier.
+  return runPipeline(work, {
+    stages,
+    removeOutputs: (removeArtifacts) => cleanup.cleanupPipeline({ output, removeArtifacts }),
+    rawInput,
+    tenant: input.tenant,
+    deadLetter: () => true,
+    webhook: input.webhook,
+    completion: (r) => ({
       kind: 'video',
-      manifest: result.manifest.uri,
-      renditions: result.renditions.map((r) => ({ name: r.name, uri: r.uri, sha256: r.sha256 })),
-    });
-  }
-  setStage('done', result.manifest.uri);
-  return withDeadLetterStatus(result);
+      manifest: r.manifest.uri,
+      renditions: r.renditions.map((a) => ({ name: a.name, uri: a.uri, sha256: a.sha256 })),
+    }),
+    done: (r) => r.manifest.uri,
+  });
 }

@@ -6,6 +6,7 @@ import { createLogger } from '../../src/logger';
 import { taskQueueFor, type Tier } from '../../src/shared/constants';
 import { WorkerHost, loadWorkflowBundle } from '../../src/workers/host';
 import { registerVersion, workerDeploymentOptionsFor } from '../../src/workers/versioning';
+import type { SluiceClient } from '../../src/client';
 import type { TestEnv } from '../helpers/env';
 
 let bundle: Promise<WorkflowBundleOption> | undefined;
@@ -119,6 +120,15 @@ export async function startReceiver(): Promise<Receiver> {
       server.close(() => resolve());
     });
   return receiver;
+}
+
+/** The task queue the first `activity` of a run was scheduled on, from its history. */
+export async function scheduledQueue(client: SluiceClient, workflowId: string, activity: string): Promise<string> {
+  const history = await client.temporal.workflow.getHandle(workflowId).fetchHistory();
+  const scheduled = (history.events ?? [])
+    .map((e) => e.activityTaskScheduledEventAttributes)
+    .find((a) => a?.activityType?.name === activity);
+  return scheduled?.taskQueue?.name ?? `(no ${activity} scheduled)`;
 }
 
 /** Most requests in any window of `windowMs` (sliding, over arrival times). */

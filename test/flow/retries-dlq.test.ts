@@ -2,8 +2,9 @@
  * Retries and the dead-letter queue on the real server: the per-activity retry policy from
  * config (attempt budget, full-jitter delays measured within their bounds), a sub-job under a
  * `partial` policy dead-lettered when it exhausts its retries (embedded JSON-lines store), and a
- * DLQ round trip on PostgreSQL: a pipeline whose webhook receiver keeps failing is recorded,
- * the receiver is fixed, `sluice dlq replay` starts a fresh run that completes and is linked.
+ * DLQ round trip on PostgreSQL: a pipeline whose webhook receiver keeps failing completes and
+ * its delivery is recorded, the receiver is fixed, `sluice dlq replay` starts a fresh run that
+ * delivers it and is linked.
  */
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -130,7 +131,7 @@ describe('retries and the dead-letter queue', () => {
     expect(await store.depth()).toBe(0);
   });
 
-  it('round trip on PostgreSQL: a failing receiver dead-letters the pipeline; fixed, the replay completes', async () => {
+  it('round trip on PostgreSQL: a failing receiver dead-letters the delivery; fixed, the replay delivers it', async () => {
     const limiterId = `dlq-${crypto.randomBytes(4).toString('hex')}`;
     const t = makeTestEnv('dlq', {
       DATABASE_URL,
@@ -141,7 +142,8 @@ describe('retries and the dead-letter queue', () => {
     });
     const receiver: Receiver = await startReceiver();
     const client: SluiceClient = await connectClient(t);
-    const host = await startFlowHost(t, ['high'], { noop: () => Promise.resolve('done') });
+    // The completion webhook goes on the critical tier; its replay runs on the pipeline's own.
+    const host = await startFlowHost(t, ['high', 'critical'], { noop: () => Promise.resolve('done') });
     const store: DlqStore = openDlqStore(t.config);
     cleanups.push(
       () => receiver.close(),
@@ -159,7 +161,10 @@ describe('retries and the dead-letter queue', () => {
       jobs: [{ activity: 'noop', input: {} }],
       webhook: { url: receiver.url },
     });
-    await expect(client.getResult(workflowId)).rejects.toThrow();
+    // The run completes: a completion webhook that cannot be delivered never fails it.
+    const result = await client.getResult<{ succeeded: number; webhook: { delivered: boolean } }>(workflowId);
+    expect(result.succeeded).toBe(1);
+    expect(result.webhook.delivered).toBe(false);
     expect(receiver.requests).toHaveLength(3);
 
     // Recorded: input, failure chain, attempts, time — found through the real CLI.
@@ -169,11 +174,12 @@ describe('retries and the dead-letter queue', () => {
     expect(item).toBeDefined();
     const shown = (await cli(t, ['dlq', 'show', item!.id])) as Record<string, unknown>;
     expect(shown).toMatchObject({
-      kind: 'pipeline',
+      kind: 'sub-job',
+      activityType: 'deliverWebhook',
       workflowType: 'jobsPipelineWorkflow',
       attempts: 3,
       tenant: 'globex',
-      input: { tenant: 'globex', webhook: { url: receiver.url } },
+      input: { tenant: 'globex', url: receiver.url, event: 'pipeline.completed' },
     });
     expect((shown.failure as { type?: string }[]).map((f) => f.type)).toEqual(
       expect.arrayContaining(['RetriesExhausted', 'DownstreamError']),
@@ -187,8 +193,9 @@ describe('retries and the dead-letter queue', () => {
     const replay = (await cli(t, ['dlq', 'replay', item!.id])) as { replayedAs: string; started: boolean };
     expect(replay.started).toBe(true);
     expect(replay.replayedAs).not.toBe(workflowId);
-    const replayed = await client.getResult<{ webhook: { status: number } }>(replay.replayedAs);
-    expect(replayed.webhook.status).toBe(200);
+    // The replay runs the delivery alone, as a sub-job of a jobs pipeline.
+    const replayed = await client.getResult<{ results: { status: number }[] }>(replay.replayedAs);
+    expect(replayed.results[0]?.status).toBe(200);
     expect(await store.get(item!.id)).toMatchObject({ replayedAs: replay.replayedAs });
     expect(await metricValue(host, 'sluice_dlq_depth')).toBe(depthBefore - 1);
     // A second replay returns the first one instead of starting another run.

@@ -214,5 +214,3 @@ export function createNotifyActivities(deps: NotifyDeps) {
     },
   };
 }
-
-export type NotifyActivities = ReturnType<typeof createNotifyActivities>;
