@@ -159,7 +159,11 @@ async function startWorkers(hosts: Host[]): Promise<void> {
 }
 
 beforeAll(async () => {
-  lab = await createLab({ hosts: 3 });
+  // Each host capped at half a CPU, as a pod with a CPU limit: a chunk then encodes for longer
+  // than the SDK's heartbeat throttle (8 s at a 10 s heartbeat timeout), so the tests see it
+  // checkpointed mid-chunk. Uncapped on a quiet machine a chunk could finish before its first
+  // checkpoint reached the server, and the SIGKILL, cut-link and outage tests waited in vain.
+  lab = await createLab({ hosts: 3, cpus: 0.5 });
   client = await labClient(lab, SUFFIX);
   const rootEnv = lab.workerEnv({ SLUICE_TASK_QUEUE_SUFFIX: SUFFIX, SLUICE_DATA_DIR: path.join(lab.dir, 'root') });
   storage = openStorage(loadConfig(rootEnv, lab.dir).storage, {
