@@ -16,10 +16,9 @@ import { runProcess } from '../../src/activities/media/ffmpeg';
 import { startArtifactServer, type ArtifactServer } from '../../src/cli/serve-artifacts';
 import type { VideoPipelineResult } from '../../src/shared/video';
 import type { WorkerHost } from '../../src/workers/host';
-import { launchChromium } from './browser';
-import { connectClient, listFiles, makeTestEnv, sampleVideo, startHost, type TestEnv } from '../helpers/env';
+import { launchChromium, playerRun } from './browser';
+import { listFiles, type TestEnv } from '../helpers/env';
 
-const SECONDS = 10;
 let t: TestEnv;
 let host: WorkerHost;
 let client: SluiceClient;
@@ -31,20 +30,7 @@ let runDir: string;
 let sourceDurationSec: number;
 
 beforeAll(async () => {
-  t = makeTestEnv('dash-player');
-  const source = await sampleVideo(t, { seconds: SECONDS, width: 640, height: 360, fps: 15 });
-  host = await startHost(t, ['default']);
-  client = await connectClient(t);
-  const { workflowId } = await client.startVideoPipeline({
-    source,
-    renditions: ['240p', '360p'],
-    package: 'both',
-    segmentSeconds: 2,
-    thumbnails: 0,
-    tenant: 'player',
-    idempotencyKey: `dash-player-${t.suffix}`,
-  });
-  result = await client.getResult<VideoPipelineResult>(workflowId);
+  ({ t, host, client, result } = await playerRun('dash-player', 'both'));
   sourceDurationSec = result.sourceDurationSec;
   runDir = path.dirname(result.stream!.mpd!.path!);
   server = await startArtifactServer({ root: runDir });

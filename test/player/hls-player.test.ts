@@ -15,10 +15,9 @@ import { runProcess } from '../../src/activities/media/ffmpeg';
 import { startArtifactServer, type ArtifactServer } from '../../src/cli/serve-artifacts';
 import type { VideoPipelineResult } from '../../src/shared/video';
 import type { WorkerHost } from '../../src/workers/host';
-import { launchChromium } from './browser';
-import { connectClient, makeTestEnv, sampleVideo, startHost, type TestEnv } from '../helpers/env';
+import { launchChromium, playerRun } from './browser';
+import type { TestEnv } from '../helpers/env';
 
-const SECONDS = 10;
 let t: TestEnv;
 let host: WorkerHost;
 let client: SluiceClient;
@@ -29,19 +28,7 @@ let result: VideoPipelineResult;
 let sourceDurationSec: number;
 
 beforeAll(async () => {
-  t = makeTestEnv('hls-player');
-  const source = await sampleVideo(t, { seconds: SECONDS, width: 640, height: 360, fps: 15 });
-  host = await startHost(t, ['default']);
-  client = await connectClient(t);
-  const { workflowId } = await client.startVideoPipeline({
-    source,
-    renditions: ['240p', '360p'],
-    segmentSeconds: 2,
-    thumbnails: 0,
-    tenant: 'player',
-    idempotencyKey: `player-${t.suffix}`,
-  });
-  result = await client.getResult<VideoPipelineResult>(workflowId);
+  ({ t, host, client, result } = await playerRun('player'));
   sourceDurationSec = result.sourceDurationSec;
   server = await startArtifactServer({ root: path.dirname(result.stream!.master.path!) });
   ({ browser, page } = await launchChromium());
