@@ -22,6 +22,10 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, unknown>> = {
   // seconds rather than minutes, so `sluice deploy drain-status` says "drained" soon after.
   'matching.wv.VersionDrainageStatusRefreshInterval': '5s',
   'matching.wv.VersionDrainageStatusVisibilityGracePeriod': '5s',
+  // Each tier on each task-queue suffix is its own Worker Deployment. The default cap of 100 per
+  // namespace was reached by the fault suite (the crash-point matrix runs 94 lanes, each on its
+  // own suffix), after which a new deployment never registers and its workers exit.
+  'matching.maxDeployments': 1000,
 };
 
 export interface DevServerOptions {

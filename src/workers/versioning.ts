@@ -120,7 +120,12 @@ export async function registerVersion(opts: {
   for (;;) {
     info = (await describe(service, namespace, deploymentName))?.workerDeploymentInfo;
     if (info?.versionSummaries?.some((v) => v.deploymentVersion?.buildId === self.buildId)) break;
-    if (Date.now() > deadline) throw new Error(`version ${self.buildId} of ${deploymentName} did not register in time`);
+    if (Date.now() > deadline) {
+      throw new Error(
+        `version ${self.buildId} of ${deploymentName} did not register in time ` +
+          '(a server at its limit of Worker Deployments per namespace, matching.maxDeployments, registers no new one)',
+      );
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   let routing = routingOf(info);
