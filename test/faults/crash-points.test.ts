@@ -112,6 +112,39 @@ async function startWorker(lane: Lane): Promise<WorkerProcess> {
   return w;
 }
 
+/**
+ * Waits for `work` while keeping a worker of the lane alive: a rescuer that exits before the run
+ * is done is replaced, at most twice (printed with the matrix). With 20 lanes starting workers at
+ * once, `freePort` can hand two of them the same metrics port: the second exits at once
+ * (EADDRINUSE), but the first one's /readyz answered its readiness check, and the run then waited
+ * for a worker that was gone.
+ */
+async function withLiveWorker<T>(lane: Lane, work: Promise<T>): Promise<T> {
+  let done = false;
+  const settled = work.then(
+    () => undefined,
+    () => undefined,
+  );
+  const watch = (async () => {
+    for (let replaced = 0; replaced < 2; replaced++) {
+      const w = lane.workers.at(-1);
+      if (!w) return;
+      await Promise.race([w.exited, settled]);
+      if (done || (w.child.exitCode === null && w.child.signalCode === null)) return;
+      restarts.push(
+        `${lane.t.suffix}: a rescuer exited (${w.child.exitCode ?? w.child.signalCode}) before the run was done: ${w.stderr().slice(-300)}`,
+      );
+      await startWorker(lane);
+    }
+  })();
+  try {
+    return await work;
+  } finally {
+    done = true;
+    await watch.catch(() => undefined);
+  }
+}
+
 async function start(lane: Lane, pipeline: Pipeline, key: string): Promise<{ workflowId: string; runId: string }> {
   const common = { tenant: 'crash', idempotencyKey: key };
   const started =
@@ -404,8 +437,9 @@ describe('crash-point matrix', () => {
         ]);
         outcome.crashed = killed === 'SIGKILL' && fs.existsSync(crashMarker(lane.t.config.testCrashHooks!.dir, point));
         if (!outcome.crashed) throw new Error(`the worker did not kill itself at ${point}: ${killed}`);
-        const rescuer = await startWorker(lane);
-        const { fp, leftovers } = await finished(lane, pipeline, run);
+        await startWorker(lane);
+        const { fp, leftovers } = await withLiveWorker(lane, finished(lane, pipeline, run));
+        const rescuer = lane.workers.at(-1)!;
         outcome.completed = true;
         outcome.identical = JSON.stringify(fp) === JSON.stringify(clean.get(pipeline));
         outcome.leftovers = leftovers;
