@@ -86,7 +86,8 @@ const WATCH_DASH_PAGE = `<!doctype html>
 
 /**
  * The watch page. It keeps what a test (or a curious operator in the console) wants to read:
- * `window.hls`, `window.playerErrors` (every hls.js ERROR event) and `window.levelSwitches`.
+ * `window.hls`, `window.playerErrors` (every hls.js ERROR event), `window.levelSwitches` and
+ * `window.levelLoads` (each media playlist load: live while the run still publishes).
  */
 const WATCH_PAGE = `<!doctype html>
 <meta charset="utf-8"><title>sluice: watch</title>
@@ -104,13 +105,19 @@ const WATCH_PAGE = `<!doctype html>
   const status = document.getElementById('status');
   window.playerErrors = [];
   window.levelSwitches = [];
+  window.levelLoads = [];
   if (window.Hls && Hls.isSupported()) {
-    const hls = new Hls({ startLevel: level });
+    // From the start, also while the run still publishes (an EVENT playlist: hls.js would
+    // otherwise join near its live edge).
+    const hls = new Hls({ startLevel: level, startPosition: 0 });
     if (level >= 0) hls.on(Hls.Events.MANIFEST_PARSED, () => { hls.loadLevel = level; });
     window.hls = hls;
     hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
       window.levelSwitches.push({ level: d.level, at: video.currentTime });
       status.textContent = 'level ' + hls.levels[d.level].height + 'p';
+    });
+    hls.on(Hls.Events.LEVEL_LOADED, (_, d) => {
+      window.levelLoads.push({ level: d.level, live: d.details.live, fragments: d.details.fragments.length });
     });
     hls.on(Hls.Events.ERROR, (_, d) => {
       window.playerErrors.push({ type: d.type, details: d.details, fatal: d.fatal, at: video.currentTime });

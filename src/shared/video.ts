@@ -217,6 +217,11 @@ export interface VideoPipelineResult {
   thumbnails: ThumbnailArtifact[];
   /** The streaming package (`hls`); absent for `mp4`. */
   stream?: StreamPackage;
+  /**
+   * What a player loads (a streaming package): the master playlist, or the MPD for `dash`. A
+   * presigned URL on `s3` (signed playlists: see the README), else its URI.
+   */
+  playbackUrl?: string;
   /** The completion webhook, when one was given. */
   webhook?: WebhookOutcome;
   /** Set when a dead letter of this run could not be written (the record is lost). */
@@ -234,6 +239,12 @@ export interface PipelineProgress {
   done: number;
   total: number;
   failed: number;
+  /**
+   * A streaming video package, once it plays (the master playlist and every rendition's first
+   * segments are in the store): what a player loads. A presigned URL on `s3`, else the master
+   * playlist's URI.
+   */
+  playbackUrl?: string;
 }
 
 /** One problem with an input, named by its field path. */

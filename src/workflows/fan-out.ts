@@ -58,6 +58,8 @@ const ACTIVITY_OPTIONS: Partial<Record<ActivityName, ActivityOptions>> = {
   extractSprite: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
   concatRendition: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
   packageRendition: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
+  publishChunk: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
+  finishRendition: { startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds' },
   packageAudio: {
     startToCloseTimeout: '30 minutes',
     heartbeatTimeout: '20 seconds',

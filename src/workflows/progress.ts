@@ -38,6 +38,8 @@ export const FOLLOW_HISTORY_LIMIT = 6_000;
 export function trackProgress(firstStage: string): {
   progress: PipelineProgress;
   setStage: (stage: string, details: string) => void;
+  /** Records where the run plays (see {@link PipelineProgress.playbackUrl}); followers get an event. */
+  setPlaybackUrl: (url: string) => void;
 } {
   const state: PipelineProgress = { stage: firstStage, done: 0, total: 0, failed: 0 };
   const events: ProgressEvent[] = [];
@@ -83,5 +85,10 @@ export function trackProgress(firstStage: string): {
     upsertSearchAttributes([{ key: StageKey, value: stage }]);
     setCurrentDetails(`**${stage}** — ${details}`);
   };
-  return { progress, setStage };
+  const setPlaybackUrl = (url: string) => {
+    if (state.playbackUrl === url) return;
+    state.playbackUrl = url;
+    emit('progress');
+  };
+  return { progress, setStage, setPlaybackUrl };
 }

@@ -5,8 +5,8 @@
  * planned from the source, segments of `segmentSeconds` with aligned keyframes, one shared audio
  * group, each rendition packaged into CMAF segments → master playlist and manifest.
  */
-import { ApplicationFailure, patched, proxyActivities } from '@temporalio/workflow';
-import { FailureType, Packaging, PipelineKind } from '../shared/constants';
+import { ApplicationFailure, condition, patched, proxyActivities } from '@temporalio/workflow';
+import { FailureType, Packaging, PipelineKind, type RenditionName } from '../shared/constants';
 import { planLadder } from '../shared/ladder';
 import type { SubJob } from '../shared/fan-out';
 import {
@@ -28,7 +28,13 @@ import type {
   TranscodeChunkInput,
   TranscodeChunkResult,
 } from '../activities/media';
-import type { PackageAudioInput, PackagingActivities, SpriteInput } from '../activities/media/package';
+import type {
+  PackageAudioInput,
+  PackagingActivities,
+  PublishedMaster,
+  SpriteInput,
+  StreamVariant,
+} from '../activities/media/package';
 import { activityOptionsFor, runSubJobs, type ActivityName } from './fan-out';
 import { trackProgress } from './progress';
 import { withRunPriority } from './flow-control';
@@ -63,6 +69,94 @@ export function summarizeQuality(renditions: { quality?: QualityScore }[]): Qual
   return { available: true };
 }
 
+/**
+ * Patch of publishing while the run goes (streaming packages): each rendition's chunks are
+ * packaged and published in order as they complete, under an EVENT playlist, and the master
+ * playlist goes out once every rendition has its first chunk (and the audio group is done), so a
+ * player starts long before the end. A run recorded before it replays with one packaging step per
+ * rendition after the transcodes.
+ */
+export const LIVE_PLAYLISTS_PATCH = 'stream-live-playlists';
+
+/**
+ * Publishes a streaming package while its transcodes run: told of each chunk (and the audio) as
+ * it completes, it publishes each rendition's chunks strictly in order, one at a time per
+ * rendition, and the master playlist once everything it names is out. Runs in the workflow
+ * sandbox; every activity it schedules follows from the order sub-jobs settle in, which the
+ * history records.
+ */
+function livePublisher(opts: {
+  output: string;
+  renditions: RenditionName[];
+  chunkCount: number;
+  segmentSeconds: number;
+  hasAudio: boolean;
+  /** Publish the HLS master playlist early (`hls`, `both`); `dash` alone has its MPD at the end only. */
+  withMaster: boolean;
+  onPlayable: (published: PublishedMaster) => void;
+}) {
+  const live = proxyActivities<Pick<PackagingActivities, 'publishChunk' | 'publishMaster'>>(
+    withRunPriority({ ...activityOptionsFor('publishChunk'), summary: 'publish' }),
+  );
+  const state = new Map(
+    opts.renditions.map((r) => [
+      r,
+      { ready: new Set<number>(), next: 0, busy: false, first: undefined as StreamVariant | undefined },
+    ]),
+  );
+  let audioReady = !opts.hasAudio;
+  let master: 'waiting' | 'busy' | 'done' = opts.withMaster ? 'waiting' : 'done';
+  let error: Error | undefined;
+  const fail = (err: unknown) => {
+    error ??= err instanceof Error ? err : new Error(String(err));
+  };
+  const publishMaster = () => {
+    if (master !== 'waiting' || !audioReady || error !== undefined) return;
+    const firsts = opts.renditions.map((r) => state.get(r)!.first);
+    if (firsts.some((v) => v === undefined)) return;
+    master = 'busy';
+    live
+      .publishMaster({ output: opts.output, renditions: firsts as StreamVariant[], audio: opts.hasAudio })
+      .then((published) => {
+        master = 'done';
+        opts.onPlayable(published);
+      }, fail);
+  };
+  const pump = (rendition: RenditionName) => {
+    const s = state.get(rendition)!;
+    if (s.busy || error !== undefined || !s.ready.has(s.next)) return;
+    s.busy = true;
+    const chunkIndex = s.next;
+    live
+      .publishChunk({ output: opts.output, rendition, chunkIndex, segmentSeconds: opts.segmentSeconds })
+      .then((variant) => {
+        s.first ??= variant;
+        s.next = chunkIndex + 1;
+        s.busy = false;
+        publishMaster();
+        pump(rendition);
+      }, fail);
+  };
+  return {
+    chunkDone(rendition: RenditionName, chunkIndex: number) {
+      state.get(rendition)?.ready.add(chunkIndex);
+      pump(rendition);
+    },
+    audioDone() {
+      audioReady = true;
+      publishMaster();
+    },
+    /** Resolves when every chunk and the master playlist are published; throws what failed. */
+    async drained(): Promise<void> {
+      await condition(
+        () =>
+          error !== undefined || (master === 'done' && [...state.values()].every((s) => s.next === opts.chunkCount)),
+      );
+      if (error !== undefined) throw error;
+    },
+  };
+}
+
 /** Chunk length of a streaming package: a whole number of segments, so chunks never split one. */
 export function streamChunkSeconds(chunkSeconds: number, segmentSeconds: number): number {
   return Math.max(segmentSeconds, Math.floor(chunkSeconds / segmentSeconds) * segmentSeconds);
@@ -92,6 +186,7 @@ interface RunContext {
   output: string;
   progress: ReturnType<typeof trackProgress>['progress'];
   setStage: ReturnType<typeof trackProgress>['setStage'];
+  setPlaybackUrl: ReturnType<typeof trackProgress>['setPlaybackUrl'];
 }
 
 /**
@@ -102,11 +197,13 @@ interface RunContext {
 async function streamPipeline(
   input: ValidVideoPipelineInput,
   media: ProbeResult,
-  { pipelineId, runId, output, progress, setStage }: RunContext,
+  { pipelineId, runId, output, progress, setStage, setPlaybackUrl }: RunContext,
 ): Promise<VideoPipelineResult> {
-  const pack = proxyActivities<Pick<PackagingActivities, 'packageRendition' | 'writeStreamPlaylists'>>(
-    withRunPriority(activityOptionsFor('packageRendition')),
-  );
+  const pack = proxyActivities<
+    Pick<PackagingActivities, 'packageRendition' | 'finishRendition' | 'writeStreamPlaylists'>
+  >(withRunPriority(activityOptionsFor('packageRendition')));
+  // Publishing while the run goes (see LIVE_PLAYLISTS_PATCH); asked before the run's first command here.
+  const live = patched(LIVE_PLAYLISTS_PATCH);
   // An audio-only source (the probe says so only when asked: a streaming package) gets an
   // audio-only stream: no video rendition, no sprite, no thumbnails. Only reachable by inputs whose
   // probe failed before, so no recorded history takes this branch.
@@ -129,26 +226,33 @@ async function streamPipeline(
   const times = audioOnly ? [] : planThumbnails(media.durationSec, input.thumbnails);
 
   const jobs: SubJob<ActivityName>[] = [];
-  for (const rung of ladder.renditions) {
-    chunks.forEach((c, chunkIndex) => {
-      const job: TranscodeChunkInput = {
-        output,
-        source: media.uri,
-        rendition: rung.name,
-        chunkIndex,
-        ...c,
-        stream: { segmentSeconds, width: rung.width, height: rung.height },
-      };
-      jobs.push({
-        activity: 'transcodeChunk',
-        input: job,
-        summary: `${rung.name} chunk ${chunkIndex + 1}/${chunks.length}`,
-      });
+  const transcode = (rung: (typeof ladder.renditions)[number], chunkIndex: number) => {
+    const job: TranscodeChunkInput = {
+      output,
+      source: media.uri,
+      rendition: rung.name,
+      chunkIndex,
+      ...chunks[chunkIndex]!,
+      stream: { segmentSeconds, width: rung.width, height: rung.height },
+    };
+    jobs.push({
+      activity: 'transcodeChunk',
+      input: job,
+      summary: `${rung.name} chunk ${chunkIndex + 1}/${chunks.length}`,
     });
-  }
-  if (media.hasAudio) {
+  };
+  const audioJob = () => {
     const job: PackageAudioInput = { output, source: media.uri, durationSec: media.durationSec, segmentSeconds };
     jobs.push({ activity: 'packageAudio', input: job, summary: 'audio group' });
+  };
+  if (live) {
+    // What plays first goes first: the audio group (fast), then the chunks in time order, every
+    // rendition's chunk 0 before any chunk 1.
+    if (media.hasAudio) audioJob();
+    chunks.forEach((_, chunkIndex) => ladder.renditions.forEach((rung) => transcode(rung, chunkIndex)));
+  } else {
+    for (const rung of ladder.renditions) chunks.forEach((_, chunkIndex) => transcode(rung, chunkIndex));
+    if (media.hasAudio) audioJob();
   }
   if (!audioOnly) {
     const sprite: SpriteInput = {
@@ -172,12 +276,38 @@ async function streamPipeline(
     'transcoding',
     `${chunks.length} chunks × ${ladder.renditions.length} renditions of ${segmentSeconds} s segments, audio, ${times.length} thumbnails`,
   );
+  let playbackUrl: string | undefined;
+  const publisher = live
+    ? livePublisher({
+        output,
+        renditions: ladder.renditions.map((r) => r.name),
+        chunkCount: chunks.length,
+        segmentSeconds,
+        hasAudio: media.hasAudio,
+        withMaster: input.package !== Packaging.dash,
+        onPlayable: (published) => {
+          playbackUrl = published.playbackUrl;
+          setPlaybackUrl(published.playbackUrl);
+        },
+      })
+    : undefined;
   const fan = await runSubJobs<unknown>(jobs, {
     parentId: pipelineId,
     window: input.window,
     policy: { kind: 'fail-fast' },
-    onSettled: (_, ok) => (ok ? progress.done++ : progress.failed++),
+    onSettled: (index, ok) => {
+      if (ok) progress.done++;
+      else progress.failed++;
+      const job = jobs[index];
+      if (!ok || !publisher || !job) return;
+      if (job.activity === 'packageAudio') publisher.audioDone();
+      if (job.activity === 'transcodeChunk') {
+        const t = job.input as TranscodeChunkInput;
+        publisher.chunkDone(t.rendition, t.chunkIndex);
+      }
+    },
   });
+  await publisher?.drained();
   const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];
   const audioAt = jobs.findIndex((j) => j.activity === 'packageAudio');
   const audio = audioAt >= 0 ? (fan.results[audioAt] as StreamAudioArtifact) : undefined;
@@ -191,14 +321,16 @@ async function streamPipeline(
   setStage('packaging', ladder.renditions.map((r) => r.name).join(', '));
   const renditions = await Promise.all(
     ladder.renditions.map(async (rung) => {
-      const r = await pack.packageRendition({
+      const renditionInput = {
         output,
         rendition: rung.name,
         chunkCount: chunks.length,
         segmentSeconds,
         // Asked for: in the activity's input only (no new command).
         ...(input.qualityCheck ? { qualityCheck: { source: media.uri } } : {}),
-      });
+      };
+      // Published chunk by chunk already: only closing its playlist is left.
+      const r = live ? await pack.finishRendition(renditionInput) : await pack.packageRendition(renditionInput);
       progress.done++;
       return r;
     }),
@@ -224,6 +356,11 @@ async function streamPipeline(
   });
   // `.work/` is removed by the caller once the artifacts are final (see KEEP_FINAL_ARTIFACTS_PATCH).
   progress.done++;
+  if (live) {
+    // From here on the whole stream (or the MPD, for `dash`) is what plays.
+    playbackUrl = master.url ?? master.uri;
+    setPlaybackUrl(playbackUrl);
+  }
   return {
     workflowId: pipelineId,
     runId,
@@ -234,6 +371,7 @@ async function streamPipeline(
     sourceDurationSec: media.durationSec,
     renditions,
     thumbnails,
+    ...(playbackUrl ? { playbackUrl } : {}),
     stream: {
       package: packaging,
       segmentSeconds,
@@ -266,7 +404,7 @@ async function transcodeVideo(
   const { probe, finish, cleanup } = mediaActivities();
   const { pipelineId, runId, output } = runOutput();
   const stages = trackProgress('probing');
-  const { progress, setStage } = stages;
+  const { progress, setStage, setPlaybackUrl } = stages;
   // Asked only for a streaming package: an `mp4` run records no marker and runs as before.
   const stream = input.package !== Packaging.mp4 && patched(STREAM_PACKAGING_PATCH);
 
@@ -279,7 +417,7 @@ async function transcodeVideo(
     // A streaming package takes an audio-only source (the probe input only; no new command).
     const media = await probe.probeMedia({ output, source: input.source, ...(stream ? { allowAudioOnly: true } : {}) });
     if (stream) {
-      result = await streamPipeline(input, media, { pipelineId, runId, output, progress, setStage });
+      result = await streamPipeline(input, media, { pipelineId, runId, output, progress, setStage, setPlaybackUrl });
       // A new path: its runs all remove `.work/` after the try.
       cleanupAfter = true;
     } else {

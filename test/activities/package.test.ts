@@ -15,6 +15,7 @@ import { runProcess } from '../../src/activities/media/ffmpeg';
 import {
   createPackagingActivities,
   initTimescale,
+  mediaPlaylist,
   mpdFrameRate,
   parseMediaPlaylist,
   spriteVtt,
@@ -291,6 +292,94 @@ describe('stream packaging', () => {
     }
     expect(mpdFrameRate(29.97)).toBe('30000/1001');
     expect(mpdFrameRate(25)).toBe('25');
+  });
+
+  it('publishes chunk by chunk while the run goes: in order, an EVENT playlist that only grows, the same bytes as packaging at once', async () => {
+    const live = 'pkg-live/r1';
+    for (const index of [0, 1])
+      await run(new MockActivityEnvironment(), media.transcodeChunk, chunkInput(live, '240p', index));
+    const publish = (chunkIndex: number) =>
+      run(new MockActivityEnvironment(), pack.publishChunk, {
+        output: live,
+        rendition: '240p',
+        chunkIndex,
+        segmentSeconds: SEGMENT,
+      });
+    const dir = path.join(t.outputDir, live, 'hls', '240p');
+    // Out of order is refused (retryable: the workflow only asks in order).
+    await expect(publish(1)).rejects.toThrow(/chunk 0 is not published yet/);
+    expect(fs.existsSync(path.join(dir, 'playlist.m3u8'))).toBe(false);
+
+    const first = await publish(0);
+    const one = (file: string) => fs.readFileSync(path.join(dir, file), 'utf8');
+    let playlist = one('playlist.m3u8');
+    expect(playlist).toContain('#EXT-X-PLAYLIST-TYPE:EVENT');
+    expect(playlist).not.toContain('#EXT-X-ENDLIST');
+    expect(parseMediaPlaylist(playlist).map((s) => s.file)).toEqual([
+      'seg-00000.m4s',
+      'seg-00001.m4s',
+      'seg-00002.m4s',
+    ]);
+    expect(first).toMatchObject({ name: '240p', width: 426, height: 240, frameRate: 15, segments: 3 });
+    expect(first.codecs).toBe(renditions[0]!.codecs);
+
+    // Playable now: the master names the rendition (and the audio group, when asked).
+    const { master, playbackUrl } = await run(new MockActivityEnvironment(), pack.publishMaster, {
+      output: live,
+      renditions: [first],
+      audio: false,
+    });
+    expect(playbackUrl).toBe(master.uri);
+    expect(fs.readFileSync(master.path!, 'utf8')).toContain('hls/240p/playlist.m3u8');
+    // What is out so far plays: the init segment and the three segments, joined, are one stream
+    // with a keyframe every segment length (ffprobe's HLS demuxer would wait on an EVENT playlist).
+    const joined = path.join(t.dir, 'live-prefix.mp4');
+    fs.writeFileSync(
+      joined,
+      Buffer.concat(
+        ['init.mp4', ...parseMediaPlaylist(playlist).map((s) => s.file)].map((f) => fs.readFileSync(path.join(dir, f))),
+      ),
+    );
+    expect(await keyframeTimes(joined)).toEqual([0, SEGMENT, 2 * SEGMENT]);
+
+    await publish(1);
+    playlist = one('playlist.m3u8');
+    expect(playlist).not.toContain('#EXT-X-ENDLIST');
+    // It grew by appending: the first version is a prefix of the second.
+    const grown = parseMediaPlaylist(playlist);
+    expect(grown.map((s) => s.file)).toEqual(['00000', '00001', '00002', '00003', '00004'].map((n) => `seg-${n}.m4s`));
+    const before = packagedFiles(live, '240p');
+    await publish(1);
+    expect(packagedFiles(live, '240p')).toEqual(before);
+
+    // Chunk 1's fragments were moved into place: every segment and the init segment are
+    // byte-identical to packaging the whole rendition in one run (the first test's).
+    const whole = packagedFiles('pkg-a/r1', '240p');
+    for (const file of Object.keys(whole).filter((f) => f !== 'playlist.m3u8')) expect(before[file]).toBe(whole[file]);
+
+    const done = await run(new MockActivityEnvironment(), pack.finishRendition, {
+      output: live,
+      rendition: '240p',
+      chunkCount: CHUNKS.length,
+      segmentSeconds: SEGMENT,
+    });
+    playlist = one('playlist.m3u8');
+    expect(playlist.trimEnd().endsWith('#EXT-X-ENDLIST')).toBe(true);
+    expect(playlist.startsWith(mediaPlaylist(grown, SEGMENT, false))).toBe(true);
+    const { name, width, height, frameRate, codecs, segments, peakBitsPerSec, averageBitsPerSec, durationSec } =
+      renditions[0]!;
+    expect(done).toMatchObject({
+      name,
+      width,
+      height,
+      frameRate,
+      codecs,
+      segments,
+      peakBitsPerSec,
+      averageBitsPerSec,
+      durationSec,
+    });
+    expect(await keyframeTimes(done.path!)).toEqual(await keyframeTimes(renditions[0]!.path!));
   });
 
   it('qualityCheck scores the first segment with libvmaf, or says why the ffmpeg in use cannot', async () => {

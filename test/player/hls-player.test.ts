@@ -7,16 +7,19 @@
  * An audio-only source's stream (one audio variant) plays to its end too.
  */
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
 import { runProcess } from '../../src/activities/media/ffmpeg';
+import { parseMediaPlaylist } from '../../src/activities/media/package';
 import { startArtifactServer, type ArtifactServer } from '../../src/cli/serve-artifacts';
 import type { VideoPipelineResult } from '../../src/shared/video';
 import type { WorkerHost } from '../../src/workers/host';
 import { launchChromium, playerRun } from './browser';
-import type { TestEnv } from '../helpers/env';
+import { sampleVideo, type TestEnv } from '../helpers/env';
 
 let t: TestEnv;
 let host: WorkerHost;
@@ -142,6 +145,90 @@ describe('hls.js in headless Chromium', () => {
       expect(Math.abs(last[1] - first[0] - tone.sourceDurationSec)).toBeLessThanOrEqual(0.1);
     } finally {
       await toneServer.close();
+    }
+  });
+
+  it('plays a run from its start while the run still publishes, on to its end, the playlists only ever growing', async () => {
+    // 30 one-segment chunks of two renditions, one sub-job at a time: the run takes a while, and
+    // its stream is playable after the audio and both renditions' first chunks.
+    const source = await sampleVideo(t, { seconds: 30, width: 640, height: 360, fps: 15, name: 'long.mp4' });
+    const { workflowId } = await client.startVideoPipeline({
+      source,
+      renditions: ['240p', '360p'],
+      segmentSeconds: 2,
+      chunkSeconds: 2,
+      window: 1,
+      thumbnails: 0,
+      tenant: 'player',
+      idempotencyKey: `player-live-${t.suffix}`,
+    });
+    const deadline = Date.now() + 120_000;
+    let playbackUrl: string | undefined;
+    while (!playbackUrl && Date.now() < deadline) {
+      const progress = await client.getProgress(workflowId);
+      playbackUrl = progress.playbackUrl;
+      if (!playbackUrl) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(playbackUrl).toMatch(/^file:\/\/.*\/master\.m3u8$/);
+    const root = path.dirname(fileURLToPath(playbackUrl!));
+    const liveServer = await startArtifactServer({ root });
+    // Every look at the store while the run goes: each playlist names only segments already there,
+    // from seg-00000 with no gap, and each look's list is a prefix of the next one's.
+    const seen: Record<string, string[]> = { '240p': [], '360p': [] };
+    let looks = 0;
+    const problems: string[] = [];
+    const look = () => {
+      for (const name of Object.keys(seen)) {
+        const file = path.join(root, 'hls', name, 'playlist.m3u8');
+        if (!fs.existsSync(file)) continue;
+        const files = parseMediaPlaylist(fs.readFileSync(file, 'utf8')).map((s) => s.file);
+        const inOrder = files.every((f, i) => f === `seg-${String(i).padStart(5, '0')}.m4s`);
+        if (!inOrder) problems.push(`${name}: not in order from seg-00000: ${files.join(' ')}`);
+        const missing = files.filter((f) => !fs.existsSync(path.join(root, 'hls', name, f)));
+        if (missing.length > 0) problems.push(`${name}: names segments not in the store: ${missing.join(' ')}`);
+        if (files.slice(0, seen[name]!.length).join() !== seen[name]!.join()) {
+          problems.push(`${name}: ${seen[name]!.length} segments became ${files.length}, not by appending`);
+        }
+        seen[name] = files;
+      }
+      looks++;
+    };
+    const watcher = setInterval(look, 200);
+    try {
+      look();
+      const status = await client.getStatus(workflowId);
+      expect(status.status).toBe('RUNNING');
+      await page.goto(`${liveServer.url}/watch?src=master.m3u8`, { waitUntil: 'load' });
+      await page.evaluate(`document.querySelector('video').play()`);
+      await page.waitForFunction(`document.querySelector('video').ended`, undefined, { timeout: 150_000 });
+      const end = await state(page);
+      const loads = await page.evaluate<{ live: boolean; fragments: number }[]>('window.levelLoads');
+      const result = await client.getResult<VideoPipelineResult>(workflowId);
+      console.log(
+        `hls.js while publishing: first playlist load ${JSON.stringify(loads[0])}, ${loads.length} loads, ${looks} looks at the store, errors ${JSON.stringify(end.errors)}`,
+      );
+      // The player's first look was at a stream still being published (an EVENT playlist with
+      // no end yet), and it played on from 0 to the source's end.
+      expect(problems).toEqual([]);
+      expect(looks).toBeGreaterThan(1);
+      expect(loads[0]).toMatchObject({ live: true });
+      expect(loads[0]!.fragments).toBeLessThan(result.stream!.renditions[0]!.segments);
+      // Catching up with the encoder may stall the player (a non-fatal bufferStalledError); nothing else.
+      expect(end.errors.filter((e) => e.fatal || e.details !== 'bufferStalledError')).toEqual([]);
+      const first = end.played[0]!;
+      const last = end.played.at(-1)!;
+      expect(first[0]).toBeLessThan(0.1);
+      expect(Math.abs(last[1] - first[0] - result.sourceDurationSec)).toBeLessThanOrEqual(0.1);
+      // The result names what plays, and the playlists ended with what the run measured.
+      expect(result.playbackUrl).toBe(playbackUrl);
+      for (const r of result.stream!.renditions) {
+        const text = fs.readFileSync(r.path!, 'utf8');
+        expect(text.trimEnd().endsWith('#EXT-X-ENDLIST')).toBe(true);
+        expect(parseMediaPlaylist(text)).toHaveLength(r.segments);
+      }
+    } finally {
+      clearInterval(watcher);
+      await liveServer.close();
     }
   });
 

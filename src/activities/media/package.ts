@@ -32,6 +32,7 @@ import type {
   ThumbnailArtifact,
 } from '../../shared/video';
 import { isObjectUri, joinKey, sha256File, storageFailure, type ObjectInfo } from '../../storage';
+import { fragmentTiming, shiftFragment } from './cmaf';
 import { FfmpegError, runProcess } from './ffmpeg';
 import { chunkName, type MediaDeps, type SegmentRecord } from './index';
 
@@ -46,6 +47,40 @@ export interface PackageRenditionInput extends RunOutput {
   segmentSeconds: number;
   /** Score the first segment against this source (its URI, from `probeMedia`) with libvmaf. */
   qualityCheck?: { source: string };
+}
+
+/** One chunk of a rendition to publish while the pipeline runs (chunks are published in order). */
+export interface PublishChunkInput extends RunOutput {
+  rendition: RenditionName;
+  chunkIndex: number;
+  segmentSeconds: number;
+}
+
+/** What a rendition's published segments measure: what its line in a master playlist needs. */
+export interface StreamVariant {
+  name: RenditionName;
+  width: number;
+  height: number;
+  frameRate: number;
+  codecs: string;
+  peakBitsPerSec: number;
+  averageBitsPerSec: number;
+  /** Segments published so far, and their length in seconds. */
+  segments: number;
+  durationSec: number;
+}
+
+export interface PublishMasterInput extends RunOutput {
+  /** Every rendition, with what its first published chunk measured. */
+  renditions: StreamVariant[];
+  /** The source has audio: the shared audio group is published (packageAudio) and goes in. */
+  audio: boolean;
+}
+
+export interface PublishedMaster {
+  master: Artifact;
+  /** What a player loads: the master playlist's presigned URL on `s3`, else its URI. */
+  playbackUrl: string;
 }
 
 export interface PackageAudioInput extends RunOutput {
@@ -146,6 +181,34 @@ export function parseMediaPlaylist(text: string): { file: string; durationSec: n
   return out;
 }
 
+/**
+ * A media playlist over CMAF segments published so far: `EVENT` while the pipeline runs (a
+ * player polls it, and it only ever grows), closed with `#EXT-X-ENDLIST` once the rendition is
+ * complete. RFC 8216 allows an EVENT playlist to change only by appending lines, so the type stays
+ * EVENT and the end tag is appended: players then treat it as a finished (VOD) presentation.
+ */
+export function mediaPlaylist(
+  segments: { file: string; durationSec: number }[],
+  segmentSeconds: number,
+  ended: boolean,
+): string {
+  // Fixed up front (an EVENT playlist's target duration must not change): the segment length,
+  // unless a segment rounds to more.
+  const target = Math.max(segmentSeconds, ...segments.map((s) => Math.round(s.durationSec)));
+  const lines = [
+    '#EXTM3U',
+    '#EXT-X-VERSION:7',
+    `#EXT-X-TARGETDURATION:${target}`,
+    '#EXT-X-MEDIA-SEQUENCE:0',
+    '#EXT-X-PLAYLIST-TYPE:EVENT',
+    '#EXT-X-INDEPENDENT-SEGMENTS',
+    '#EXT-X-MAP:URI="init.mp4"',
+  ];
+  for (const s of segments) lines.push(`#EXTINF:${s.durationSec.toFixed(6)},`, s.file);
+  if (ended) lines.push('#EXT-X-ENDLIST');
+  return lines.join('\n') + '\n';
+}
+
 /** RFC 6381 `avc1.PPCCLL` from the `avcC` box of an init segment; undefined when it has none. */
 export function avcCodecs(init: Buffer): string | undefined {
   const at = init.indexOf('avcC');
@@ -156,7 +219,10 @@ export function avcCodecs(init: Buffer): string | undefined {
 }
 
 /** The master playlist text: one shared audio group, one variant per rendition (lowest first). */
-export function masterPlaylist(renditions: StreamRenditionArtifact[], audio: StreamAudioArtifact | undefined): string {
+export function masterPlaylist(
+  renditions: Omit<StreamVariant, 'segments' | 'durationSec'>[],
+  audio: Pick<StreamAudioArtifact, 'codecs' | 'peakBitsPerSec' | 'averageBitsPerSec'> | undefined,
+): string {
   const lines = ['#EXTM3U', '#EXT-X-VERSION:7', '#EXT-X-INDEPENDENT-SEGMENTS'];
   if (renditions.length === 0 && audio) {
     // An audio-only source: one variant, the audio group's media playlist itself.
@@ -510,6 +576,89 @@ export function createPackagingActivities(deps: MediaDeps) {
     return ratio(stream?.avg_frame_rate) || ratio(stream?.r_frame_rate);
   }
 
+  /** The checksummed segments of each of a rendition's chunks; a chunk not done yet fails (retryable). */
+  async function chunkRecords(
+    output: string,
+    rendition: RenditionName,
+    indexes: number[],
+  ): Promise<{ chunk: number; segments: SegmentRecord[] }[]> {
+    const out: { chunk: number; segments: SegmentRecord[] }[] = [];
+    for (const i of indexes) {
+      const segments = (await artifacts.head(chunkKey(output, rendition, i, 'done.json')))
+        ? await readJson<SegmentRecord[]>(chunkKey(output, rendition, i, 'segments.json'))
+        : undefined;
+      if (!segments) {
+        throw ApplicationFailure.create({
+          type: FailureType.TranscodeFailed,
+          message: `chunk ${i} of ${rendition} is not complete`,
+        });
+      }
+      out.push({ chunk: i, segments });
+    }
+    return out;
+  }
+
+  /** Downloads chunks' encoded segments into `scratch`, in order, each checked against its checksum. */
+  async function downloadChunks(
+    output: string,
+    rendition: RenditionName,
+    records: { chunk: number; segments: SegmentRecord[] }[],
+    scratch: string,
+  ): Promise<string[]> {
+    const files: string[] = [];
+    for (const { chunk, segments } of records) {
+      for (const seg of segments) {
+        const local = path.join(scratch, `${chunkName(chunk)}-${seg.file}`);
+        const got = await artifacts.download(chunkKey(output, rendition, chunk, seg.file), local);
+        if (got.sha256 !== seg.sha256) {
+          throw ApplicationFailure.create({
+            type: FailureType.TranscodeFailed,
+            message: `segment ${seg.file} of chunk ${chunk} (${rendition}) does not match its checksum`,
+          });
+        }
+        files.push(local);
+      }
+      heartbeat({ stage: 'download', chunk });
+    }
+    return files;
+  }
+
+  /**
+   * Joins encoded segments by stream copy into CMAF segments (one per encoded segment: each
+   * starts on its forced keyframe) with ffmpeg's HLS muxer, in `<scratch>/out`, numbered from
+   * `startNumber`.
+   */
+  async function repackage(files: string[], scratch: string, segmentSeconds: number, startNumber = 0): Promise<string> {
+    const list = path.join(scratch, 'concat.txt');
+    await fsp.writeFile(list, files.map((f) => `file '${f.replace(/'/g, "'\\''")}'`).join('\n') + '\n');
+    const dir = path.join(scratch, 'out');
+    await fsp.mkdir(dir);
+    await runProcess(
+      deps.binaries.ffmpeg,
+      [
+        ...FFMPEG_WRITE_ARGS,
+        '-f',
+        'concat',
+        '-safe',
+        '0',
+        '-i',
+        list,
+        '-map',
+        '0:v:0',
+        '-c',
+        'copy',
+        '-map_metadata',
+        '-1',
+        '-fflags',
+        '+bitexact',
+        ...(startNumber > 0 ? ['-start_number', String(startNumber)] : []),
+        ...hlsArgs(dir, segmentSeconds / 2),
+      ],
+      { signal: Context.current().cancellationSignal },
+    );
+    return dir;
+  }
+
   /**
    * Packages one rendition: downloads its checksummed segments (all chunks, in order), joins
    * them by stream copy into CMAF segments, one per encoded segment (each starts on its forced
@@ -524,61 +673,12 @@ export function createPackagingActivities(deps: MediaDeps) {
       () => ({ stage: 'package', rendition: input.rendition }),
       async () => {
         try {
-          const chunks: SegmentRecord[][] = [];
-          for (let i = 0; i < input.chunkCount; i++) {
-            const segs = (await artifacts.head(chunkKey(input.output, input.rendition, i, 'done.json')))
-              ? await readJson<SegmentRecord[]>(chunkKey(input.output, input.rendition, i, 'segments.json'))
-              : undefined;
-            if (!segs) {
-              throw ApplicationFailure.create({
-                type: FailureType.TranscodeFailed,
-                message: `chunk ${i} of ${input.rendition} is not complete`,
-              });
-            }
-            chunks.push(segs);
-          }
+          const chunks: number[] = [];
+          for (let i = 0; i < input.chunkCount; i++) chunks.push(i);
+          const records = await chunkRecords(input.output, input.rendition, chunks);
           return await inScratch(async (scratch) => {
-            const files: string[] = [];
-            for (const [i, segs] of chunks.entries()) {
-              for (const seg of segs) {
-                const local = path.join(scratch, `${chunkName(i)}-${seg.file}`);
-                const got = await artifacts.download(chunkKey(input.output, input.rendition, i, seg.file), local);
-                if (got.sha256 !== seg.sha256) {
-                  throw ApplicationFailure.create({
-                    type: FailureType.TranscodeFailed,
-                    message: `segment ${seg.file} of chunk ${i} (${input.rendition}) does not match its checksum`,
-                  });
-                }
-                files.push(local);
-              }
-              heartbeat({ stage: 'download', chunk: i });
-            }
-            const list = path.join(scratch, 'concat.txt');
-            await fsp.writeFile(list, files.map((f) => `file '${f.replace(/'/g, "'\\''")}'`).join('\n') + '\n');
-            const dir = path.join(scratch, 'out');
-            await fsp.mkdir(dir);
-            await runProcess(
-              deps.binaries.ffmpeg,
-              [
-                ...FFMPEG_WRITE_ARGS,
-                '-f',
-                'concat',
-                '-safe',
-                '0',
-                '-i',
-                list,
-                '-map',
-                '0:v:0',
-                '-c',
-                'copy',
-                '-map_metadata',
-                '-1',
-                '-fflags',
-                '+bitexact',
-                ...hlsArgs(dir, input.segmentSeconds / 2),
-              ],
-              { signal: Context.current().cancellationSignal },
-            );
+            const files = await downloadChunks(input.output, input.rendition, records, scratch);
+            const dir = await repackage(files, scratch, input.segmentSeconds);
             const pkg = await publishPackage(input.output, input.rendition, dir);
             // One CMAF segment per encoded segment, or the keyframes are not where they must be.
             if (pkg.segments.length !== files.length) {
@@ -621,6 +721,256 @@ export function createPackagingActivities(deps: MediaDeps) {
         }
       },
     );
+  }
+
+  /** What publishing a chunk leaves in `.work/`: everything published of the rendition up to it. */
+  interface LiveRecord {
+    /** Checksum of the rendition's init segment (chunk 0's; every chunk's must match). */
+    init: string;
+    /** Where the next chunk starts, in the track's timescale (a decimal string: a bigint). */
+    endTicks: string;
+    video: { width: number; height: number; frameRate: number; codecs: string };
+    /** Every segment published so far, in order. */
+    segments: PackagedSegment[];
+  }
+  const liveRecordKey = (output: string, rendition: string, chunkIndex: number) =>
+    runKey(output, '.work', 'hls', rendition, `${chunkName(chunkIndex)}.json`);
+
+  const variantOf = (name: RenditionName, record: LiveRecord): StreamVariant => {
+    const r = rates(record.segments);
+    return {
+      name,
+      ...record.video,
+      peakBitsPerSec: r.peakBitsPerSec,
+      averageBitsPerSec: r.averageBitsPerSec,
+      segments: record.segments.length,
+      durationSec: r.durationSec,
+    };
+  };
+
+  /**
+   * Writes a rendition's media playlist from what is published, unless the store already holds a
+   * longer one (a late attempt must never shorten it). Segments are in the store before the
+   * playlist names them, and each chunk is published only after the one before it, so the
+   * playlist grows in order and never has a gap.
+   */
+  async function writeRenditionPlaylist(
+    output: string,
+    rendition: string,
+    segments: PackagedSegment[],
+    segmentSeconds: number,
+    ended: boolean,
+  ): Promise<Artifact> {
+    const key = runKey(output, 'hls', rendition, 'playlist.m3u8');
+    if (!ended && (await artifacts.head(key))) {
+      const bytes = await artifacts.getBuffer(key);
+      if (parseMediaPlaylist(bytes.toString('utf8')).length >= segments.length) {
+        return describe(key, {
+          key,
+          bytes: bytes.length,
+          sha256: crypto.createHash('sha256').update(bytes).digest('hex'),
+        });
+      }
+    }
+    const text = mediaPlaylist(segments, segmentSeconds, ended);
+    const info = await artifacts.put(key, text, { contentType: 'application/vnd.apple.mpegurl' });
+    return describe(key, { ...info, sha256: info.sha256 ?? crypto.createHash('sha256').update(text).digest('hex') });
+  }
+
+  /**
+   * Publishes one chunk of a rendition while the pipeline runs: its encoded segments become CMAF
+   * segments (ffmpeg packages the chunk alone; {@link shiftFragment} then moves its fragments'
+   * sequence numbers and times to where the chunk sits, so each segment is byte-identical to what
+   * packaging the whole rendition at once writes), each uploaded atomically with its checksum, and
+   * the rendition's EVENT playlist is rewritten to name them. Chunk 0 also publishes the init
+   * segment; a later chunk's must match it. Publishing a chunk again changes nothing.
+   */
+  async function publishChunk(input: PublishChunkInput): Promise<StreamVariant> {
+    if (!RENDITIONS[input.rendition]) {
+      throw nonRetryable(FailureType.InvalidInput, `rendition: unknown rendition ${input.rendition}`);
+    }
+    const { output, rendition, chunkIndex } = input;
+    return withKeepAlive(
+      () => ({ stage: 'publish', rendition, chunkIndex }),
+      async () => {
+        try {
+          const before =
+            chunkIndex > 0 ? await readJson<LiveRecord>(liveRecordKey(output, rendition, chunkIndex - 1)) : undefined;
+          if (chunkIndex > 0 && !before) {
+            throw ApplicationFailure.create({
+              type: FailureType.TranscodeFailed,
+              message: `${rendition}: chunk ${chunkIndex - 1} is not published yet (chunks are published in order)`,
+            });
+          }
+          let record = await readJson<LiveRecord>(liveRecordKey(output, rendition, chunkIndex));
+          if (!record) {
+            const chunk = await chunkRecords(output, rendition, [chunkIndex]);
+            record = await inScratch(async (scratch) => {
+              const files = await downloadChunks(output, rendition, chunk, scratch);
+              const first = before?.segments.length ?? 0;
+              const dir = await repackage(files, scratch, input.segmentSeconds, first);
+              const playlistText = await fsp.readFile(path.join(dir, 'playlist.m3u8'), 'utf8');
+              const listed = parseMediaPlaylist(playlistText);
+              // One CMAF segment per encoded segment, or the keyframes are not where they must be.
+              if (listed.length !== files.length) {
+                throw ApplicationFailure.create({
+                  type: FailureType.TranscodeFailed,
+                  message: `${rendition}: chunk ${chunkIndex}'s ${files.length} encoded segments became ${listed.length} CMAF segments; keyframes are not on the segment boundaries`,
+                });
+              }
+              const initFile = path.join(dir, 'init.mp4');
+              const initSha = await sha256File(initFile);
+              const prefix = runKey(output, 'hls', rendition);
+              let video = before?.video;
+              if (before) {
+                if (initSha !== before.init) {
+                  throw nonRetryable(
+                    FailureType.TranscodeFailed,
+                    `${rendition}: chunk ${chunkIndex}'s init segment differs from chunk 0's (the encoder settings changed between chunks)`,
+                  );
+                }
+              } else {
+                const codecs = avcCodecs(await fsp.readFile(initFile));
+                if (!codecs) {
+                  throw ApplicationFailure.create({
+                    type: FailureType.TranscodeFailed,
+                    message: `${rendition}: the init segment has no avcC box`,
+                  });
+                }
+                const size = await probeSize(initFile);
+                video = { ...size, frameRate: await frameRateOf(path.join(dir, 'playlist.m3u8')), codecs };
+                await artifacts.putFile(joinKey(prefix, 'init.mp4'), initFile, { sha256: initSha });
+              }
+              let end = BigInt(before?.endTicks ?? '0');
+              const offsetTicks = end;
+              const segments = [...(before?.segments ?? [])];
+              for (const [i, seg] of listed.entries()) {
+                const name = path.basename(seg.file);
+                const file = path.join(dir, name);
+                const shifted = shiftFragment(await fsp.readFile(file), { sequence: first + i + 1, offsetTicks });
+                const timing = fragmentTiming(shifted);
+                end = timing.startTicks + timing.durationTicks;
+                await fsp.writeFile(file, shifted);
+                const sha256 = crypto.createHash('sha256').update(shifted).digest('hex');
+                const info = await artifacts.putFile(joinKey(prefix, name), file, { sha256 });
+                segments.push({ file: name, bytes: info.bytes, sha256, durationSec: seg.durationSec });
+                heartbeat({ stage: 'publish', rendition, chunkIndex, segment: segments.length });
+              }
+              const made: LiveRecord = { init: initSha, endTicks: end.toString(), video: video!, segments };
+              await artifacts.put(liveRecordKey(output, rendition, chunkIndex), JSON.stringify(made));
+              return made;
+            });
+          }
+          await writeRenditionPlaylist(output, rendition, record.segments, input.segmentSeconds, false);
+          return variantOf(rendition, record);
+        } catch (err) {
+          throw failure(err);
+        }
+      },
+    );
+  }
+
+  /**
+   * Closes a rendition published chunk by chunk: its playlist gets `#EXT-X-ENDLIST`, its segment
+   * records go where `manifest.json` and the MPD read them, and (asked with `qualityCheck`) its
+   * first segment is scored. Returns the rendition as {@link packageRendition} does.
+   */
+  async function finishRendition(input: PackageRenditionInput): Promise<StreamRenditionArtifact> {
+    if (!RENDITIONS[input.rendition]) {
+      throw nonRetryable(FailureType.InvalidInput, `rendition: unknown rendition ${input.rendition}`);
+    }
+    const { output, rendition } = input;
+    return withKeepAlive(
+      () => ({ stage: 'finish', rendition }),
+      async () => {
+        try {
+          const record = await readJson<LiveRecord>(liveRecordKey(output, rendition, input.chunkCount - 1));
+          if (!record) {
+            throw ApplicationFailure.create({
+              type: FailureType.TranscodeFailed,
+              message: `${rendition}: its last chunk (${input.chunkCount - 1}) is not published yet`,
+            });
+          }
+          const playlist = await writeRenditionPlaylist(output, rendition, record.segments, input.segmentSeconds, true);
+          await artifacts.put(
+            runKey(output, '.work', 'hls', `${rendition}.json`),
+            JSON.stringify({ init: record.init, segments: record.segments }),
+          );
+          const initKey = runKey(output, 'hls', rendition, 'init.mp4');
+          const initInfo = await artifacts.head(initKey);
+          if (!initInfo) {
+            throw ApplicationFailure.create({
+              type: FailureType.TranscodeFailed,
+              message: `${rendition}: init.mp4 is missing`,
+            });
+          }
+          const init = await describe(initKey, { ...initInfo, sha256: record.init });
+          const variant = variantOf(rendition, record);
+          const first = record.segments[0]!;
+          const quality = input.qualityCheck
+            ? await inScratch(async (scratch) => {
+                const dir = path.join(scratch, 'out');
+                await fsp.mkdir(dir);
+                await artifacts.download(initKey, path.join(dir, 'init.mp4'));
+                await artifacts.download(
+                  joinKey(runKey(output, 'hls', rendition), first.file),
+                  path.join(dir, first.file),
+                );
+                return scoreFirstSegment(input.qualityCheck!.source, dir, first, variant, scratch);
+              })
+            : undefined;
+          return {
+            name: rendition,
+            ...playlist,
+            width: variant.width,
+            height: variant.height,
+            durationSec: variant.durationSec,
+            frameRate: variant.frameRate,
+            codecs: variant.codecs,
+            peakBitsPerSec: variant.peakBitsPerSec,
+            averageBitsPerSec: variant.averageBitsPerSec,
+            init,
+            segments: record.segments.length,
+            totalBytes: playlist.bytes + init.bytes + record.segments.reduce((a, s) => a + s.bytes, 0),
+            ...(quality ? { quality } : {}),
+          };
+        } catch (err) {
+          throw failure(err);
+        }
+      },
+    );
+  }
+
+  /**
+   * Publishes the master playlist as soon as every rendition has its first chunk out (and the
+   * audio group, when there is one): from then on the stream plays while the rest is encoded.
+   * Its bandwidths are those of the first chunks; `writeStreamPlaylists` rewrites it with the
+   * whole renditions' at the end.
+   */
+  async function publishMaster(input: PublishMasterInput): Promise<PublishedMaster> {
+    try {
+      let audio: Pick<StreamAudioArtifact, 'codecs' | 'peakBitsPerSec' | 'averageBitsPerSec'> | undefined;
+      if (input.audio) {
+        const done = await readJson<{ segments: PackagedSegment[] }>(
+          runKey(input.output, '.work', 'hls', 'audio.json'),
+        );
+        if (!done || !(await artifacts.head(runKey(input.output, 'hls', 'audio', 'playlist.m3u8')))) {
+          throw ApplicationFailure.create({
+            type: FailureType.TranscodeFailed,
+            message: 'the audio group is not published yet',
+          });
+        }
+        audio = { codecs: STREAM_AUDIO.codecs, ...rates(done.segments) };
+      }
+      const key = runKey(input.output, 'master.m3u8');
+      const info = await artifacts.put(key, masterPlaylist(input.renditions, audio), {
+        contentType: 'application/vnd.apple.mpegurl',
+      });
+      const master = await describe(key, info);
+      return { master, playbackUrl: master.url ?? master.uri };
+    } catch (err) {
+      throw failure(err);
+    }
   }
 
   /**
@@ -994,7 +1344,15 @@ export function createPackagingActivities(deps: MediaDeps) {
     );
   }
 
-  return { packageRendition, packageAudio, writeStreamPlaylists, extractSprite };
+  return {
+    packageRendition,
+    publishChunk,
+    finishRendition,
+    publishMaster,
+    packageAudio,
+    writeStreamPlaylists,
+    extractSprite,
+  };
 }
 
 export type PackagingActivities = ReturnType<typeof createPackagingActivities>;
