@@ -111,6 +111,17 @@ async function main(): Promise<void> {
         package: 'hls',
         segmentSeconds: 2,
       },
+      // The same, recorded after the stream-live-playlists patch: chunks published in order while
+      // the run goes, the master playlist as soon as it plays (video-hls above replays the path before it).
+      {
+        name: 'video-hls-live',
+        source: 'wide.mp4',
+        chunkSeconds: 2,
+        renditions: ['240p', '360p'],
+        thumbnails: 1,
+        package: 'hls',
+        segmentSeconds: 2,
+      },
       // 520 chunks > the 500 threshold: the fan-out goes through batched child workflows.
       {
         name: 'video-batched',

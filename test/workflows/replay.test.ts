@@ -63,9 +63,39 @@ describe('recorded histories replay deterministically', () => {
       'sub-job-batch.json',
       'video-batched.json',
       'video-completed.json',
+      'video-hls-live.json',
       'video-hls.json',
       'video-invalid-media.json',
     ]);
+  });
+
+  it('covers publishing while the run goes: every chunk published once, in order per rendition, the master once, each rendition finished', () => {
+    const { events } = JSON.parse(fs.readFileSync(path.join(DIR, 'video-hls-live.json'), 'utf8')) as {
+      events: {
+        activityTaskScheduledEventAttributes?: {
+          activityType: { name: string };
+          input?: { payloads?: { data?: string }[] };
+        };
+      }[];
+    };
+    const scheduled = events.flatMap((e) => {
+      const a = e.activityTaskScheduledEventAttributes;
+      if (!a) return [];
+      const data = a.input?.payloads?.[0]?.data;
+      const input = data ? (JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as Record<string, unknown>) : {};
+      return [{ name: a.activityType.name, input }];
+    });
+    const of = (name: string) => scheduled.filter((s) => s.name === name);
+    expect(of('publishChunk')).toHaveLength(of('transcodeChunk').length);
+    for (const rendition of ['240p', '360p']) {
+      const order = of('publishChunk')
+        .filter((s) => s.input.rendition === rendition)
+        .map((s) => s.input.chunkIndex);
+      expect(order).toEqual(order.map((_, i) => i));
+    }
+    expect(of('publishMaster')).toHaveLength(1);
+    expect(of('finishRendition')).toHaveLength(2);
+    expect(of('packageRendition')).toHaveLength(0);
   });
 
   it('covers the dead-letter path: three sub-jobs fail for good, each followed by a recordDeadLetter activity', () => {
