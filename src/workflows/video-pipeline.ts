@@ -339,7 +339,12 @@ async function streamPipeline(
   // The packaging rides in the activity's input (no new command): `dash` and `both` add the MPD.
   const packaging = input.package as StreamPackaging;
   const qualityCheck = input.qualityCheck ? summarizeQuality(renditions) : undefined;
-  const { master, mpd, manifest } = await pack.writeStreamPlaylists({
+  const {
+    master,
+    mpd,
+    manifest,
+    playbackUrl: finalPlaybackUrl,
+  } = await pack.writeStreamPlaylists({
     output,
     workflowId: pipelineId,
     runId,
@@ -358,7 +363,7 @@ async function streamPipeline(
   progress.done++;
   if (live) {
     // From here on the whole stream (or the MPD, for `dash`) is what plays.
-    playbackUrl = master.url ?? master.uri;
+    playbackUrl = finalPlaybackUrl ?? master.url ?? master.uri;
     setPlaybackUrl(playbackUrl);
   }
   return {

@@ -9,6 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runProcess } from '../../src/activities/media/ffmpeg';
 import { InvalidInputError, type SluiceClient } from '../../src/client';
 import { freePort } from '../../src/devserver/dev-server';
 import type { VideoPipelineResult } from '../../src/shared/video';
@@ -107,6 +108,69 @@ describe('the video pipeline on s3', () => {
       (await storage.artifacts.getBuffer(`${workflowId}/${result.runId}/manifest.json`)).toString(),
     ) as VideoPipelineResult;
     expect(manifest.renditions.map((r) => [r.uri, r.url])).toEqual(result.renditions.map((r) => [r.uri, undefined]));
+  });
+
+  it('an hls run plays from a private bucket through its playbackUrl: signed playlists, every URI presigned', async () => {
+    const wide = await sampleVideo(s3, { seconds: 10, width: 640, height: 360, name: 'wide.mp4' });
+    const { workflowId } = await client.startVideoPipeline({
+      ...request('hls-s3'),
+      source: wide,
+      package: 'hls',
+      segmentSeconds: 2,
+      thumbnails: 0,
+    });
+    const result = await client.getResult<VideoPipelineResult>(workflowId);
+    const playback = new URL(result.playbackUrl!);
+    expect(decodeURIComponent(playback.pathname)).toBe(
+      `/${bucket}/sluice/outputs/${workflowId}/${result.runId}/signed/master.m3u8`,
+    );
+    expect(playback.searchParams.get('X-Amz-Expires')).toBe('600');
+    // The bucket is private: the same object without the signature is refused.
+    expect((await fetch(`${playback.origin}${playback.pathname}`)).status).toBe(403);
+    const text = async (url: string) => {
+      const res = await fetch(url);
+      expect(res.status).toBe(200);
+      return res.text();
+    };
+    const uris = (playlist: string) => [
+      ...playlist.split('\n').filter((l) => l.trim() && !l.startsWith('#')),
+      ...[...playlist.matchAll(/URI="([^"]+)"/g)].map((m) => m[1]!),
+    ];
+    const master = await text(result.playbackUrl!);
+    const media = uris(master);
+    // Two renditions and the audio group, each a presigned URL of its signed playlist.
+    expect(media).toHaveLength(3);
+    const manifest = JSON.parse(
+      (await storage.artifacts.getBuffer(`${workflowId}/${result.runId}/manifest.json`)).toString(),
+    ) as { renditions: { name: string; segmentList: { file: string; sha256: string }[] }[] };
+    let fetched = 0;
+    let verified = 0;
+    for (const url of media) {
+      expect(new URL(url).searchParams.has('X-Amz-Signature')).toBe(true);
+      const playlist = await text(url);
+      expect(playlist).toContain('#EXT-X-ENDLIST');
+      const name = /\/signed\/hls\/([^/]+)\/playlist\.m3u8$/.exec(new URL(url).pathname)![1]!;
+      const listed = manifest.renditions.find((r) => r.name === name)?.segmentList;
+      for (const segment of uris(playlist)) {
+        const body = Buffer.from(await (await fetch(segment)).arrayBuffer());
+        const file = new URL(segment).pathname.split('/').at(-1)!;
+        const expected = listed?.find((s) => s.file === file)?.sha256;
+        if (expected) {
+          expect(crypto.createHash('sha256').update(body).digest('hex')).toBe(expected);
+          verified++;
+        }
+        expect(body.length).toBeGreaterThan(0);
+        fetched++;
+      }
+    }
+    expect(fetched).toBeGreaterThan(10);
+    // Every video segment checked against the manifest's checksum (the audio group's are not listed there).
+    expect(verified).toBe(manifest.renditions.reduce((a, r) => a + r.segmentList.length, 0));
+    // A second reader: ffprobe's HLS demuxer plays the whole stream from the presigned URL.
+    const { stdout } = await runProcess(s3.binaries.ffprobe, [
+      ...['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', result.playbackUrl!],
+    ]);
+    expect(Math.abs(Number(stdout.trim()) - result.sourceDurationSec)).toBeLessThan(0.2);
   });
 
   it('an s3:// source is accepted as is, and a bad one is refused at the edge naming the field, starting nothing', async () => {

@@ -113,6 +113,11 @@ export interface StreamPlaylistsResult {
   /** The DASH MPD (`dash`, `both`). */
   mpd?: Artifact;
   manifest: Artifact;
+  /**
+   * What a player loads: the signed master's presigned URL on `s3` (the MPD's presigned URL for
+   * `dash`), else the master's (or MPD's) URI.
+   */
+  playbackUrl?: string;
 }
 
 /** One packaged segment as `manifest.json` lists it. */
@@ -207,6 +212,27 @@ export function mediaPlaylist(
   for (const s of segments) lines.push(`#EXTINF:${s.durationSec.toFixed(6)},`, s.file);
   if (ended) lines.push('#EXT-X-ENDLIST');
   return lines.join('\n') + '\n';
+}
+
+/**
+ * A playlist with every URI it names (its URI lines and `URI="…"` attributes) replaced by what
+ * `sign` makes of it; everything else as it was.
+ */
+export async function rewritePlaylistUris(text: string, sign: (uri: string) => Promise<string>): Promise<string> {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim();
+    if (trimmed && !trimmed.startsWith('#')) {
+      out.push(await sign(trimmed));
+      continue;
+    }
+    let rewritten = line;
+    for (const m of line.matchAll(/URI="([^"]+)"/g)) {
+      rewritten = rewritten.replace(m[0], `URI="${await sign(m[1]!)}"`);
+    }
+    out.push(rewritten);
+  }
+  return out.join('\n');
 }
 
 /** RFC 6381 `avc1.PPCCLL` from the `avcC` box of an init segment; undefined when it has none. */
@@ -485,6 +511,27 @@ export function createPackagingActivities(deps: MediaDeps) {
     };
   }
 
+  /**
+   * On a store that presigns (`s3`): a copy of the playlist at `signed/<rel>` whose every URI is
+   * a presigned URL (a playlist it names: that playlist's signed copy), so that a player given
+   * the signed master's presigned URL can fetch everything from a private bucket, for as long as
+   * the presigned URLs last (SLUICE_PRESIGN_TTL_SECONDS). Returns the copy's presigned URL;
+   * undefined on a store that does not presign (`file`: nothing is written).
+   */
+  async function publishSigned(output: string, rel: string, text: string): Promise<string | undefined> {
+    const signedKey = runKey(output, 'signed', rel);
+    const probe = await artifacts.presign(signedKey, storage.presignTtlSec);
+    if (!probe) return undefined;
+    const dir = path.posix.dirname(rel);
+    const signed = await rewritePlaylistUris(text, async (uri) => {
+      const target = path.posix.normalize(path.posix.join(dir, uri));
+      const key = target.endsWith('.m3u8') ? runKey(output, 'signed', target) : runKey(output, target);
+      return (await artifacts.presign(key, storage.presignTtlSec)) ?? uri;
+    });
+    await artifacts.put(signedKey, signed, { contentType: 'application/vnd.apple.mpegurl' });
+    return probe;
+  }
+
   /** An ffmpeg or store failure as the failure type the retry policies know. */
   function failure(err: unknown): unknown {
     if (err instanceof ApplicationFailure) return err;
@@ -538,6 +585,7 @@ export function createPackagingActivities(deps: MediaDeps) {
     const playlistInfo = await artifacts.put(playlistKey, playlistText, {
       contentType: 'application/vnd.apple.mpegurl',
     });
+    await publishSigned(output, `hls/${name}/playlist.m3u8`, playlistText);
     await artifacts.put(runKey(output, '.work', 'hls', `${name}.json`), JSON.stringify({ init: initSha, segments }));
     return {
       playlist: await describe(playlistKey, playlistInfo),
@@ -774,6 +822,7 @@ export function createPackagingActivities(deps: MediaDeps) {
     }
     const text = mediaPlaylist(segments, segmentSeconds, ended);
     const info = await artifacts.put(key, text, { contentType: 'application/vnd.apple.mpegurl' });
+    await publishSigned(output, `hls/${rendition}/playlist.m3u8`, text);
     return describe(key, { ...info, sha256: info.sha256 ?? crypto.createHash('sha256').update(text).digest('hex') });
   }
 
@@ -963,11 +1012,11 @@ export function createPackagingActivities(deps: MediaDeps) {
         audio = { codecs: STREAM_AUDIO.codecs, ...rates(done.segments) };
       }
       const key = runKey(input.output, 'master.m3u8');
-      const info = await artifacts.put(key, masterPlaylist(input.renditions, audio), {
-        contentType: 'application/vnd.apple.mpegurl',
-      });
+      const text = masterPlaylist(input.renditions, audio);
+      const info = await artifacts.put(key, text, { contentType: 'application/vnd.apple.mpegurl' });
       const master = await describe(key, info);
-      return { master, playbackUrl: master.url ?? master.uri };
+      const signed = await publishSigned(input.output, 'master.m3u8', text);
+      return { master, playbackUrl: signed ?? master.uri };
     } catch (err) {
       throw failure(err);
     }
@@ -1106,10 +1155,10 @@ export function createPackagingActivities(deps: MediaDeps) {
             if (initInfo) {
               // A store's head need not carry a checksum (the file store's does not hash): the
               // playlist is a few hundred bytes, so hash what is there.
-              const playlistSha = crypto
-                .createHash('sha256')
-                .update(await artifacts.getBuffer(playlistKey))
-                .digest('hex');
+              const playlistBytes = await artifacts.getBuffer(playlistKey);
+              const playlistSha = crypto.createHash('sha256').update(playlistBytes).digest('hex');
+              // The signed copy (s3) may not have been written before an interruption.
+              await publishSigned(input.output, 'hls/audio/playlist.m3u8', playlistBytes.toString('utf8'));
               const playlist = await describe(playlistKey, { ...publishedPlaylist, sha256: playlistSha });
               const init = await describe(initKey, { ...initInfo, sha256: done.init });
               return audioArtifact(playlist, init, done.segments);
@@ -1197,12 +1246,15 @@ export function createPackagingActivities(deps: MediaDeps) {
         (await readJson<{ segments: PackagedSegment[] }>(runKey(input.output, '.work', 'hls', `${name}.json`)))
           ?.segments ?? [];
       let hlsMaster: Artifact | undefined;
+      let signedMaster: string | undefined;
       if (kind === Packaging.hls || kind === Packaging.both) {
         const masterKey = runKey(input.output, 'master.m3u8');
-        const masterInfo = await artifacts.put(masterKey, masterPlaylist(input.renditions, input.audio), {
+        const masterText = masterPlaylist(input.renditions, input.audio);
+        const masterInfo = await artifacts.put(masterKey, masterText, {
           contentType: 'application/vnd.apple.mpegurl',
         });
         hlsMaster = await describe(masterKey, masterInfo);
+        signedMaster = await publishSigned(input.output, 'master.m3u8', masterText);
       }
       let mpd: Artifact | undefined;
       if (kind === Packaging.dash || kind === Packaging.both) {
@@ -1265,6 +1317,7 @@ export function createPackagingActivities(deps: MediaDeps) {
         master,
         ...(mpd ? { mpd } : {}),
         manifest: await describe(manifestKey, manifestInfo),
+        playbackUrl: signedMaster ?? master.url ?? master.uri,
       };
     } catch (err) {
       throw failure(err);
