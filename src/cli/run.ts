@@ -184,9 +184,17 @@ export async function waitAndReport(client: SluiceClient, workflowId: string, js
       )
     : undefined;
   let lastStage = '';
+  let playable = false;
   const render = (): Promise<void> =>
     client.getProgress(workflowId).then(
       (p) => {
+        // Said once, as soon as the stream plays (long before the run ends).
+        if (p.playbackUrl && !playable && !json) {
+          playable = true;
+          if (bar) bar.stop();
+          info(`  playable now: ${p.playbackUrl}`);
+          if (bar) lastStage = '';
+        }
         if (bar) {
           if (!lastStage) bar.start(Math.max(1, p.total), p.done, { stage: p.stage.padEnd(13) });
           bar.setTotal(Math.max(1, p.total));
@@ -216,7 +224,7 @@ export async function waitAndReport(client: SluiceClient, workflowId: string, js
       if (stream) {
         if (stream.package !== 'dash') info(`  master playlist (HLS): ${stream.master.path ?? stream.master.uri}`);
         if (stream.mpd) info(`  MPD (DASH): ${stream.mpd.path ?? stream.mpd.uri}`);
-        if (stream.master.url) info(`  playback URL: ${stream.master.url}`);
+        if (result.playbackUrl) info(`  playback URL: ${result.playbackUrl}`);
         for (const r of stream.renditions)
           info(
             `  ${r.name.padEnd(6)} ${r.width}x${r.height}  ${r.segments} segments of ${stream.segmentSeconds} s  ${(r.totalBytes / 1e6).toFixed(2)} MB  ${Math.round(r.averageBitsPerSec / 1000)} kb/s avg, ${Math.round(r.peakBitsPerSec / 1000)} kb/s peak`,

@@ -218,6 +218,11 @@ export interface PipelineState {
   status: PipelineStatus;
   stage: string | undefined;
   progress: PipelineProgress | undefined;
+  /**
+   * A video run with a streaming package: what a player loads, once it plays (while running:
+   * the progress query's; completed: the result's).
+   */
+  playbackUrl?: string;
   startTime: string | undefined;
   closeTime: string | undefined;
 }
@@ -808,12 +813,18 @@ export class SluiceClient {
     if (d.status.name === 'RUNNING') {
       progress = await handle.query(progressQuery).catch(() => undefined);
     }
+    const kind = attrs.get(PipelineKindKey);
+    let playbackUrl = progress?.playbackUrl;
+    if (d.status.name === 'COMPLETED' && kind === PipelineKind.video) {
+      playbackUrl = ((await handle.result().catch(() => undefined)) as VideoPipelineResult | undefined)?.playbackUrl;
+    }
     return {
       workflowId,
-      kind: attrs.get(PipelineKindKey),
+      kind,
       status: d.status.name as PipelineStatus,
       stage: progress?.stage ?? attrs.get(StageKey),
       progress,
+      ...(playbackUrl ? { playbackUrl } : {}),
       startTime: d.startTime?.toISOString(),
       closeTime: d.closeTime?.toISOString(),
     };

@@ -14,6 +14,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SluiceClient } from '../../src/client';
 import { runProcess } from '../../src/activities/media/ffmpeg';
+import { createApiServer, listen } from '../../src/api/server';
 import { parseMediaPlaylist } from '../../src/activities/media/package';
 import { startArtifactServer, type ArtifactServer } from '../../src/cli/serve-artifacts';
 import type { VideoPipelineResult } from '../../src/shared/video';
@@ -162,14 +163,27 @@ describe('hls.js in headless Chromium', () => {
       tenant: 'player',
       idempotencyKey: `player-live-${t.suffix}`,
     });
+    // Read through the HTTP API, as an app would: GET /v1/pipelines/:id names the playback URL
+    // in its progress as soon as the stream plays.
+    const api = createApiServer({ client, bodyLimitBytes: 65_536 });
+    const base = `http://127.0.0.1:${await listen(api, 0)}/v1/pipelines/${encodeURIComponent(workflowId)}`;
+    const status = async () =>
+      (await (await fetch(base)).json()) as {
+        status: string;
+        playbackUrl?: string;
+        progress?: { playbackUrl?: string };
+      };
     const deadline = Date.now() + 120_000;
     let playbackUrl: string | undefined;
+    let firstSeen: Awaited<ReturnType<typeof status>> | undefined;
     while (!playbackUrl && Date.now() < deadline) {
-      const progress = await client.getProgress(workflowId);
-      playbackUrl = progress.playbackUrl;
+      firstSeen = await status();
+      playbackUrl = firstSeen.playbackUrl;
       if (!playbackUrl) await new Promise((r) => setTimeout(r, 100));
     }
     expect(playbackUrl).toMatch(/^file:\/\/.*\/master\.m3u8$/);
+    expect(firstSeen).toMatchObject({ status: 'RUNNING', progress: { playbackUrl } });
+    expect((await client.getProgress(workflowId)).playbackUrl).toBe(playbackUrl);
     const root = path.dirname(fileURLToPath(playbackUrl!));
     const liveServer = await startArtifactServer({ root });
     // Every look at the store while the run goes: each playlist names only segments already there,
@@ -196,8 +210,7 @@ describe('hls.js in headless Chromium', () => {
     const watcher = setInterval(look, 200);
     try {
       look();
-      const status = await client.getStatus(workflowId);
-      expect(status.status).toBe('RUNNING');
+      expect((await client.getStatus(workflowId)).status).toBe('RUNNING');
       await page.goto(`${liveServer.url}/watch?src=master.m3u8`, { waitUntil: 'load' });
       await page.evaluate(`document.querySelector('video').play()`);
       await page.waitForFunction(`document.querySelector('video').ended`, undefined, { timeout: 150_000 });
@@ -219,8 +232,10 @@ describe('hls.js in headless Chromium', () => {
       const last = end.played.at(-1)!;
       expect(first[0]).toBeLessThan(0.1);
       expect(Math.abs(last[1] - first[0] - result.sourceDurationSec)).toBeLessThanOrEqual(0.1);
-      // The result names what plays, and the playlists ended with what the run measured.
+      // The result names what plays (so does the API once the run is over), and the playlists
+      // ended with what the run measured.
       expect(result.playbackUrl).toBe(playbackUrl);
+      expect(await status()).toMatchObject({ status: 'COMPLETED', playbackUrl });
       for (const r of result.stream!.renditions) {
         const text = fs.readFileSync(r.path!, 'utf8');
         expect(text.trimEnd().endsWith('#EXT-X-ENDLIST')).toBe(true);
@@ -229,6 +244,7 @@ describe('hls.js in headless Chromium', () => {
     } finally {
       clearInterval(watcher);
       await liveServer.close();
+      await new Promise<void>((resolve) => api.close(() => resolve()));
     }
   });
 
