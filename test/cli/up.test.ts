@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { freePort, isPortOpen } from '../../src/devserver/dev-server';
 import { REPO_ROOT, makeTestEnv, type TestEnv } from '../helpers/env';
@@ -67,6 +68,8 @@ describe('sluice up --once', () => {
       expect(playlist).toContain(`RESOLUTION=${size}`);
     }
     expect(run.stderr).toMatch(/watch it: sluice serve-artifacts /);
+    // What a player loads (on the file store, the master's URI).
+    expect(run.stderr).toContain(`playback URL: ${pathToFileURL(master as string).href}`);
     expect(run.stderr).toMatch(
       /UI: http:\/\/127\.0\.0\.1:\d+\/namespaces\/default\/workflows\/video%3Ademo%3Ademo-\d+/,
     );
