@@ -6,7 +6,7 @@
  * group, each rendition packaged into CMAF segments → master playlist and manifest.
  */
 import { ApplicationFailure, condition, patched, proxyActivities } from '@temporalio/workflow';
-import { FailureType, Packaging, PipelineKind, type RenditionName } from '../shared/constants';
+import { FailureType, Packaging, PipelineKind, PRIORITY_KEY_BY_TIER, type RenditionName } from '../shared/constants';
 import { planLadder } from '../shared/ladder';
 import type { SubJob } from '../shared/fan-out';
 import {
@@ -95,9 +95,14 @@ function livePublisher(opts: {
   withMaster: boolean;
   onPlayable: (published: PublishedMaster) => void;
 }) {
-  const live = proxyActivities<Pick<PackagingActivities, 'publishChunk' | 'publishMaster'>>(
-    withRunPriority({ ...activityOptionsFor('publishChunk'), summary: 'publish' }),
-  );
+  // Ahead of the run's own transcodes (one priority key up, when there is one): a publish waits
+  // only for the next free activity slot, not behind every chunk already queued.
+  const base = withRunPriority({ ...activityOptionsFor('publishChunk'), summary: 'publish' });
+  const ahead = Math.max(1, (base.priority?.priorityKey ?? PRIORITY_KEY_BY_TIER.default) - 1);
+  const live = proxyActivities<Pick<PackagingActivities, 'publishChunk' | 'publishMaster'>>({
+    ...base,
+    priority: { ...base.priority, priorityKey: ahead },
+  });
   const state = new Map(
     opts.renditions.map((r) => [
       r,
@@ -146,6 +151,10 @@ function livePublisher(opts: {
       audioReady = true;
       publishMaster();
     },
+    /** Every rendition's first chunk and the master playlist are out (the stream plays), or publishing failed. */
+    leadPublished(): boolean {
+      return error !== undefined || (master === 'done' && [...state.values()].every((s) => s.next >= 1));
+    },
     /** Resolves when every chunk and the master playlist are published; throws what failed. */
     async drained(): Promise<void> {
       await condition(
@@ -160,6 +169,25 @@ function livePublisher(opts: {
 /** Chunk length of a streaming package: a whole number of segments, so chunks never split one. */
 export function streamChunkSeconds(chunkSeconds: number, segmentSeconds: number): number {
   return Math.max(segmentSeconds, Math.floor(chunkSeconds / segmentSeconds) * segmentSeconds);
+}
+
+/**
+ * Chunks of a stream published while the run goes: a lead-in chunk of one segment, so that the
+ * stream plays once one segment of each rendition is out, then chunks of `chunkSeconds` (a whole
+ * number of segments: every chunk starts on a segment boundary).
+ */
+export function planLiveChunks(
+  durationSec: number,
+  chunkSeconds: number,
+  segmentSeconds: number,
+): { startSec: number; durationSec: number }[] {
+  if (chunkSeconds <= segmentSeconds || durationSec - segmentSeconds < 0.25)
+    return planChunks(durationSec, chunkSeconds);
+  const rest = planChunks(durationSec - segmentSeconds, chunkSeconds);
+  return [
+    { startSec: 0, durationSec: segmentSeconds },
+    ...rest.map((c) => ({ ...c, startSec: c.startSec + segmentSeconds })),
+  ];
 }
 
 /** Chunk boundaries: `[start, duration]` pairs covering `durationSec`. */
@@ -222,7 +250,10 @@ async function streamPipeline(
     });
   }
   const segmentSeconds = input.segmentSeconds;
-  const chunks = planChunks(media.durationSec, streamChunkSeconds(input.chunkSeconds, segmentSeconds));
+  const chunkSeconds = streamChunkSeconds(input.chunkSeconds, segmentSeconds);
+  const chunks = live
+    ? planLiveChunks(media.durationSec, chunkSeconds, segmentSeconds)
+    : planChunks(media.durationSec, chunkSeconds);
   const times = audioOnly ? [] : planThumbnails(media.durationSec, input.thumbnails);
 
   const jobs: SubJob<ActivityName>[] = [];
@@ -291,22 +322,41 @@ async function streamPipeline(
         },
       })
     : undefined;
-  const fan = await runSubJobs<unknown>(jobs, {
-    parentId: pipelineId,
-    window: input.window,
-    policy: { kind: 'fail-fast' },
-    onSettled: (index, ok) => {
-      if (ok) progress.done++;
-      else progress.failed++;
-      const job = jobs[index];
-      if (!ok || !publisher || !job) return;
-      if (job.activity === 'packageAudio') publisher.audioDone();
-      if (job.activity === 'transcodeChunk') {
-        const t = job.input as TranscodeChunkInput;
-        publisher.chunkDone(t.rendition, t.chunkIndex);
-      }
-    },
-  });
+  const settled = (index: number, ok: boolean) => {
+    if (ok) progress.done++;
+    else progress.failed++;
+    const job = jobs[index];
+    if (!ok || !publisher || !job) return;
+    if (job.activity === 'packageAudio') publisher.audioDone();
+    if (job.activity === 'transcodeChunk') {
+      const t = job.input as TranscodeChunkInput;
+      publisher.chunkDone(t.rendition, t.chunkIndex);
+    }
+  };
+  const fanOver = (list: SubJob<ActivityName>[], offset: number) =>
+    runSubJobs<unknown>(list, {
+      parentId: pipelineId,
+      window: input.window,
+      policy: { kind: 'fail-fast' },
+      onSettled: (index, ok) => settled(offset + index, ok),
+    });
+  let fan: { results: unknown[] };
+  if (publisher && chunks.length > 1 && ladder.renditions.length > 0) {
+    // What plays first goes first, on its own: a task queue's partitions hand out tasks in no set
+    // order, so the lead (the audio group and every rendition's lead-in chunk) would otherwise
+    // wait behind later chunks for activity slots, and so would the publishing after it. The rest
+    // is dispatched once the lead is published (the stream plays), or once something failed.
+    const leadCount = (media.hasAudio ? 1 : 0) + ladder.renditions.length;
+    const lead = fanOver(jobs.slice(0, leadCount), 0);
+    const rest = (async () => {
+      await condition(() => publisher.leadPublished());
+      return fanOver(jobs.slice(leadCount), leadCount);
+    })();
+    const [a, b] = await Promise.all([lead, rest]);
+    fan = { results: [...a.results, ...b.results] };
+  } else {
+    fan = await fanOver(jobs, 0);
+  }
   await publisher?.drained();
   const thumbnails = fan.results.slice(jobs.length - times.length) as ThumbnailArtifact[];
   const audioAt = jobs.findIndex((j) => j.activity === 'packageAudio');

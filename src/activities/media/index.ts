@@ -630,7 +630,10 @@ export function createMediaActivities(deps: MediaDeps) {
                   input.stream,
                 );
                 // The keep-alive around the whole attempt heartbeats while queued behind the limiter too.
-                await deps.limiter.schedule(() =>
+                // A streaming package plays from its first chunks: on this worker, earlier chunks'
+                // segments go ahead of later ones (Bottleneck: 0 is first, 5 the default, 9 last).
+                const priority = input.stream ? Math.min(9, input.chunkIndex) : 5;
+                await deps.limiter.schedule({ priority }, () =>
                   runProcess(deps.binaries.ffmpeg, args, {
                     signal,
                     onProgress: (p) => {

@@ -1168,7 +1168,8 @@ export function createPackagingActivities(deps: MediaDeps) {
             inScratch(async (scratch) => {
               const dir = path.join(scratch, 'out');
               await fsp.mkdir(dir);
-              await deps.limiter.schedule(() =>
+              // What plays first: ahead of every later chunk's segments on this worker (see transcodeChunk).
+              await deps.limiter.schedule({ priority: 0 }, () =>
                 runProcess(
                   deps.binaries.ffmpeg,
                   [
