@@ -20,7 +20,7 @@ import path from 'node:path';
  */
 export const FLOORS: readonly (readonly string[])[] = [
   ['shared'],
-  ['logger', 'security', 'ratelimit', 'crash-point'],
+  ['logger', 'security', 'ratelimit', 'crash-point', 'tracing'],
   ['config', 'connection'],
   ['storage', 'data', 'devserver', 'dlq'],
   ['workflows', 'activities'],
