@@ -27,7 +27,7 @@ describe('tracing off by default', () => {
     expect(tracingPipeline()).toBeUndefined();
     // The global API is still the no-op: its spans record nothing.
     expect(trace.getTracer('sluice').startSpan('probe').isRecording()).toBe(false);
-    await expect(withSpan('probe', {}, async (span) => span)).resolves.toBeUndefined();
+    await expect(withSpan('probe', {}, (span) => Promise.resolve(span))).resolves.toBeUndefined();
 
     const endpoint = 'http://127.0.0.1:4318';
     expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }, REPO_ROOT).tracing.enabled).toBe(true);
@@ -125,9 +125,11 @@ describe('one video pipeline, one trace', () => {
     const status = await until(
       'the pipeline to close',
       async () =>
-        ((await (await fetch(`${api!.url}/v1/pipelines/${encodeURIComponent(workflowId)}`)).json()) as {
-          status: string;
-        }).status,
+        (
+          (await (await fetch(`${api!.url}/v1/pipelines/${encodeURIComponent(workflowId)}`)).json()) as {
+            status: string;
+          }
+        ).status,
       (s) => s !== 'RUNNING',
       90_000,
     );
