@@ -119,3 +119,12 @@ export function injectTraceContext(headers: Record<string, string>): Record<stri
   if (installed) propagation.inject(context.active(), headers);
   return headers;
 }
+
+/**
+ * `fn`, bound to the active trace context: for callbacks that a queue runs later from another
+ * context (Bottleneck's `schedule`), so their spans stay children of the caller's. `fn` itself
+ * when tracing is off.
+ */
+export function inActiveContext<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+  return installed ? context.bind(context.active(), fn) : fn;
+}

@@ -15,7 +15,7 @@ import type { DeadLetter, DeadLetterInput, DlqStore } from '../../dlq/store';
 import { parseRetryAfter, type WebhookLimiter } from '../../ratelimit/webhook-limiter';
 import { FailureType } from '../../shared/constants';
 import { BadResponseError, assertSafeWebhookUrl, fetchPinned, parseAllowList } from '../../security/ssrf';
-import { SpanKind, injectTraceContext, withSpan } from '../../tracing';
+import { SpanKind, inActiveContext, injectTraceContext, withSpan } from '../../tracing';
 
 /** Dependencies of the notify activities. */
 export interface NotifyDeps {
@@ -163,7 +163,8 @@ export function createNotifyActivities(deps: NotifyDeps) {
 
       const response = await deps.limiter.schedule(
         input.tenant,
-        async () => {
+        // Bound to this attempt's trace context: the limiter runs it from its own queue.
+        inActiveContext(async () => {
           const timestamp = String(Math.floor(Date.now() / 1000));
           try {
             // With tracing on: a client span, and its `traceparent` sent along to the receiver.
@@ -198,7 +199,7 @@ export function createNotifyActivities(deps: NotifyDeps) {
             if (ctx.cancellationSignal.aborted) throw err;
             throw deliveryFailure(err, url.origin, timeoutMs);
           }
-        },
+        }),
         // Waiting for the limiter can take a while under load: keep the heartbeat going.
         { signal: ctx.cancellationSignal, onWait: () => ctx.heartbeat({ waiting: true }) },
       );
