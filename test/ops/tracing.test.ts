@@ -11,6 +11,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { trace } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { SluiceClient } from '../../src/client';
 import { loadConfig } from '../../src/config';
 import { TIERS } from '../../src/shared/constants';
 import { startTracing, tracingPipeline, withSpan } from '../../src/tracing';
@@ -28,6 +29,15 @@ describe('tracing off by default', () => {
     // The global API is still the no-op: its spans record nothing.
     expect(trace.getTracer('sluice').startSpan('probe').isRecording()).toBe(false);
     await expect(withSpan('probe', {}, (span) => Promise.resolve(span))).resolves.toBeUndefined();
+
+    // A client connected without an endpoint has no tracing interceptor.
+    const client = await SluiceClient.connect({ config: makeTestEnv('trace-off').config });
+    try {
+      expect(client.temporal.options.interceptors.workflow ?? []).toEqual([]);
+      expect(tracingPipeline()).toBeUndefined();
+    } finally {
+      await client.close();
+    }
 
     const endpoint = 'http://127.0.0.1:4318';
     expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }, REPO_ROOT).tracing.enabled).toBe(true);
