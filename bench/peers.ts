@@ -309,12 +309,13 @@ async function tracingSection(bench: BenchEnv, connection: Connection): Promise<
       offRunsSec: offRuns!.map((x) => round(x)),
       onRunsSec: onRuns!.map((x) => round(x)),
       workerCpuPerRunSec: { off: round(median(cpu.off)), on: round(median(cpu.on)) },
+      workerCpuOverheadPct: round((median(cpu.on) / median(cpu.off) - 1) * 100, 1),
       spansInLatestTrace: latest?.spans.length ?? 0,
     };
     const lines = [
       `  tracing overhead, ${TRACING_JOBS} no-op sub-jobs, window/slots ${CONCURRENCY}, one \`sluice worker\` process per side: off ${offSec.toFixed(2)} s, on (OTLP to Jaeger) ${onSec.toFixed(2)} s`,
       `    overhead: ${overheadPct.toFixed(1)} %  (target ≤ 3 %)  ${overheadPct <= 3 ? 'MET' : 'NOT MET'}  (medians of ${TRACING_REPS} rotated runs after 1 untimed each: off ${offRuns!.map((x) => x.toFixed(2)).join(', ')} s; on ${onRuns!.map((x) => x.toFixed(2)).join(', ')} s)`,
-      `    worker CPU per run (median): off ${figures.workerCpuPerRunSec.off.toFixed(2)} s, on ${figures.workerCpuPerRunSec.on.toFixed(2)} s; spans in the traced side's latest trace in Jaeger: ${figures.spansInLatestTrace}`,
+      `    worker CPU per run (median): off ${figures.workerCpuPerRunSec.off.toFixed(2)} s, on ${figures.workerCpuPerRunSec.on.toFixed(2)} s (+${figures.workerCpuOverheadPct.toFixed(1)} %; steadier than wall time on a loaded machine); spans in the traced side's latest trace in Jaeger: ${figures.spansInLatestTrace}`,
     ];
     return { figures, lines };
   } finally {
