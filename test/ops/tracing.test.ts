@@ -10,6 +10,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { trace } from '@opentelemetry/api';
+import { Client, Connection } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { SluiceClient } from '../../src/client';
 import { loadConfig } from '../../src/config';
@@ -84,6 +86,8 @@ async function stopProcess(child: ChildProcess | undefined): Promise<void> {
   clearTimeout(timer);
 }
 
+/** The bundle the spawned worker runs (`npm test` builds it first). */
+const BUNDLE = path.join(REPO_ROOT, 'dist', 'workflow-bundle.js');
 const CHUNK_SECONDS = 4;
 const SECONDS = 8;
 const RENDITIONS = ['240p', '360p'];
@@ -204,5 +208,16 @@ describe('one video pipeline, one trace', () => {
     const s3Calls = tr.spans.filter((s) => s.operationName.startsWith('S3.'));
     expect(s3Calls.some((s) => service(s) === 'sluice-worker')).toBe(true);
     expect(s3Calls.some((s) => s.operationName === 'S3.PutObject')).toBe(true);
+
+    // A traced run replays on the same bundle (a worker that evicted it rebuilds it so).
+    const connection = await Connection.connect({ address: inject('temporalAddress') });
+    try {
+      const history = await new Client({ connection }).workflow.getHandle(workflowId).fetchHistory();
+      // Named after the run's queue, as a worker of that queue replays it (the pipelines check their tier).
+      const queue = history.events?.[0]?.workflowExecutionStartedEventAttributes?.taskQueue?.name ?? '';
+      await Worker.runReplayHistory({ workflowBundle: { codePath: BUNDLE }, replayName: queue }, history, workflowId);
+    } finally {
+      await connection.close();
+    }
   }, 150_000);
 });
