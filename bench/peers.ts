@@ -23,20 +23,33 @@
  *    wall-time ratio Sluice / BullMQ (target ≤ 1.10). With no-op sub-jobs: the ratio, reported
  *    as the cost of durability.
  *
+ * 3. Tracing overhead: the same no-op fan-out of `--tracing-jobs` sub-jobs through two `sluice
+ *    worker` processes (compiled code, default tier, `--concurrency` slots), one exporting spans
+ *    over OTLP to a real Jaeger v2 started here (.tools/jaeger) and one with tracing off, started
+ *    by a traced and a plain client; runs rotate, `--tracing-reps` each after one untimed run.
+ *    Overhead = median wall time on ÷ off − 1 (target ≤ 3 %), with each worker's CPU per run.
+ *    `--tracing-only` runs just this section.
+ *
  *   npm run bench:peers [-- --jobs 1000 --concurrency 50 --io-concurrency 10,50 --overhead-jobs 1000 --reps 11
- *                      --warmup 2 --io-reps 3 --io-window 4 --io-pack 10]
+ *                      --warmup 2 --io-reps 3 --io-window 4 --io-pack 10 --tracing-jobs 1000 --tracing-reps 7
+ *                      --tracing-only]
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry/lib/client';
 import { FlowProducer, Worker as BullWorker, type Job } from 'bullmq';
 import IORedis from 'ioredis';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
 import { taskQueueFor } from '../src/shared/constants';
+import { freePort } from '../src/devserver/dev-server';
+import { shutdownTracing, startTracing } from '../src/tracing';
+import { startJaeger } from '../test/helpers/jaeger';
 import { WorkerHost } from '../src/workers/host';
 import type { BurstInput, BurstResult } from '../src/workflows/burst';
 import { listArg, numberArg, saveFigures, startBenchEnv, type BenchEnv } from './harness';
@@ -54,6 +67,9 @@ const IO_WINDOW = numberArg('io-window', 4);
 /** Sub-jobs per activity task in the packed Sluice run of the peer comparison. */
 const IO_PACK = numberArg('io-pack', 10);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const TRACING_JOBS = numberArg('tracing-jobs', 1000);
+const TRACING_REPS = numberArg('tracing-reps', 7);
+const TRACING_ONLY = process.argv.includes('--tracing-only');
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -191,6 +207,124 @@ function startBull(concurrency: number): Side {
   };
 }
 
+/** `node bin/sluice worker --tiers default` on its own queue suffix; resolves once /readyz answers 200. */
+async function spawnBenchWorker(
+  bench: BenchEnv,
+  suffix: string,
+  extraEnv: Record<string, string>,
+): Promise<ChildProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'sluice'), 'worker', '--tiers', 'default'], {
+    cwd: bench.dir,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      ...bench.env,
+      SLUICE_TASK_QUEUE_SUFFIX: suffix,
+      SLUICE_SLOTS_DEFAULT: String(CONCURRENCY),
+      SLUICE_METRICS_PORT: String(port),
+      ...extraEnv,
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`worker ${suffix} exited (${child.exitCode}) before it was ready`);
+    const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) return child;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`worker ${suffix} not ready within 60 s`);
+    }
+    await sleep(200);
+  }
+}
+
+/** SIGTERM (the worker drains and flushes its spans), then waits for the exit. */
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Section 3: the no-op fan-out on a worker exporting spans to Jaeger versus one with tracing off. */
+async function tracingSection(bench: BenchEnv, connection: Connection): Promise<{ figures: object; lines: string[] }> {
+  const jaeger = await startJaeger();
+  const children: ChildProcess[] = [];
+  try {
+    // This process is the traced side's client: its StartWorkflow spans go to Jaeger as well.
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = jaeger.otlpEndpoint;
+    startTracing({ enabled: true, serviceName: 'sluice-bench' }, 'sluice-bench');
+    const traced = new Client({
+      connection,
+      interceptors: { workflow: [new OpenTelemetryWorkflowClientInterceptor()] },
+    });
+    const plain = new Client({ connection });
+    const on = await spawnBenchWorker(bench, 'trace-on', { OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpEndpoint });
+    children.push(on);
+    const off = await spawnBenchWorker(bench, 'trace-off', {});
+    children.push(off);
+    const cpu = { on: [] as number[], off: [] as number[] };
+    const side = (client: Client, suffix: string, worker: ChildProcess, into: number[]) => async () => {
+      const c0 = processCpuSeconds(worker.pid);
+      const t0 = performance.now();
+      const result = await client.workflow.execute<(i: BurstInput) => Promise<BurstResult>>('burstWorkflow', {
+        taskQueue: taskQueueFor('default', suffix),
+        workflowId: `${suffix}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`,
+        args: [{ jobs: TRACING_JOBS, ms: 0, window: CONCURRENCY }],
+      });
+      const sec = (performance.now() - t0) / 1000;
+      if (result.succeeded !== TRACING_JOBS)
+        throw new Error(`${suffix}: ${result.succeeded}/${TRACING_JOBS} succeeded`);
+      into.push(processCpuSeconds(worker.pid) - c0);
+      return sec;
+    };
+    const runOff = side(plain, 'trace-off', off, cpu.off);
+    const runOn = side(traced, 'trace-on', on, cpu.on);
+    await runOff();
+    await runOn();
+    cpu.off.length = 0;
+    cpu.on.length = 0;
+    const [offRuns, onRuns] = await rotate(TRACING_REPS, [runOff, runOn]);
+    const offSec = median(offRuns!);
+    const onSec = median(onRuns!);
+    const overheadPct = (onSec / offSec - 1) * 100;
+    // Proof that the traced side exported: its latest trace in Jaeger (spans arrive in batches).
+    await sleep(6_000);
+    const latest = (await jaeger.traces('sluice-worker', 1))[0];
+    const figures = {
+      jobs: TRACING_JOBS,
+      concurrency: CONCURRENCY,
+      reps: TRACING_REPS,
+      offSec: round(offSec),
+      onSec: round(onSec),
+      overheadPct: round(overheadPct, 1),
+      target: '≤ 3 %',
+      offRunsSec: offRuns!.map((x) => round(x)),
+      onRunsSec: onRuns!.map((x) => round(x)),
+      workerCpuPerRunSec: { off: round(median(cpu.off)), on: round(median(cpu.on)) },
+      workerCpuOverheadPct: round((median(cpu.on) / median(cpu.off) - 1) * 100, 1),
+      spansInLatestTrace: latest?.spans.length ?? 0,
+    };
+    const lines = [
+      `  tracing overhead, ${TRACING_JOBS} no-op sub-jobs, window/slots ${CONCURRENCY}, one \`sluice worker\` process per side: off ${offSec.toFixed(2)} s, on (OTLP to Jaeger) ${onSec.toFixed(2)} s`,
+      `    overhead: ${overheadPct.toFixed(1)} %  (target ≤ 3 %)  ${overheadPct <= 3 ? 'MET' : 'NOT MET'}  (medians of ${TRACING_REPS} rotated runs after 1 untimed each: off ${offRuns!.map((x) => x.toFixed(2)).join(', ')} s; on ${onRuns!.map((x) => x.toFixed(2)).join(', ')} s)`,
+      `    worker CPU per run (median): off ${figures.workerCpuPerRunSec.off.toFixed(2)} s, on ${figures.workerCpuPerRunSec.on.toFixed(2)} s (+${figures.workerCpuOverheadPct.toFixed(1)} %; steadier than wall time on a loaded machine); spans in the traced side's latest trace in Jaeger: ${figures.spansInLatestTrace}`,
+    ];
+    return { figures, lines };
+  } finally {
+    for (const c of children) await stopChild(c);
+    await shutdownTracing().catch(() => undefined);
+    await jaeger.stop();
+  }
+}
+
 /** Runs each of `sides` `reps` times, rotating which goes first; returns every run of each. */
 async function rotate(reps: number, sides: (() => Promise<number>)[]): Promise<number[][]> {
   const runs = sides.map((): number[] => []);
@@ -221,6 +355,12 @@ async function main(): Promise<void> {
     }
   };
   try {
+    if (TRACING_ONLY) {
+      const tracing = await tracingSection(bench, connection);
+      saveFigures('peers-tracing', tracing.figures);
+      console.log([`bench:peers --tracing-only  ${os.availableParallelism()} cores`, ...tracing.lines].join('\n'));
+      return;
+    }
     // 1. Framework overhead: same window, slots and body on both sides.
     const sluice = await start(startSluice(bench, client, CONCURRENCY));
     const bare = await start(startBare(bench, client, CONCURRENCY));
@@ -317,6 +457,8 @@ async function main(): Promise<void> {
     }
     redis.disconnect();
 
+    const tracing = await tracingSection(bench, connection);
+
     const throughputRatio = overheadBare / overheadSluice; // (jobs/s Sluice) ÷ (jobs/s bare)
     const figures = {
       bench: 'peers',
@@ -344,6 +486,7 @@ async function main(): Promise<void> {
         note: 'Sluice runs batched child workflows above 1,000 sub-jobs; the bare workflow keeps one history',
       },
       peers: { jobs: JOBS, ioReps: IO_REPS, ioTarget: '≤ 1.10', byConcurrency: peers },
+      tracing: tracing.figures,
     };
     saveFigures('peers', figures);
     const out = [
@@ -366,6 +509,7 @@ async function main(): Promise<void> {
         `    concurrency ${p.concurrency}, no-op: Sluice packed ${p.noopSluicePackedSec.toFixed(2)} s (ratio ${p.noopPackedRatio.toFixed(2)}), one task per sub-job ${p.noopSluiceSec.toFixed(2)} s (ratio ${p.noopRatio.toFixed(2)}), BullMQ ${p.noopBullmqSec.toFixed(2)} s: the cost of durability`,
       );
     }
+    out.push(...tracing.lines);
     console.log(out.join('\n'));
   } finally {
     for (const s of open.reverse()) await s.close().catch(() => undefined);

@@ -12,15 +12,16 @@ import path from 'node:path';
 
 /**
  * The floors, lowest first. Decided from the code (2026-12): `shared` is sandbox-safe contracts;
- * logger/security/ratelimit need no config; config parses the environment with security's parsers;
- * storage/data/devserver/dlq are infrastructure over config; workflows and activities run on it;
+ * logger/security/ratelimit/tracing need no config (tracing is handed its settings); config
+ * parses the environment with security's parsers; storage/data/devserver/dlq are infrastructure
+ * over config; workflows and activities run on it;
  * scaling reads backlogs and spawns worker processes (never imports them); workers host
  * activities, workflows and the backlog exporter; the client starts workflows; schedules start
  * through the client; cli, api and demo are entry points.
  */
 export const FLOORS: readonly (readonly string[])[] = [
   ['shared'],
-  ['logger', 'security', 'ratelimit', 'crash-point'],
+  ['logger', 'security', 'ratelimit', 'crash-point', 'tracing'],
   ['config', 'connection'],
   ['storage', 'data', 'devserver', 'dlq'],
   ['workflows', 'activities'],

@@ -45,6 +45,21 @@ if [ ! -x .tools/versitygw ]; then
   GOBIN="$PWD/.tools" GOFLAGS=-mod=mod go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 fi
 
+# Jaeger v2 (Go module, into .tools/): the real OTLP receiver of the tracing test and bench
+# (test/helpers/jaeger.ts). Its go.mod has a `replace` directive, which `go install pkg@version`
+# refuses, so it is built from a throwaway module that requires it as a tool.
+# About 15 minutes the first time on 2 cores.
+if [ ! -x .tools/jaeger ]; then
+  say "building jaeger v1.75.0 (v2 all-in-one) into .tools/ (go build; about 15 minutes the first time)"
+  mkdir -p .tools
+  jb="$(mktemp -d)"
+  (cd "$jb" && go mod init jaeger-build >/dev/null 2>&1 \
+    && GOFLAGS=-mod=mod go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@v1.75.0 \
+    && GOFLAGS=-mod=mod go build -o "$OLDPWD/.tools/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger)
+  mv .tools/jaeger.tmp .tools/jaeger
+  rm -rf "$jb"
+fi
+
 # PostgreSQL and Redis on 127.0.0.1 (report, DLQ and rate-limit tests). Start them when installed
 # but stopped; install them from Debian's packages when missing.
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
@@ -77,4 +92,4 @@ if [ ! -x /usr/bin/chromium ]; then
   say "installing Chromium (apt: chromium)"
   apt_install chromium
 fi
-echo "ci-deps: ready (promtool, kustomize, versitygw, Redis, PostgreSQL, Chromium)"
+echo "ci-deps: ready (promtool, kustomize, versitygw, jaeger, Redis, PostgreSQL, Chromium)"

@@ -12,6 +12,7 @@ import { parseApiKeys } from './security/api-keys';
 import { parseCodecKeys } from './security/keys';
 import { Secret } from './security/secret';
 import { parseAllowList } from './security/ssrf';
+import type { TracingConfig } from './tracing';
 
 const bool = z
   .enum(['1', '0', 'true', 'false', 'yes', 'no', ''])
@@ -261,6 +262,18 @@ const EnvSchema = z.object({
    */
   SLUICE_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   /**
+   * OTLP/HTTP collector base URL (`http://host:4318`; traces go to `/v1/traces`). Setting it (or
+   * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) turns tracing on; the exporter also reads the other
+   * standard `OTEL_EXPORTER_OTLP_*` variables (headers, timeout). @default unset: tracing off
+   */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+  /** Full OTLP/HTTP URL of traces (`http://host:4318/v1/traces`); wins over OTEL_EXPORTER_OTLP_ENDPOINT. @default unset */
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.string().url().optional(),
+  /** `true` turns tracing off even with an endpoint set. @default false */
+  OTEL_SDK_DISABLED: bool.default('false'),
+  /** @default the process's role: `sluice-worker`, `sluice-api` or `sluice-cli` — `service.name` of its spans. */
+  OTEL_SERVICE_NAME: z.string().min(1).optional(),
+  /**
    * Test builds only: turns on the crash hooks of the worker (src/crash-point.ts), which record the
    * crash points they reach under `<SLUICE_DATA_DIR>/crash-hooks/`. Never set it in production.
    * @default off
@@ -400,6 +413,8 @@ export interface SluiceConfig {
   codec: CodecConfig;
   /** Worker Deployment Versioning (see src/workers/versioning.ts). */
   versioning: VersioningConfig;
+  /** OpenTelemetry tracing over OTLP (see src/tracing). */
+  tracing: TracingConfig;
 }
 
 /** Worker Deployment Versioning of the workers. */
@@ -585,6 +600,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     webhook,
     codec,
     versioning: { enabled: e.SLUICE_VERSIONING, buildId: e.SLUICE_BUILD_ID, setCurrent: e.SLUICE_SET_CURRENT_VERSION },
+    tracing: {
+      enabled: !e.OTEL_SDK_DISABLED && Boolean(e.OTEL_EXPORTER_OTLP_ENDPOINT ?? e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT),
+      serviceName: e.OTEL_SERVICE_NAME,
+    },
     ...crashHooks,
   };
 }

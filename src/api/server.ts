@@ -38,6 +38,7 @@ import type { Logger } from '../logger';
 import type { ApiKeyring, ApiPrincipal } from '../security/api-keys';
 import { IDEMPOTENCY_KEY_PATTERN, PIPELINE_WORKFLOW_TYPE, parsePipelineWorkflowId } from '../shared/constants';
 import { streamPipelineEvents } from './events';
+import { SpanKind, SpanStatusCode, extractTraceContext, withSpan } from '../tracing';
 import type { InputIssue } from '../shared/video';
 
 /** Fields each POST body may carry (the idempotency key comes from the header). */
@@ -310,7 +311,8 @@ export function createApiServer(opts: ApiServerOptions): http.Server {
     throw new HttpError(404, { error: 'not found' });
   }
 
-  return http.createServer((req, res) => {
+  /** The request's handling and its error answers, without the span. */
+  const answer = (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> =>
     route(req, res).catch((err: unknown) => {
       if (err instanceof HttpError) {
         const extra: http.OutgoingHttpHeaders = err.status === 413 ? { connection: 'close' } : {};
@@ -339,7 +341,33 @@ export function createApiServer(opts: ApiServerOptions): http.Server {
       // Unread body bytes (413, early 400): drop them instead of reading on.
       if (!req.complete) req.resume();
     });
+
+  return http.createServer((req, res) => {
+    // One server span per request, a child of the caller's W3C `traceparent` when it sends one;
+    // the client's start runs inside it, so the pipeline's trace hangs under the request.
+    const method = req.method ?? 'GET';
+    const template = routeTemplate(req.url ?? '/');
+    void withSpan(
+      `${method} ${template}`,
+      { 'http.request.method': method, 'http.route': template, 'url.path': (req.url ?? '/').split('?')[0] },
+      async (span) => {
+        await answer(req, res);
+        span?.setAttribute('http.response.status_code', res.statusCode);
+        if (res.statusCode >= 500) span?.setStatus({ code: SpanStatusCode.ERROR });
+      },
+      SpanKind.SERVER,
+      extractTraceContext(req.headers),
+    );
   });
+}
+
+/** The route of a request path, as span names use it (`/v1/pipelines/:id`, never the ID itself). */
+export function routeTemplate(url: string): string {
+  const pathname = url.split('?')[0] ?? '/';
+  if (pathname === '/v1/videos' || pathname === '/v1/reports') return pathname;
+  if (/^\/v1\/pipelines\/[^/]+\/events$/.test(pathname)) return '/v1/pipelines/:id/events';
+  if (/^\/v1\/pipelines\/[^/]+$/.test(pathname)) return '/v1/pipelines/:id';
+  return '(other)';
 }
 
 /** Listens on `port` (0 = any free port) on `host`; resolves with the bound port. */

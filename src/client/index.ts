@@ -11,6 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry/lib/client';
 import { fileURLToPath } from 'node:url';
 
 import {
@@ -26,6 +27,7 @@ import {
 import { S3Store } from '../storage/s3';
 import { ConfigError, loadConfig, type SluiceConfig } from '../config';
 import { connectionSettings } from '../connection';
+import { flushTracing, startTracing } from '../tracing';
 import { dataConverterFor } from '../security/codec';
 import { TenantLimitsError, TenantLimitsSource, capsOf, type TenantLimits } from '../ratelimit/tenant-limits';
 import {
@@ -231,6 +233,12 @@ export interface SluiceClientOptions {
   config?: SluiceConfig;
   /** Hears of every re-read of the tenant limits file (SLUICE_TENANT_LIMITS). @default a line on stderr */
   onTenantLimitsReload?: (event: { limits?: TenantLimits; error?: TenantLimitsError }) => void;
+  /**
+   * `service.name` of this process's spans when tracing is on and OTEL_SERVICE_NAME is unset
+   * (the first of the process's clients and worker hosts to start tracing names it).
+   * @default 'sluice-cli'
+   */
+  tracingService?: string;
 }
 
 /** Option names of {@link SluiceClient.startVideoPipeline} (the HTTP API derives its body fields from these). */
@@ -345,8 +353,16 @@ export class SluiceClient {
       const hint = config.temporal.address ? '' : ' (no TEMPORAL_ADDRESS: is `sluice up` running?)';
       throw new Error(`cannot connect to Temporal at ${settings.address}${hint}: ${(err as Error).message}`);
     }
+    // Tracing on (OTEL_EXPORTER_OTLP_ENDPOINT): every start, signal and query gets a span, and the
+    // run gets its trace context in a header (src/workflows/tracing.ts traces only such runs).
+    const tracing = startTracing(config.tracing, opts.tracingService ?? 'sluice-cli');
     return new SluiceClient(
-      new Client({ connection, namespace: settings.namespace, dataConverter }),
+      new Client({
+        connection,
+        namespace: settings.namespace,
+        dataConverter,
+        ...(tracing ? { interceptors: { workflow: [new OpenTelemetryWorkflowClientInterceptor()] } } : {}),
+      }),
       connection,
       config,
       tenantLimits,
@@ -356,6 +372,8 @@ export class SluiceClient {
   async close(): Promise<void> {
     this.tenantLimits?.close();
     await this.connection.close();
+    // This client's spans leave now (a CLI command exits right after).
+    await flushTracing().catch(() => undefined);
   }
 
   /**

@@ -15,6 +15,7 @@ import { ObjectNotFoundError, type ObjectStore } from '../storage';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { ResultGarbage } from './gc';
 import { aggregateQuery, columnGroups } from './queries';
+import { SpanKind, withSpan } from '../tracing';
 import {
   InvalidDataError,
   PartitionNotFoundError,
@@ -149,7 +150,12 @@ export class DuckDbSource implements ReportDataSource {
     req.signal?.addEventListener('abort', onAbort);
     let healthy = true;
     try {
-      const reader = await conn.runAndReadAll(q.sql, q.params);
+      const reader = await withSpan(
+        'duckdb.query',
+        { 'db.system': 'duckdb', 'db.operation.name': 'SELECT', 'sluice.partition': req.month },
+        () => conn.runAndReadAll(q.sql, q.params),
+        SpanKind.CLIENT,
+      );
       const keys = columnGroups(req.groupBy).length;
       return reader
         .getRowObjectsJS()

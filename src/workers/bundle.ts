@@ -10,6 +10,9 @@ import { DefaultLogger, bundleWorkflowCode, type BundleOptions } from '@temporal
 /** The language level of tsconfig.json, which the compiled `dist/` bundle is written at. */
 const SOURCE_TARGET = 'es2022';
 
+/** The workflow tracing interceptors: `.ts` under vitest/tsx, `.js` when compiled. */
+const TRACING_INTERCEPTORS = path.join(__dirname, '..', 'workflows', `tracing${path.extname(__filename)}`);
+
 type WebpackConfig = Parameters<NonNullable<BundleOptions['webpackConfigHook']>>[0];
 
 /**
@@ -27,10 +30,15 @@ function compileAtSourceTarget(config: WebpackConfig): WebpackConfig {
   return config;
 }
 
-/** Bundles the workflows at `workflowsPath` (the `index` of src/workflows or dist/workflows). */
+/**
+ * Bundles the workflows at `workflowsPath` (the `index` of src/workflows or dist/workflows), with
+ * the tracing interceptors of src/workflows/tracing.ts: they act only on runs started with a
+ * trace context, so the same bundle (and build ID) serves workers with tracing on and off.
+ */
 export async function bundleWorkflows(workflowsPath: string): Promise<{ code: string }> {
   return bundleWorkflowCode({
     workflowsPath,
+    workflowInterceptorModules: [TRACING_INTERCEPTORS],
     logger: new DefaultLogger('WARN'),
     webpackConfigHook: compileAtSourceTarget,
   });

@@ -22,6 +22,13 @@ import { WeightedSlotPool, splitSlots } from '../ratelimit/slot-pool';
 import { WebhookLimiter } from '../ratelimit/webhook-limiter';
 import { registerRateLimiterMetrics } from '../ratelimit/metrics';
 import type { FlowSinks } from '../workflows/flow-control';
+import {
+  OpenTelemetryActivityInboundInterceptor,
+  OpenTelemetryActivityOutboundInterceptor,
+  makeWorkflowExporter,
+  type OpenTelemetrySinks,
+} from '@temporalio/interceptors-opentelemetry';
+import { flushTracing, startTracing } from '../tracing';
 import { resolveFfmpeg } from '../activities/media/ffmpeg';
 import { createReportSource } from '../data';
 import type { SluiceConfig } from '../config';
@@ -109,6 +116,9 @@ export class WorkerHost {
 
   private async init(): Promise<void> {
     const { config, log } = this.opts;
+    // Tracing (OTEL_EXPORTER_OTLP_ENDPOINT): installed before any activity or workflow runs.
+    const tracing = startTracing(config.tracing, 'sluice-worker');
+    if (tracing) log.info({ service: tracing.serviceName }, 'tracing on (OTLP)');
     // Test builds only (SLUICE_TEST_CRASH_HOOKS): SIGKILL at a named crash point, once.
     if (config.testCrashHooks) armCrashHooks(config.testCrashHooks);
     // This host's own scratch folder; what killed workers on this host left behind goes first.
@@ -160,7 +170,11 @@ export class WorkerHost {
     });
     const gate = config.prefetch > 0 ? new RunGate(slots) : undefined;
     const runShares = splitSlots(slots, this.opts.tiers, config.slotPool.weights);
-    const sinks: InjectedSinks<FlowSinks> = {
+    const sinks: InjectedSinks<FlowSinks & OpenTelemetrySinks> = {
+      // Spans of traced runs (src/workflows/tracing.ts); untraced runs never call it.
+      exporter: tracing
+        ? makeWorkflowExporter(tracing.processor, tracing.resource)
+        : { export: { fn: () => undefined, callDuringReplay: false } },
       flow: {
         promoted: {
           fn: (_info, e) =>
@@ -202,7 +216,17 @@ export class WorkerHost {
         maxCachedWorkflows: config.maxCachedWorkflows,
         interceptors: {
           activity: [
-            // Outermost first: a held task waits at the gate before its attempt is timed.
+            // Outermost: one span per attempt, a child of the workflow's StartActivity span,
+            // covering the wait at the gate and the final outcome after the retry rules.
+            ...(tracing
+              ? [
+                  (ctx: Context) => ({
+                    inbound: new OpenTelemetryActivityInboundInterceptor(ctx),
+                    outbound: new OpenTelemetryActivityOutboundInterceptor(ctx),
+                  }),
+                ]
+              : []),
+            // Then: a held task waits at the gate before its attempt is timed.
             ...(gate
               ? [(ctx: Context) => ({ inbound: new RunGateInterceptor(ctx, gate, tier, prefetched(tier)) })]
               : []),
@@ -436,6 +460,10 @@ export class WorkerHost {
       await this.connection?.close();
       this.connection = undefined;
       await this.scratch?.release();
+      // Spans of the drained activities and finished runs leave before the process does.
+      await flushTracing().catch((err: unknown) =>
+        this.opts.log.warn({ err }, 'tracing: spans not exported at shutdown'),
+      );
       await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
       this.server = undefined;
     }

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { whichSync } from '../../devserver/cli-binary';
+import { withSpan } from '../../tracing';
 
 export interface FfmpegBinaries {
   ffmpeg: string;
@@ -88,8 +89,15 @@ export interface RunOptions {
 /**
  * Runs a binary to completion, collecting stdout (unless progress is parsed from it) and the
  * tail of stderr. On abort, sends SIGTERM then SIGKILL and rejects with the signal's reason.
+ * With tracing on, in a span named for the binary (`ffmpeg`, `ffprobe`); its arguments are not
+ * recorded (they may hold presigned URLs).
  */
 export function runProcess(binary: string, args: string[], opts: RunOptions = {}): Promise<{ stdout: string }> {
+  const name = binary.split('/').pop() ?? binary;
+  return withSpan(name, { 'process.executable.name': name }, () => spawnProcess(binary, args, opts));
+}
+
+function spawnProcess(binary: string, args: string[], opts: RunOptions): Promise<{ stdout: string }> {
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) {
       reject(opts.signal.reason as Error);

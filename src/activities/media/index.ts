@@ -35,6 +35,7 @@ import {
 } from '../../storage';
 import type { RangeBridge } from '../../storage/range-bridge';
 import { FfmpegError, runProcess, type FfmpegBinaries } from './ffmpeg';
+import { inActiveContext } from '../../tracing';
 
 export interface MediaDeps {
   binaries: FfmpegBinaries;
@@ -633,14 +634,17 @@ export function createMediaActivities(deps: MediaDeps) {
                 // A streaming package plays from its first chunks: on this worker, earlier chunks'
                 // segments go ahead of later ones (Bottleneck: 0 is first, 5 the default, 9 last).
                 const priority = input.stream ? Math.min(9, input.chunkIndex) : 5;
-                await deps.limiter.schedule({ priority }, () =>
-                  runProcess(deps.binaries.ffmpeg, args, {
-                    signal,
-                    onProgress: (p) => {
-                      outTimeSec = offset + p.outTimeSec;
-                      heartbeat(current());
-                    },
-                  }),
+                await deps.limiter.schedule(
+                  { priority },
+                  inActiveContext(() =>
+                    runProcess(deps.binaries.ffmpeg, args, {
+                      signal,
+                      onProgress: (p) => {
+                        outTimeSec = offset + p.outTimeSec;
+                        heartbeat(current());
+                      },
+                    }),
+                  ),
                 );
                 // A read cut off by a store outage must not become a short segment.
                 src.assertWhole();
@@ -704,40 +708,42 @@ export function createMediaActivities(deps: MediaDeps) {
           inScratch(async (scratch) => {
             const local = path.join(scratch, 'audio.m4a');
             try {
-              await deps.limiter.schedule(() =>
-                runProcess(
-                  deps.binaries.ffmpeg,
-                  [
-                    ...FFMPEG_WRITE_ARGS,
-                    '-i',
-                    src.input,
-                    '-map',
-                    '0:a:0',
-                    '-vn',
-                    '-c:a',
-                    'aac',
-                    '-b:a',
-                    `${spec.audioKbps}k`,
-                    '-ac',
-                    '2',
-                    '-ar',
-                    '48000',
-                    '-t',
-                    input.durationSec.toFixed(3),
-                    '-progress',
-                    'pipe:1',
-                    '-nostats',
-                    '-f',
-                    'mp4',
-                    local,
-                  ],
-                  {
-                    signal: Context.current().cancellationSignal,
-                    onProgress: (p) => {
-                      outTimeSec = p.outTimeSec;
-                      heartbeat({ outTimeSec });
+              await deps.limiter.schedule(
+                inActiveContext(() =>
+                  runProcess(
+                    deps.binaries.ffmpeg,
+                    [
+                      ...FFMPEG_WRITE_ARGS,
+                      '-i',
+                      src.input,
+                      '-map',
+                      '0:a:0',
+                      '-vn',
+                      '-c:a',
+                      'aac',
+                      '-b:a',
+                      `${spec.audioKbps}k`,
+                      '-ac',
+                      '2',
+                      '-ar',
+                      '48000',
+                      '-t',
+                      input.durationSec.toFixed(3),
+                      '-progress',
+                      'pipe:1',
+                      '-nostats',
+                      '-f',
+                      'mp4',
+                      local,
+                    ],
+                    {
+                      signal: Context.current().cancellationSignal,
+                      onProgress: (p) => {
+                        outTimeSec = p.outTimeSec;
+                        heartbeat({ outTimeSec });
+                      },
                     },
-                  },
+                  ),
                 ),
               );
             } catch (err) {
@@ -762,26 +768,28 @@ export function createMediaActivities(deps: MediaDeps) {
           inScratch(async (scratch) => {
             const local = path.join(scratch, 'thumb.jpg');
             try {
-              await deps.limiter.schedule(() =>
-                runProcess(
-                  deps.binaries.ffmpeg,
-                  [
-                    ...FFMPEG_WRITE_ARGS,
-                    '-ss',
-                    input.atSec.toFixed(3),
-                    '-i',
-                    src.input,
-                    '-frames:v',
-                    '1',
-                    '-vf',
-                    'scale=320:-2',
-                    '-q:v',
-                    '4',
-                    '-f',
-                    'image2',
-                    local,
-                  ],
-                  { signal: Context.current().cancellationSignal },
+              await deps.limiter.schedule(
+                inActiveContext(() =>
+                  runProcess(
+                    deps.binaries.ffmpeg,
+                    [
+                      ...FFMPEG_WRITE_ARGS,
+                      '-ss',
+                      input.atSec.toFixed(3),
+                      '-i',
+                      src.input,
+                      '-frames:v',
+                      '1',
+                      '-vf',
+                      'scale=320:-2',
+                      '-q:v',
+                      '4',
+                      '-f',
+                      'image2',
+                      local,
+                    ],
+                    { signal: Context.current().cancellationSignal },
+                  ),
                 ),
               );
             } catch (err) {

@@ -34,6 +34,7 @@ import type {
 import { isObjectUri, joinKey, sha256File, storageFailure, type ObjectInfo } from '../../storage';
 import { fragmentTiming, shiftFragment } from './cmaf';
 import { FfmpegError, runProcess } from './ffmpeg';
+import { inActiveContext } from '../../tracing';
 import { chunkName, type MediaDeps, type SegmentRecord } from './index';
 
 interface RunOutput {
@@ -1043,26 +1044,28 @@ export function createPackagingActivities(deps: MediaDeps) {
     );
     const log = path.join(scratch, 'vmaf.json');
     await withSourceInput(source, (src) =>
-      deps.limiter.schedule(() =>
-        runProcess(
-          deps.binaries.ffmpeg,
-          [
-            ...FFMPEG_WRITE_ARGS,
-            '-i',
-            distorted,
-            '-t',
-            first.durationSec.toFixed(3),
-            '-i',
-            src,
-            '-lavfi',
-            `[0:v]settb=AVTB,setpts=PTS-STARTPTS[main];` +
-              `[1:v]scale=${size.width}:${size.height}:flags=bicubic,settb=AVTB,setpts=PTS-STARTPTS[ref];` +
-              `[main][ref]libvmaf=log_fmt=json:log_path=${log}`,
-            '-f',
-            'null',
-            '-',
-          ],
-          { signal: Context.current().cancellationSignal },
+      deps.limiter.schedule(
+        inActiveContext(() =>
+          runProcess(
+            deps.binaries.ffmpeg,
+            [
+              ...FFMPEG_WRITE_ARGS,
+              '-i',
+              distorted,
+              '-t',
+              first.durationSec.toFixed(3),
+              '-i',
+              src,
+              '-lavfi',
+              `[0:v]settb=AVTB,setpts=PTS-STARTPTS[main];` +
+                `[1:v]scale=${size.width}:${size.height}:flags=bicubic,settb=AVTB,setpts=PTS-STARTPTS[ref];` +
+                `[main][ref]libvmaf=log_fmt=json:log_path=${log}`,
+              '-f',
+              'null',
+              '-',
+            ],
+            { signal: Context.current().cancellationSignal },
+          ),
         ),
       ),
     );
@@ -1169,44 +1172,47 @@ export function createPackagingActivities(deps: MediaDeps) {
               const dir = path.join(scratch, 'out');
               await fsp.mkdir(dir);
               // What plays first: ahead of every later chunk's segments on this worker (see transcodeChunk).
-              await deps.limiter.schedule({ priority: 0 }, () =>
-                runProcess(
-                  deps.binaries.ffmpeg,
-                  [
-                    ...FFMPEG_WRITE_ARGS,
-                    '-i',
-                    src,
-                    '-map',
-                    '0:a:0',
-                    '-vn',
-                    '-c:a',
-                    'aac',
-                    '-b:a',
-                    `${STREAM_AUDIO.kbps}k`,
-                    '-ac',
-                    String(STREAM_AUDIO.channels),
-                    '-ar',
-                    String(STREAM_AUDIO.sampleRate),
-                    '-t',
-                    input.durationSec.toFixed(3),
-                    '-map_metadata',
-                    '-1',
-                    '-fflags',
-                    '+bitexact',
-                    '-flags:a',
-                    '+bitexact',
-                    '-progress',
-                    'pipe:1',
-                    '-nostats',
-                    ...hlsArgs(dir, input.segmentSeconds),
-                  ],
-                  {
-                    signal: Context.current().cancellationSignal,
-                    onProgress: (p) => {
-                      outTimeSec = p.outTimeSec;
-                      heartbeat({ stage: 'audio', outTimeSec });
+              await deps.limiter.schedule(
+                { priority: 0 },
+                inActiveContext(() =>
+                  runProcess(
+                    deps.binaries.ffmpeg,
+                    [
+                      ...FFMPEG_WRITE_ARGS,
+                      '-i',
+                      src,
+                      '-map',
+                      '0:a:0',
+                      '-vn',
+                      '-c:a',
+                      'aac',
+                      '-b:a',
+                      `${STREAM_AUDIO.kbps}k`,
+                      '-ac',
+                      String(STREAM_AUDIO.channels),
+                      '-ar',
+                      String(STREAM_AUDIO.sampleRate),
+                      '-t',
+                      input.durationSec.toFixed(3),
+                      '-map_metadata',
+                      '-1',
+                      '-fflags',
+                      '+bitexact',
+                      '-flags:a',
+                      '+bitexact',
+                      '-progress',
+                      'pipe:1',
+                      '-nostats',
+                      ...hlsArgs(dir, input.segmentSeconds),
+                    ],
+                    {
+                      signal: Context.current().cancellationSignal,
+                      onProgress: (p) => {
+                        outTimeSec = p.outTimeSec;
+                        heartbeat({ stage: 'audio', outTimeSec });
+                      },
                     },
-                  },
+                  ),
                 ),
               );
               const pkg = await publishPackage(input.output, 'audio', dir);
@@ -1344,34 +1350,36 @@ export function createPackagingActivities(deps: MediaDeps) {
           inScratch(async (scratch) => {
             try {
               const local = path.join(scratch, 'sprite.jpg');
-              await deps.limiter.schedule(() =>
-                runProcess(
-                  deps.binaries.ffmpeg,
-                  [
-                    ...FFMPEG_WRITE_ARGS,
-                    '-i',
-                    src,
-                    '-map',
-                    '0:v:0',
-                    '-an',
-                    '-t',
-                    input.durationSec.toFixed(3),
-                    // The first frame, then one frame each interval after the last one taken (the fps
-                    // filter outputs no frame at all for a source shorter than one interval), scaled
-                    // to a tile, laid out in a grid (tile flushes an incomplete grid at the end).
-                    '-vf',
-                    `select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${interval})',scale=${tileWidth}:${tileHeight},setsar=1,tile=${columns}x${rows}`,
-                    '-vsync',
-                    'vfr',
-                    '-frames:v',
-                    '1',
-                    '-q:v',
-                    '4',
-                    '-f',
-                    'image2',
-                    local,
-                  ],
-                  { signal: Context.current().cancellationSignal },
+              await deps.limiter.schedule(
+                inActiveContext(() =>
+                  runProcess(
+                    deps.binaries.ffmpeg,
+                    [
+                      ...FFMPEG_WRITE_ARGS,
+                      '-i',
+                      src,
+                      '-map',
+                      '0:v:0',
+                      '-an',
+                      '-t',
+                      input.durationSec.toFixed(3),
+                      // The first frame, then one frame each interval after the last one taken (the fps
+                      // filter outputs no frame at all for a source shorter than one interval), scaled
+                      // to a tile, laid out in a grid (tile flushes an incomplete grid at the end).
+                      '-vf',
+                      `select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${interval})',scale=${tileWidth}:${tileHeight},setsar=1,tile=${columns}x${rows}`,
+                      '-vsync',
+                      'vfr',
+                      '-frames:v',
+                      '1',
+                      '-q:v',
+                      '4',
+                      '-f',
+                      'image2',
+                      local,
+                    ],
+                    { signal: Context.current().cancellationSignal },
+                  ),
                 ),
               );
               const imageKey = runKey(input.output, 'sprite.jpg');

@@ -15,6 +15,7 @@ import type { DeadLetter, DeadLetterInput, DlqStore } from '../../dlq/store';
 import { parseRetryAfter, type WebhookLimiter } from '../../ratelimit/webhook-limiter';
 import { FailureType } from '../../shared/constants';
 import { BadResponseError, assertSafeWebhookUrl, fetchPinned, parseAllowList } from '../../security/ssrf';
+import { SpanKind, inActiveContext, injectTraceContext, withSpan } from '../../tracing';
 
 /** Dependencies of the notify activities. */
 export interface NotifyDeps {
@@ -162,28 +163,43 @@ export function createNotifyActivities(deps: NotifyDeps) {
 
       const response = await deps.limiter.schedule(
         input.tenant,
-        async () => {
+        // Bound to this attempt's trace context: the limiter runs it from its own queue.
+        inActiveContext(async () => {
           const timestamp = String(Math.floor(Date.now() / 1000));
           try {
-            return await fetchPinned(target, {
-              method: 'POST',
-              headers: {
-                'content-type': 'application/json',
-                'idempotency-key': idempotencyKey,
-                'x-sluice-timestamp': timestamp,
-                'x-sluice-signature': signWebhook(secret, timestamp, body),
-                'user-agent': 'sluice-webhook/1',
+            // With tracing on: a client span, and its `traceparent` sent along to the receiver.
+            return await withSpan(
+              'POST webhook',
+              {
+                'http.request.method': 'POST',
+                'server.address': url.hostname,
+                'url.scheme': url.protocol.slice(0, -1),
               },
-              body,
-              signal: AbortSignal.any([ctx.cancellationSignal, AbortSignal.timeout(timeoutMs)]),
-              headersTimeoutMs: timeoutMs,
-              bodyTimeoutMs: timeoutMs,
-            });
+              async (span) => {
+                const res = await fetchPinned(target, {
+                  method: 'POST',
+                  headers: injectTraceContext({
+                    'content-type': 'application/json',
+                    'idempotency-key': idempotencyKey,
+                    'x-sluice-timestamp': timestamp,
+                    'x-sluice-signature': signWebhook(secret, timestamp, body),
+                    'user-agent': 'sluice-webhook/1',
+                  }),
+                  body,
+                  signal: AbortSignal.any([ctx.cancellationSignal, AbortSignal.timeout(timeoutMs)]),
+                  headersTimeoutMs: timeoutMs,
+                  bodyTimeoutMs: timeoutMs,
+                });
+                span?.setAttribute('http.response.status_code', res.status);
+                return res;
+              },
+              SpanKind.CLIENT,
+            );
           } catch (err) {
             if (ctx.cancellationSignal.aborted) throw err;
             throw deliveryFailure(err, url.origin, timeoutMs);
           }
-        },
+        }),
         // Waiting for the limiter can take a while under load: keep the heartbeat going.
         { signal: ctx.cancellationSignal, onWait: () => ctx.heartbeat({ waiting: true }) },
       );

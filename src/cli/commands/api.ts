@@ -31,7 +31,7 @@ export function registerApiCommands(program: Command, setExit: SetExit): void {
       const log = createLogger(config.logLevel);
       if (keys.size === 0 && opts.insecureNoAuth)
         log.warn({ host: opts.host }, 'sluice api serves without authentication (--insecure-no-auth)');
-      const client = await SluiceClient.connect({ config });
+      const client = await SluiceClient.connect({ config, tracingService: 'sluice-api' });
       const server = createApiServer({
         client,
         bodyLimitBytes: config.api.bodyLimitBytes,
