@@ -79,9 +79,10 @@ export function summarizeQuality(renditions: { quality?: QualityScore }[]): Qual
 export const LIVE_PLAYLISTS_PATCH = 'stream-live-playlists';
 
 /**
- * Publishes a streaming package while its transcodes run: told of each chunk (and the audio) as
- * it completes, it publishes each rendition's chunks strictly in order, one at a time per
- * rendition, and the master playlist once everything it names is out. Runs in the workflow
+ * Publishes a streaming package while its transcodes run: told of each chunk as it completes, it
+ * publishes each rendition's chunks strictly in order, one at a time per rendition, and the master
+ * playlist once every rendition's first chunk is out (publishMaster itself waits for the audio
+ * group's first segment, which packageAudio publishes while it encodes). Runs in the workflow
  * sandbox; every activity it schedules follows from the order sub-jobs settle in, which the
  * history records.
  */
@@ -109,14 +110,13 @@ function livePublisher(opts: {
       { ready: new Set<number>(), next: 0, busy: false, first: undefined as StreamVariant | undefined },
     ]),
   );
-  let audioReady = !opts.hasAudio;
   let master: 'waiting' | 'busy' | 'done' = opts.withMaster ? 'waiting' : 'done';
   let error: Error | undefined;
   const fail = (err: unknown) => {
     error ??= err instanceof Error ? err : new Error(String(err));
   };
   const publishMaster = () => {
-    if (master !== 'waiting' || !audioReady || error !== undefined) return;
+    if (master !== 'waiting' || error !== undefined) return;
     const firsts = opts.renditions.map((r) => state.get(r)!.first);
     if (firsts.some((v) => v === undefined)) return;
     master = 'busy';
@@ -142,14 +142,12 @@ function livePublisher(opts: {
         pump(rendition);
       }, fail);
   };
+  // An audio-only stream has no chunk to wait for: its master goes out with the audio's first segment.
+  if (opts.renditions.length === 0) publishMaster();
   return {
     chunkDone(rendition: RenditionName, chunkIndex: number) {
       state.get(rendition)?.ready.add(chunkIndex);
       pump(rendition);
-    },
-    audioDone() {
-      audioReady = true;
-      publishMaster();
     },
     /** Every rendition's first chunk and the master playlist are out (the stream plays), or publishing failed. */
     leadPublished(): boolean {
@@ -327,7 +325,6 @@ async function streamPipeline(
     else progress.failed++;
     const job = jobs[index];
     if (!ok || !publisher || !job) return;
-    if (job.activity === 'packageAudio') publisher.audioDone();
     if (job.activity === 'transcodeChunk') {
       const t = job.input as TranscodeChunkInput;
       publisher.chunkDone(t.rendition, t.chunkIndex);

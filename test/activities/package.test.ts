@@ -180,6 +180,11 @@ describe('stream packaging', () => {
       segmentSeconds: SEGMENT,
     });
     expect(audio.codecs).toBe('mp4a.40.2');
+    // Published while it encoded: an EVENT playlist, ended once the whole group is out.
+    const audioPlaylist = fs.readFileSync(audio.path!, 'utf8');
+    expect(audioPlaylist).toContain('#EXT-X-PLAYLIST-TYPE:EVENT');
+    expect(audioPlaylist.trimEnd().endsWith('#EXT-X-ENDLIST')).toBe(true);
+    expect(parseMediaPlaylist(audioPlaylist)).toHaveLength(audio.segments);
     expect(audio.segments).toBeGreaterThanOrEqual(DURATION / SEGMENT);
     expect(Math.abs(audio.durationSec - DURATION)).toBeLessThan(0.1);
     const { stdout } = await runProcess(t.binaries.ffprobe, [

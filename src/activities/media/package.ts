@@ -992,8 +992,9 @@ export function createPackagingActivities(deps: MediaDeps) {
   }
 
   /**
-   * Publishes the master playlist as soon as every rendition has its first chunk out (and the
-   * audio group, when there is one): from then on the stream plays while the rest is encoded.
+   * Publishes the master playlist as soon as every rendition has its first chunk out and the audio
+   * group (when there is one) its first segment: from then on the stream plays while the rest is
+   * encoded.
    * Its bandwidths are those of the first chunks; `writeStreamPlaylists` rewrites it with the
    * whole renditions' at the end.
    */
@@ -1001,16 +1002,25 @@ export function createPackagingActivities(deps: MediaDeps) {
     try {
       let audio: Pick<StreamAudioArtifact, 'codecs' | 'peakBitsPerSec' | 'averageBitsPerSec'> | undefined;
       if (input.audio) {
-        const done = await readJson<{ segments: PackagedSegment[] }>(
-          runKey(input.output, '.work', 'hls', 'audio.json'),
-        );
-        if (!done || !(await artifacts.head(runKey(input.output, 'hls', 'audio', 'playlist.m3u8')))) {
-          throw ApplicationFailure.create({
-            type: FailureType.TranscodeFailed,
-            message: 'the audio group is not published yet',
-          });
+        // The audio group publishes its segments while it encodes (packageAudio): wait for its
+        // first one, heartbeating (the workflow schedules this once the video's first chunks are out).
+        const listKey = runKey(input.output, 'hls', 'audio', 'playlist.m3u8');
+        let listed: { file: string; durationSec: number }[] = [];
+        const signal = Context.current().cancellationSignal;
+        while (listed.length === 0) {
+          if (await artifacts.head(listKey))
+            listed = parseMediaPlaylist((await artifacts.getBuffer(listKey)).toString('utf8'));
+          if (listed.length > 0) break;
+          heartbeat({ stage: 'waiting for the audio group' });
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          if (signal.aborted) throw new Error('cancelled while waiting for the audio group');
         }
-        audio = { codecs: STREAM_AUDIO.codecs, ...rates(done.segments) };
+        const segments: PackagedSegment[] = [];
+        for (const seg of listed) {
+          const info = await artifacts.head(runKey(input.output, 'hls', 'audio', seg.file));
+          segments.push({ file: seg.file, bytes: info?.bytes ?? 0, sha256: '', durationSec: seg.durationSec });
+        }
+        audio = { codecs: STREAM_AUDIO.codecs, ...rates(segments) };
       }
       const key = runKey(input.output, 'master.m3u8');
       const text = masterPlaylist(input.renditions, audio);
@@ -1091,7 +1101,7 @@ export function createPackagingActivities(deps: MediaDeps) {
   }
 
   /** ffmpeg's HLS muxer writing CMAF segments, a VOD media playlist and `init.mp4` into `dir`. */
-  function hlsArgs(dir: string, hlsTime: number): string[] {
+  function hlsArgs(dir: string, hlsTime: number, playlistType: 'vod' | 'event' = 'vod'): string[] {
     return [
       '-f',
       'hls',
@@ -1100,7 +1110,7 @@ export function createPackagingActivities(deps: MediaDeps) {
       '-hls_list_size',
       '0',
       '-hls_playlist_type',
-      'vod',
+      playlistType,
       '-hls_segment_type',
       'fmp4',
       '-hls_fmp4_init_filename',
@@ -1134,6 +1144,71 @@ export function createPackagingActivities(deps: MediaDeps) {
     } finally {
       served.close();
     }
+  }
+
+  /**
+   * Publishes what ffmpeg's HLS muxer writes into `dir` while it runs: every quarter second, each
+   * segment its EVENT playlist newly lists (a listed segment is closed) goes to the store with its
+   * checksum, after the init segment, and then the group's EVENT playlist naming it. `finish()`
+   * (after ffmpeg exits) publishes the rest, appends the end tag and writes the group's record, in
+   * that order: a group with a record is complete. A stopped poller stops with the activity.
+   */
+  function publishWhileEncoding(output: string, name: string, dir: string, segmentSeconds: number) {
+    const prefix = runKey(output, 'hls', name);
+    const segments: PackagedSegment[] = [];
+    let initSha: string | undefined;
+    let initInfo: ObjectInfo | undefined;
+    const publishListed = async (): Promise<void> => {
+      const listFile = path.join(dir, 'playlist.m3u8');
+      const text = await fsp.readFile(listFile, 'utf8').catch(() => undefined);
+      if (!text) return;
+      const listed = parseMediaPlaylist(text);
+      if (listed.length <= segments.length) return;
+      if (!initSha) {
+        const initFile = path.join(dir, 'init.mp4');
+        initSha = await sha256File(initFile);
+        initInfo = await artifacts.putFile(joinKey(prefix, 'init.mp4'), initFile, { sha256: initSha });
+      }
+      for (const seg of listed.slice(segments.length)) {
+        const file = path.basename(seg.file);
+        const sha256 = await sha256File(path.join(dir, file));
+        const info = await artifacts.putFile(joinKey(prefix, file), path.join(dir, file), { sha256 });
+        segments.push({ file, bytes: info.bytes, sha256, durationSec: seg.durationSec });
+      }
+      await writeRenditionPlaylist(output, name, segments, segmentSeconds, false);
+    };
+    let chain: Promise<void> = Promise.resolve();
+    let failed: unknown;
+    const step = () => {
+      chain = chain.then(publishListed).catch((err: unknown) => {
+        failed ??= err;
+      });
+      return chain;
+    };
+    const timer = setInterval(() => void step(), 250);
+    return {
+      async finish(): Promise<[Artifact, Artifact, PackagedSegment[]]> {
+        clearInterval(timer);
+        await step();
+        if (failed !== undefined) throw failed;
+        if (!initSha || !initInfo || segments.length === 0) {
+          throw ApplicationFailure.create({
+            type: FailureType.TranscodeFailed,
+            message: `${name}: ffmpeg wrote no segment`,
+          });
+        }
+        const playlist = await writeRenditionPlaylist(output, name, segments, segmentSeconds, true);
+        await artifacts.put(
+          runKey(output, '.work', 'hls', `${name}.json`),
+          JSON.stringify({ init: initSha, segments }),
+        );
+        const init = await describe(joinKey(prefix, 'init.mp4'), { ...initInfo, sha256: initSha });
+        return [playlist, init, segments];
+      },
+      stop(): void {
+        clearInterval(timer);
+      },
+    };
   }
 
   /**
@@ -1171,52 +1246,58 @@ export function createPackagingActivities(deps: MediaDeps) {
             inScratch(async (scratch) => {
               const dir = path.join(scratch, 'out');
               await fsp.mkdir(dir);
-              // What plays first: ahead of every later chunk's segments on this worker (see transcodeChunk).
-              await deps.limiter.schedule(
-                { priority: 0 },
-                inActiveContext(() =>
-                  runProcess(
-                    deps.binaries.ffmpeg,
-                    [
-                      ...FFMPEG_WRITE_ARGS,
-                      '-i',
-                      src,
-                      '-map',
-                      '0:a:0',
-                      '-vn',
-                      '-c:a',
-                      'aac',
-                      '-b:a',
-                      `${STREAM_AUDIO.kbps}k`,
-                      '-ac',
-                      String(STREAM_AUDIO.channels),
-                      '-ar',
-                      String(STREAM_AUDIO.sampleRate),
-                      '-t',
-                      input.durationSec.toFixed(3),
-                      '-map_metadata',
-                      '-1',
-                      '-fflags',
-                      '+bitexact',
-                      '-flags:a',
-                      '+bitexact',
-                      '-progress',
-                      'pipe:1',
-                      '-nostats',
-                      ...hlsArgs(dir, input.segmentSeconds),
-                    ],
-                    {
-                      signal: Context.current().cancellationSignal,
-                      onProgress: (p) => {
-                        outTimeSec = p.outTimeSec;
-                        heartbeat({ stage: 'audio', outTimeSec });
+              const streaming = publishWhileEncoding(input.output, 'audio', dir, input.segmentSeconds);
+              try {
+                // What plays first: ahead of every later chunk's segments on this worker (see transcodeChunk).
+                await deps.limiter.schedule(
+                  { priority: 0 },
+                  inActiveContext(() =>
+                    runProcess(
+                      deps.binaries.ffmpeg,
+                      [
+                        ...FFMPEG_WRITE_ARGS,
+                        '-i',
+                        src,
+                        '-map',
+                        '0:a:0',
+                        '-vn',
+                        '-c:a',
+                        'aac',
+                        '-b:a',
+                        `${STREAM_AUDIO.kbps}k`,
+                        '-ac',
+                        String(STREAM_AUDIO.channels),
+                        '-ar',
+                        String(STREAM_AUDIO.sampleRate),
+                        '-t',
+                        input.durationSec.toFixed(3),
+                        '-map_metadata',
+                        '-1',
+                        '-fflags',
+                        '+bitexact',
+                        '-flags:a',
+                        '+bitexact',
+                        '-progress',
+                        'pipe:1',
+                        '-nostats',
+                        // An EVENT playlist: ffmpeg lists each segment once it is closed, so the
+                        // segments are published while the rest of the audio is encoded.
+                        ...hlsArgs(dir, input.segmentSeconds, 'event'),
+                      ],
+                      {
+                        signal: Context.current().cancellationSignal,
+                        onProgress: (p) => {
+                          outTimeSec = p.outTimeSec;
+                          heartbeat({ stage: 'audio', outTimeSec });
+                        },
                       },
-                    },
+                    ),
                   ),
-                ),
-              );
-              const pkg = await publishPackage(input.output, 'audio', dir);
-              return audioArtifact(pkg.playlist, pkg.init, pkg.segments);
+                );
+                return audioArtifact(...(await streaming.finish()));
+              } finally {
+                streaming.stop();
+              }
             }),
           );
         } catch (err) {
