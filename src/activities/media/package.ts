@@ -1178,10 +1178,10 @@ export function createPackagingActivities(deps: MediaDeps) {
       await writeRenditionPlaylist(output, name, segments, segmentSeconds, false);
     };
     let chain: Promise<void> = Promise.resolve();
-    let failed: unknown;
+    let failed: Error | undefined;
     const step = () => {
       chain = chain.then(publishListed).catch((err: unknown) => {
-        failed ??= err;
+        failed ??= err instanceof Error ? err : new Error(String(err));
       });
       return chain;
     };
