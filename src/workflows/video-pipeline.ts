@@ -72,9 +72,9 @@ export function summarizeQuality(renditions: { quality?: QualityScore }[]): Qual
 /**
  * Patch of publishing while the run goes (streaming packages): each rendition's chunks are
  * packaged and published in order as they complete, under an EVENT playlist, and the master
- * playlist goes out once every rendition has its first chunk (and the audio group is done), so a
- * player starts long before the end. A run recorded before it replays with one packaging step per
- * rendition after the transcodes.
+ * playlist goes out once every rendition has its first chunk and the audio group its first
+ * segment, so a player starts long before the end. A run recorded before it replays with one
+ * packaging step per rendition after the transcodes.
  */
 export const LIVE_PLAYLISTS_PATCH = 'stream-live-playlists';
 
@@ -152,6 +152,10 @@ function livePublisher(opts: {
     /** Every rendition's first chunk and the master playlist are out (the stream plays), or publishing failed. */
     leadPublished(): boolean {
       return error !== undefined || (master === 'done' && [...state.values()].every((s) => s.next >= 1));
+    },
+    /** What failed publishing, if anything did. */
+    failed(): Error | undefined {
+      return error;
     },
     /** Resolves when every chunk and the master playlist are published; throws what failed. */
     async drained(): Promise<void> {
@@ -347,6 +351,8 @@ async function streamPipeline(
     const lead = fanOver(jobs.slice(0, leadCount), 0);
     const rest = (async () => {
       await condition(() => publisher.leadPublished());
+      const failed = publisher.failed();
+      if (failed) throw failed;
       return fanOver(jobs.slice(leadCount), leadCount);
     })();
     const [a, b] = await Promise.all([lead, rest]);

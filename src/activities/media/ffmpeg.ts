@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { whichSync } from '../../devserver/cli-binary';
 import { withSpan } from '../../tracing';
 
@@ -153,4 +154,11 @@ function spawnProcess(binary: string, args: string[], opts: RunOptions): Promise
       }
     });
   });
+}
+
+/** Writes the concat demuxer's list of `files` (in order) as `<dir>/concat.txt`; returns its path. */
+export async function writeConcatList(files: string[], dir: string): Promise<string> {
+  const list = path.join(dir, 'concat.txt');
+  await fs.promises.writeFile(list, files.map((f) => `file '${f.replace(/'/g, "'\\''")}'`).join('\n') + '\n');
+  return list;
 }

@@ -34,7 +34,7 @@ import {
   type Storage,
 } from '../../storage';
 import type { RangeBridge } from '../../storage/range-bridge';
-import { FfmpegError, runProcess, type FfmpegBinaries } from './ffmpeg';
+import { FfmpegError, runProcess, writeConcatList, type FfmpegBinaries } from './ffmpeg';
 import { inActiveContext } from '../../tracing';
 
 export interface MediaDeps {
@@ -878,8 +878,7 @@ export function createMediaActivities(deps: MediaDeps) {
         }
         const audio = path.join(scratch, 'audio.m4a');
         if (input.hasAudio) await artifacts.download(audioKey(input.output, input.rendition), audio);
-        const list = path.join(scratch, 'concat.txt');
-        await fsp.writeFile(list, files.map((f) => `file '${f.replace(/'/g, "'\\''")}'`).join('\n') + '\n');
+        const list = await writeConcatList(files, scratch);
         const local = path.join(scratch, `${input.rendition}.mp4`);
         await runProcess(
           deps.binaries.ffmpeg,

@@ -33,7 +33,7 @@ import type {
 } from '../../shared/video';
 import { isObjectUri, joinKey, sha256File, storageFailure, type ObjectInfo } from '../../storage';
 import { fragmentTiming, shiftFragment } from './cmaf';
-import { FfmpegError, runProcess } from './ffmpeg';
+import { FfmpegError, runProcess, writeConcatList } from './ffmpeg';
 import { inActiveContext } from '../../tracing';
 import { chunkName, type MediaDeps, type SegmentRecord } from './index';
 
@@ -678,8 +678,7 @@ export function createPackagingActivities(deps: MediaDeps) {
    * `startNumber`.
    */
   async function repackage(files: string[], scratch: string, segmentSeconds: number, startNumber = 0): Promise<string> {
-    const list = path.join(scratch, 'concat.txt');
-    await fsp.writeFile(list, files.map((f) => `file '${f.replace(/'/g, "'\\''")}'`).join('\n') + '\n');
+    const list = await writeConcatList(files, scratch);
     const dir = path.join(scratch, 'out');
     await fsp.mkdir(dir);
     await runProcess(
