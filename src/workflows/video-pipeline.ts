@@ -6,7 +6,7 @@
  * group, each rendition packaged into CMAF segments → master playlist and manifest.
  */
 import { ApplicationFailure, condition, patched, proxyActivities } from '@temporalio/workflow';
-import { FailureType, Packaging, PipelineKind, PRIORITY_KEY_BY_TIER, type RenditionName } from '../shared/constants';
+import { FailureType, Packaging, PipelineKind, type RenditionName } from '../shared/constants';
 import { planLadder } from '../shared/ladder';
 import type { SubJob } from '../shared/fan-out';
 import {
@@ -96,14 +96,12 @@ function livePublisher(opts: {
   withMaster: boolean;
   onPlayable: (published: PublishedMaster) => void;
 }) {
-  // Ahead of the run's own transcodes (one priority key up, when there is one): a publish waits
-  // only for the next free activity slot, not behind every chunk already queued.
-  const base = withRunPriority({ ...activityOptionsFor('publishChunk'), summary: 'publish' });
-  const ahead = Math.max(1, (base.priority?.priorityKey ?? PRIORITY_KEY_BY_TIER.default) - 1);
-  const live = proxyActivities<Pick<PackagingActivities, 'publishChunk' | 'publishMaster'>>({
-    ...base,
-    priority: { ...base.priority, priorityKey: ahead },
-  });
+  // The run's own priority, as every activity of a run has (a key ahead of the transcodes would
+  // jump into the next tier's key). The lead is dispatched on its own (see streamPipeline), so
+  // its publishing finds free activity slots.
+  const live = proxyActivities<Pick<PackagingActivities, 'publishChunk' | 'publishMaster'>>(
+    withRunPriority({ ...activityOptionsFor('publishChunk'), summary: 'publish' }),
+  );
   const state = new Map(
     opts.renditions.map((r) => [
       r,
