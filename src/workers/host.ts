@@ -391,6 +391,8 @@ export class WorkerHost {
       res.end(
         JSON.stringify({
           ready,
+          // Which process answered: a supervisor (or a test) that started it on this port checks it.
+          pid: process.pid,
           workers: this.workers.map(({ tier, worker }) => ({ tier, state: worker.getState() })),
         }),
       );

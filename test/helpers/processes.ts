@@ -28,10 +28,16 @@ export async function until<T>(
   }
 }
 
-/** HTTP status of the process's /readyz, or 'down'. */
-export async function readyz(port: number): Promise<number | 'down'> {
+/**
+ * HTTP status of the process's /readyz, or 'down'. With `pid`, an answer from another process
+ * (two workers handed the same free port: the second exits, the first answers) is 'another process'.
+ */
+export async function readyz(port: number, pid?: number): Promise<number | 'down' | 'another process'> {
   try {
-    return (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+    if (pid === undefined) return res.status;
+    const body = (await res.json().catch(() => ({}))) as { pid?: number };
+    return body.pid === pid ? res.status : 'another process';
   } catch {
     return 'down';
   }
@@ -60,7 +66,7 @@ export async function spawnWorker(
   try {
     const state = await until(
       'the worker to be ready',
-      async () => (gone() ? 'exited' : await readyz(port)),
+      async () => (gone() ? 'exited' : await readyz(port, child.pid)),
       (s) => s === 200 || s === 'exited',
       readyTimeoutMs,
     );
